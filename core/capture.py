@@ -1,0 +1,200 @@
+"""
+The recorder: watches a model through hooks and turns what it sees into small
+Capture records. No model code is edited and nothing calls retain_grad():
+
+- torch.nn modules (GPT): forward hooks on nonlinearities and normalizations;
+- the lectures' from-scratch layers: they keep their output in .out (as in the
+  video), which the recorder reads right after the forward pass;
+- either way a tensor gradient hook on that output catches its gradient in backward.
+
+The training loop calls, on a capture step only:
+
+    rec.begin(step); logits, loss = model(X, Y); rec.after_forward()
+    loss.backward(); rec.after_backward(); rec.before_update(); <update>; cap = rec.after_update()
+
+On other steps the recorder costs nothing (nn forward hooks return at once).
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .histogram import BINS, Summarizer, segment_std
+
+# which outputs are watched, and under what kind (the kind decides "saturated")
+KINDS = {
+    "Tanh": "tanh", "ReLU": "relu", "GELU": "gelu", "Sigmoid": "sigmoid",
+    "BatchNorm1d": "batchnorm", "BatchNormStd": "batchnorm", "_Dim0BatchNorm1d": "batchnorm",
+    "LayerNorm": "layernorm",
+}
+
+
+def kind_of(layer):
+    return KINDS.get(type(layer).__name__)
+
+
+class Capture:
+    """
+    One capture step, in the format of core.histogram: three groups of tensors
+    ("act" activations, "agrad" their gradients, "wgrad" weight gradients) with
+    counts/edges/stats rows in `keys` order, plus per-weight ratios.
+    """
+
+    __slots__ = ("step", "loss", "keys", "kinds", "counts", "edges", "stats", "weights", "wratio")
+
+    def __init__(self, step, loss, keys, kinds, counts, edges, stats, weights, wratio):
+        self.step = step
+        self.loss = loss
+        self.keys = keys        # tuple of (group, name)
+        self.kinds = kinds      # tuple of kind per key
+        self.counts = counts    # int32 (k, bins + 2)
+        self.edges = edges      # float32 (k, 2)
+        self.stats = stats      # float32 (k, 6): mean, std, sat, zero, nan, inf
+        self.weights = weights  # tuple of (name, shape)
+        self.wratio = wratio    # float32 (w, 3): data std, grad:data ratio, log10 update:data
+
+    def rows(self, group):
+        """[(name, kind, i)] of one group, i indexing counts/edges/stats."""
+        return [(name, self.kinds[i], i) for i, (g, name) in enumerate(self.keys) if g == group]
+
+    def layer_stats(self):
+        """Per activation layer: the CLI's and the diagnosis's view of this step."""
+        grads = {name: i for name, _, i in self.rows("agrad")}
+        out = []
+        for name, kind, i in self.rows("act"):
+            mean, std, sat, zero, nan, inf = (float(v) for v in self.stats[i])
+            j = grads.get(name)
+            out.append(dict(layer=name, kind=kind, mean=mean, std=std,
+                            saturated_pct=(zero * 100 if kind == "relu" else
+                                           None if math.isnan(sat) else sat * 100),
+                            grad_std=None if j is None else float(self.stats[j, 1]),
+                            nan=int(nan), inf=int(inf)))
+        return out
+
+    def weight_stats(self):
+        rows = {name: i for name, _, i in self.rows("wgrad")}
+        out = []
+        for w, (name, shape) in enumerate(self.weights):
+            i = rows[name]
+            data_std, ratio, ud = (float(v) for v in self.wratio[w])
+            out.append(dict(name=name, shape=list(shape), grad_mean=float(self.stats[i, 0]),
+                            grad_std=float(self.stats[i, 1]), data_std=data_std,
+                            grad_data_ratio=ratio, update_data_log10=None if math.isnan(ud) else ud))
+        return out
+
+    def nonfinite(self):
+        return int(self.stats[:, 4].sum() + self.stats[:, 5].sum())
+
+    def nbytes(self):
+        return self.counts.nbytes + self.edges.nbytes + self.stats.nbytes + self.wratio.nbytes + 200
+
+    def to_dict(self):
+        return dict(step=self.step, loss=self.loss,
+                    histograms=[dict(group=g, name=n, kind=k, lo=float(e[0]), hi=float(e[1]),
+                                     under=int(c[0]), over=int(c[-1]), counts=c[1:-1].tolist(),
+                                     **{col: (None if math.isnan(v) else float(v))
+                                        for col, v in zip(("mean", "std", "sat", "zero", "nan", "inf"), s)})
+                                for (g, n), k, c, e, s in zip(self.keys, self.kinds, self.counts,
+                                                              self.edges, self.stats)],
+                    layers=self.layer_stats(), weights=self.weight_stats())
+
+
+class Recorder:
+
+    def __init__(self, model, bins=BINS):
+        self.model = model
+        self.summarizer = Summarizer(bins)
+        self.capturing = False
+        self._handles = []
+        self._acts = {}
+        self._grads = {}
+        self._step = None
+        self._pending = None
+        self._before = None
+        # lecture-style layers (with .out) or nn modules, by name, in forward order
+        if isinstance(model, nn.Module):
+            self.points = [(name, kind_of(m), m) for name, m in model.named_modules() if kind_of(m)]
+            for name, kind, m in self.points:
+                self._handles.append(m.register_forward_hook(self._forward_hook(name)))
+        else:
+            self.points = [(name, kind_of(layer), layer) for name, layer in model.named_layers()
+                           if kind_of(layer)]
+        self.named_params = list(model.named_parameters())
+
+    def close(self):
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    # --- hooks ---------------------------------------------------------------
+
+    def _forward_hook(self, name):
+        def hook(module, inputs, out):
+            if self.capturing:
+                self._watch(name, out)
+        return hook
+
+    def _watch(self, name, out):
+        self._acts[name] = out.detach()
+        if out.requires_grad:
+            out.register_hook(lambda grad: self._grads.__setitem__(name, grad))
+
+    # --- called by the training loop on a capture step --------------------------
+
+    def begin(self, step):
+        self._acts, self._grads = {}, {}
+        self._step = step
+        self.capturing = True
+
+    def after_forward(self):
+        self.capturing = False
+        if not isinstance(self.model, nn.Module):
+            for name, _, layer in self.points:
+                out = getattr(layer, "out", None)
+                if out is not None:
+                    self._watch(name, out)
+
+    def after_backward(self, loss=None):
+        keys, kinds, tensors = [], [], []
+        for name, kind, _ in self.points:
+            if name in self._acts:
+                keys.append(("act", name)); kinds.append(kind); tensors.append(self._acts[name])
+        for name, kind, _ in self.points:
+            if name in self._grads:
+                keys.append(("agrad", name)); kinds.append(kind); tensors.append(self._grads[name])
+        weights = []
+        for name, p in self.named_params:
+            if p.grad is not None:
+                keys.append(("wgrad", name)); kinds.append("grad"); tensors.append(p.grad)
+                weights.append((name, tuple(p.shape)))
+        counts, edges, stats = self.summarizer(keys, tensors, kinds)
+        self._pending = (tuple(keys), tuple(kinds), counts, edges, stats, tuple(weights), loss)
+        self._acts, self._grads = {}, {}
+
+    def before_update(self):
+        # the real update (right for Adam too): keep theta before the step; one copy, capture steps only
+        params = [p for _, p in self.named_params if p.grad is not None]
+        self._before = torch.cat([p.detach().reshape(-1) for p in params]) if params else None
+
+    def after_update(self):
+        keys, kinds, counts, edges, stats, weights, loss = self._pending
+        named = dict(self.named_params)
+        params = [named[name] for name, _ in weights]
+        wratio = np.full((len(weights), 3), np.nan, dtype=np.float32)
+        if params:
+            after = [p.detach() for p in params]
+            delta = torch.cat([p.reshape(-1) for p in after]) - self._before
+            sizes = [p.numel() for p in after]
+            data_std = segment_std(after)
+            upd_std = segment_std(list(torch.split(delta, sizes)))
+            gstd = {keys[i][1]: stats[i, 1] for i in range(len(keys)) if keys[i][0] == "wgrad"}
+            with np.errstate(divide="ignore", invalid="ignore"):
+                wratio[:, 0] = data_std
+                wratio[:, 1] = np.array([gstd[name] for name, _ in weights]) / data_std
+                wratio[:, 2] = np.log10(upd_std / data_std)
+            wratio[~np.isfinite(wratio)] = np.nan
+        self._before = None
+        self._pending = None
+        return Capture(self._step, loss, keys, kinds, counts, edges, stats, weights, wratio)

@@ -1,0 +1,205 @@
+"""
+Headless CLI:
+
+    python -m core train  --model M [--preset P] [--data FILE] [--steps N] [--seed S]
+                          [--capture-every K] [--device D] [--json]
+    python -m core sample --model bigram [--data FILE] [--seed S] [-n N] [--sampler torch|lecture]
+
+This file is the one place in core/ that reads data/: it glues a dataset to a
+run, as a page or a notebook would.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+
+from .presets import GPT_SEED, MAKEMORE_SEED, MODELS, PRESETS, get_preset, train_config
+
+
+class CliError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump, exit 2
+        raise CliError(message)
+
+
+def positive_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
+    return v
+
+
+def positive_float(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {s}")
+    return v
+
+
+def make_parser():
+    p = _Parser(prog="python -m core", description="Zero to Hero Lab, headless.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    t = sub.add_parser("train", help="train a lecture model and report losses and diagnostics")
+    t.add_argument("--model", required=True, choices=MODELS)
+    t.add_argument("--preset", help="lecture scenario (see --help of each model)")
+    t.add_argument("--data", help="a text file (one word per line; running text for gpt). "
+                                  "Default: the offline SSA names")
+    t.add_argument("--steps", type=positive_int, help="training steps (0 = evaluate the fresh model)")
+    t.add_argument("--seed", type=positive_int)
+    t.add_argument("--capture-every", type=positive_int, help="record histograms every k steps (0 = off)")
+    t.add_argument("--lr", type=positive_float, help="learning rate (before the decay)")
+    t.add_argument("--batch-size", type=positive_int)
+    t.add_argument("--gain", type=positive_float, help="deep: the gain on Linear weights")
+    t.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--threads", type=positive_int, default=1)
+    t.add_argument("--json", action="store_true", help="end with one line of JSON")
+    s = sub.add_parser("sample", help="sample names from the count bigram")
+    s.add_argument("--model", default="bigram", choices=["bigram"])
+    s.add_argument("--data")
+    s.add_argument("--seed", type=positive_int, default=MAKEMORE_SEED)
+    s.add_argument("-n", type=positive_int, default=10)
+    s.add_argument("--sampler", default="torch", choices=["torch", "lecture"])
+    return p
+
+
+# -----------------------------------------------------------------------------
+
+
+def load_dataset(model, path, block_size):
+    import data
+    if model == "gpt":
+        if path:
+            text = data.load_text(path)
+        else:  # names as running text, one per line
+            text = "\n".join(data.default_words()) + "\n"
+        return data.TextDataset(text, block_size, name=path or "SSA names")
+    words = data.load_words(path) if path else data.default_words()
+    return data.WordsDataset(words, block_size, name=path or "SSA names")
+
+
+def train(args, out=print):
+    import torch
+    from .train import Run, TensorBatches, TextBatches, build_model, configure_torch, pick_device
+
+    configure_torch(args.threads)
+    preset = get_preset(args.model, args.preset)
+    device = pick_device(args.device)
+    over = dict(steps=args.steps, seed=args.seed, capture_every=args.capture_every, lr=args.lr,
+                batch_size=args.batch_size)
+    cfg = train_config(preset, **over)
+    model_kw = {}
+    if args.gain is not None:
+        if preset.model != "deep":
+            raise CliError("--gain applies to --model deep only")
+        model_kw["gain"] = args.gain
+    ds = load_dataset(preset.model, args.data, preset.block_size)
+    out(ds.describe())
+    model, g = build_model(preset, ds.vocab_size, cfg.seed, **model_kw)
+    if preset.model == "bigram":
+        return train_bigram(preset, model, ds, args, out)
+    if preset.model == "bigram-nn":
+        from data import bigrams
+        xs, ys = bigrams(ds.words, ds.stoi)
+        batches = TensorBatches({"train": (xs, ys)}, 0, g, device)
+    elif preset.model == "gpt":
+        batches = TextBatches(lambda split: ds.get_batch(split, cfg.batch_size), cfg.eval_iters, device)
+    else:
+        batches = TensorBatches({"train": (ds.Xtr, ds.Ytr), "val": (ds.Xdev, ds.Ydev),
+                                 "test": (ds.Xte, ds.Yte)}, cfg.batch_size, g, device)
+    if device != "cpu":
+        model.to(device)
+    nparams = model.num_params()
+    out(f"{preset.model}/{preset.name}: {nparams:,} parameters; {cfg.steps:,} steps, "
+        f"lr {cfg.lr}{f' -> {cfg.lr_final} at {cfg.lr_decay_step:,}' if cfg.lr_decay_step else ''}, "
+        f"batch {cfg.batch_size or 'full'}, seed {cfg.seed}, capture every {cfg.capture_every or 'never'}")
+    run = Run(model, batches, cfg, device=device, meta=dict(model=preset.model, preset=preset.name))
+    report_every = max(1, cfg.steps // 20) if cfg.steps >= 1000 else 0
+    t0 = time.time()
+    while not run.done:
+        run.advance(report_every or cfg.steps or 1)
+        if report_every and not run.done:
+            out(f"{run.step:7d}/{cfg.steps:7d}: loss {run.store.loss.values[run.store.loss.n - 1]:.4f}")
+    if run.state == "finished" and cfg.steps == 0:
+        # --steps 0: the fresh model's loss on a first minibatch, as step 0 would see it
+        X, Y = batches.get_batch("train")
+        with torch.no_grad():
+            run.init_loss = model(X, Y)[1].item()
+    res = dict(model=preset.model, preset=preset.name, params=nparams, steps=run.step,
+               init_loss=run.init_loss, train_loss=run.final.get("train"), val_loss=run.final.get("val"),
+               steps_per_s=None if cfg.steps == 0 else round(run.steps_per_s, 1),
+               seconds=round(time.time() - t0, 2), diverged=run.state == "diverged",
+               diverged_at=run.diverged_at, state=run.state, activations=[], weights=[])
+    cap = run.store.latest_capture()
+    if cap is not None:
+        res["capture_step"] = cap.step
+        res["activations"] = [dict(layer=r["layer"], kind=r["kind"], mean=r["mean"], std=r["std"],
+                                   saturated_pct=r["saturated_pct"], grad_std=r["grad_std"])
+                              for r in cap.layer_stats()]
+        res["weights"] = [dict(name=w["name"], shape=w["shape"], grad_data_ratio=w["grad_data_ratio"],
+                               update_data_log10=w["update_data_log10"])
+                          for w in cap.weight_stats() if len(w["shape"]) == 2]
+    run.close()
+    if run.state == "diverged":
+        out(f"diverged at step {run.diverged_at}: the loss became non-finite")
+    else:
+        out(f"train {res['train_loss']:.4f}  val {res['val_loss']:.4f}" if res["val_loss"] is not None
+            else f"train {res['train_loss']:.4f}")
+    return res
+
+
+def train_bigram(preset, model, ds, args, out):
+    from data import bigrams
+    xs, ys = bigrams(ds.words, ds.stoi)
+    t0 = time.time()
+    model.fit(xs, ys)
+    log_likelihood = model.log_likelihood(xs, ys).item()
+    nll = model.nll(xs, ys).item()
+    out(f"{len(xs):,} bigrams; average negative log likelihood {nll:.4f}")
+    return dict(model="bigram", preset=preset.name, params=0, steps=0, init_loss=nll, train_loss=nll,
+                val_loss=None, steps_per_s=None, seconds=round(time.time() - t0, 2), diverged=False,
+                diverged_at=None, state="finished", activations=[], weights=[],
+                log_likelihood=log_likelihood, n=len(xs))
+
+
+def sample(args, out=print):
+    import torch
+    from .models import Bigram
+    from .train import sample_bigram
+    from data import bigrams
+    ds = load_dataset("bigram", args.data, 1)
+    model = Bigram(ds.vocab_size).fit(*bigrams(ds.words, ds.stoi))
+    g = torch.Generator().manual_seed(args.seed)
+    words = [ds.vocab.decode(w) + "." for w in sample_bigram(model.P, args.n, g, args.sampler)]
+    for w in words:
+        out(w)
+    return words
+
+
+def main(argv=None):
+    from data import DataError
+    try:
+        args = make_parser().parse_args(argv)
+        if args.cmd == "train":
+            res = train(args, out=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
+            if args.json:
+                print(json.dumps(res))
+            return 1 if res["diverged"] else 0
+        sample(args)
+        return 0
+    except (CliError, DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

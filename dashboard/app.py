@@ -1,0 +1,19 @@
+"""Zero to Hero Lab: the router. Each page lives in dashboard/pages/ and reads like a lecture."""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path; core/ and data/ sit one level up
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+st.set_page_config(page_title="Zero to Hero Lab", page_icon=":material/neurology:", layout="wide")
+
+PAGES = Path(__file__).parent / "pages"
+pg = st.navigation({
+    "Zero to Hero Lab": [st.Page(PAGES / "home.py", title="Home", icon=":material/home:", default=True)],
+})
+pg.run()

@@ -1,0 +1,40 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# makemore's names.txt and tiny Shakespeare live beside the checkout, for tests only
+SHARED = Path(os.environ.get("ZTH_SHARED", ROOT.parent / "shared"))
+
+
+def shared_file(name):
+    path = SHARED / "data" / name
+    if not path.exists():  # a gap, not a pass: fail loudly rather than skip
+        pytest.fail(f"test data {path} is missing (set ZTH_SHARED to the folder holding data/{name})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def names_path():
+    return shared_file("names.txt")
+
+
+@pytest.fixture(scope="session")
+def shakespeare_path():
+    return shared_file("tinyshakespeare.txt")
+
+
+@pytest.fixture(scope="session")
+def names_words(names_path):
+    from data import load_words
+    return load_words(names_path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    from core.train import configure_torch
+    configure_torch(1)

@@ -1,0 +1,224 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.capture import Recorder
+from core.histogram import BINS, Summarizer, density, nice_bound, rebin
+from core.presets import get_preset, train_config
+from core.train import Run, TensorBatches, build_model
+
+V = 27
+
+
+def summarize(tensors, kinds):
+    s = Summarizer()
+    keys = [("act", f"t{i}") for i in range(len(tensors))]
+    return s, s(keys, tensors, kinds)
+
+
+# --- the histogram math, against torch as the oracle ---------------------------------------
+
+def test_counts_match_torch_histc_on_the_same_edges():
+    torch.manual_seed(0)
+    x = torch.randn(5000) * 0.3
+    y = torch.tanh(torch.randn(300, 7) * 2)
+    s, (counts, edges, stats) = summarize([x, y], ["grad", "tanh"])
+    for i, t in enumerate([x, y]):
+        lo, hi = edges[i]
+        ref = torch.histc(t.float(), bins=BINS, min=float(lo), max=float(hi))
+        inner = counts[i, 1:-1]
+        # histc puts values equal to hi in the last bin, we count them as "over"; allow that edge
+        assert np.abs(inner - ref.numpy()).sum() <= 2 * (t == hi).sum().item()
+        assert counts[i].sum() == t.numel()
+
+
+def test_stats_match_torch_mean_std_and_lecture_saturation():
+    torch.manual_seed(1)
+    h = torch.tanh(torch.randn(32, 200) * 3)
+    _, (counts, edges, stats) = summarize([h], ["tanh"])
+    assert stats[0, 0] == pytest.approx(h.mean().item(), abs=1e-6)
+    assert stats[0, 1] == pytest.approx(h.std().item(), rel=1e-5)
+    assert stats[0, 2] == pytest.approx((h.abs() > 0.97).float().mean().item(), abs=1e-7)
+    assert tuple(edges[0]) == (-1.0, 1.0)
+
+
+def test_relu_zero_fraction():
+    x = torch.relu(torch.linspace(-1, 1, 1001))
+    _, (_, edges, stats) = summarize([x], ["relu"])
+    assert stats[0, 3] == pytest.approx(501 / 1001)
+    assert edges[0][0] == 0.0
+    assert math.isnan(stats[0, 2])  # "saturated" is a tanh notion
+
+
+def test_input_with_nan_and_inf_is_counted_not_crashing():
+    x = torch.tensor([0.5, float("nan"), float("inf"), -float("inf"), -0.5, 0.0])
+    _, (counts, edges, stats) = summarize([x], ["grad"])
+    assert stats[0, 4] == 1 and stats[0, 5] == 2
+    assert counts[0].sum() == 3  # only finite values are bucketed
+    assert stats[0, 0] == pytest.approx(0.0) and np.isfinite(stats[0, 1])
+
+
+def test_input_with_all_same_values():
+    _, (counts, edges, stats) = summarize([torch.ones(100)], ["grad"])
+    assert counts[0].sum() == 100 and stats[0, 1] == 0.0
+    assert edges[0][0] < 1.0 < edges[0][1]
+
+
+def test_all_zero_input_gets_unit_edges():
+    _, (counts, edges, stats) = summarize([torch.zeros(10)], ["grad"])
+    assert tuple(edges[0]) == (-1.0, 1.0) and counts[0].sum() == 10
+
+
+def test_empty_input():
+    _, (counts, edges, stats) = summarize([torch.zeros(0), torch.ones(3)], ["grad", "grad"])
+    assert counts[0].sum() == 0 and counts[1].sum() == 3
+
+
+def test_edges_stay_fixed_until_the_data_outgrows_them():
+    s = Summarizer()
+    key = [("act", "x")]
+    torch.manual_seed(0)
+    s(key, [torch.randn(1000)], ["grad"])
+    first = s.edges[("act", "x")]
+    s(key, [torch.randn(1000) * 1.1], ["grad"])
+    assert s.edges[("act", "x")] == first
+    counts, edges, _ = s(key, [torch.randn(1000) * 100], ["grad"])
+    assert s.edges[("act", "x")] != first and counts[0, 0] + counts[0, -1] == 0
+    counts, edges, _ = s(key, [torch.randn(1000) * 1e-3], ["grad"])  # shrank into the middle
+    assert edges[0][1] < 0.1
+
+
+def test_nice_bound():
+    assert [nice_bound(v) for v in (0.7, 1.0, 1.5, 3, 7, 0.012)] == [1.0, 1.0, 2.0, 5.0, 10.0, 0.02]
+
+
+def test_rebin_preserves_mass_and_density_integrates_to_one():
+    counts = np.array([1, 2, 3, 4])
+    out = rebin(counts, 0, 4, -1, 5, 12)
+    assert out.sum() == pytest.approx(10)
+    d = density(counts, 0, 4)
+    assert (d * 1.0).sum() == pytest.approx(1.0)
+
+
+# --- the recorder on real models ------------------------------------------------------------
+
+def makemore_run(model="mlp", preset="kaiming", steps=10, capture_every=1, lr=None, seed=2147483647,
+                 optimizer=None, n=2000):
+    p = get_preset(model, preset)
+    g0 = torch.Generator().manual_seed(0)
+    X = torch.randint(0, V, (n, p.block_size), generator=g0)
+    Y = torch.randint(0, V, (n,), generator=g0)
+    cfg = train_config(p, steps=steps, capture_every=capture_every, lr=lr, optimizer=optimizer, seed=seed)
+    m, g = build_model(p, V, cfg.seed)
+    return Run(m, TensorBatches({"train": (X, Y), "val": (X[:200], Y[:200])}, cfg.batch_size, g), cfg)
+
+
+def test_activation_gradients_match_retain_grad_oracle():
+    run = makemore_run("deep", "deep-tanh", steps=1)
+    # oracle: the same forward on a copy, the lecture's way (retain_grad)
+    p = get_preset("deep", "deep-tanh")
+    twin, g = build_model(p, V, 2147483647)
+    Xb, Yb = TensorBatches(run.batches.splits, 32, g).get_batch("train")
+    _, loss = twin(Xb, Yb)
+    for _, layer in twin.named_layers():
+        layer.out.retain_grad()
+    loss.backward()
+    run.advance(1)
+    cap = run.store.latest_capture()
+    stats = {r["layer"]: r for r in cap.layer_stats()}
+    for name, layer in twin.named_layers():
+        if name in stats:
+            assert stats[name]["std"] == pytest.approx(layer.out.std().item(), rel=1e-4)
+            assert stats[name]["grad_std"] == pytest.approx(layer.out.grad.std().item(), rel=1e-4)
+    assert len(stats) == 5  # five Tanh layers, no BatchNorm in this preset
+
+
+def test_update_to_data_ratio_equals_the_lectures_formula_for_sgd():
+    run = makemore_run("mlp", "kaiming", steps=1, lr=0.1)
+    p = get_preset("mlp", "kaiming")
+    twin, g = build_model(p, V, 2147483647)
+    Xb, Yb = TensorBatches(run.batches.splits, 32, g).get_batch("train")
+    _, loss = twin(Xb, Yb)
+    loss.backward()
+    ref = {}
+    for name, t in twin.named_parameters():
+        grad = t.grad.clone()
+        t.data += -0.1 * grad
+        ref[name] = (((0.1 * grad).std() / t.data.std()).log10().item(), grad.std().item() / t.data.std().item())
+    run.advance(1)
+    ws = {w["name"]: w for w in run.store.latest_capture().weight_stats()}
+    for name in ("C", "W1", "W2"):
+        assert ws[name]["update_data_log10"] == pytest.approx(ref[name][0], abs=1e-4)
+        assert ws[name]["grad_data_ratio"] == pytest.approx(ref[name][1], rel=1e-4)
+
+
+def test_update_to_data_ratio_uses_the_real_update_for_adam():
+    run = makemore_run("mlp", "kaiming", steps=1, lr=1e-3, optimizer="adamw")
+    before = {n: t.detach().clone() for n, t in run.model.named_parameters()}
+    run.advance(1)
+    ws = {w["name"]: w for w in run.store.latest_capture().weight_stats()}
+    for name, t in run.model.named_parameters():
+        if t.ndim == 2:
+            ref = ((t.detach() - before[name]).std() / t.detach().std()).log10().item()
+            assert ws[name]["update_data_log10"] == pytest.approx(ref, abs=1e-4)
+
+
+def test_recorder_on_torch_nn_modules_uses_forward_hooks():
+    p = get_preset("gpt", "small")
+    model, _ = build_model(p, V, 1337)
+    rec = Recorder(model)
+    kinds = {k for _, k, _ in rec.points}
+    assert kinds == {"relu", "layernorm"}
+    X = torch.randint(0, V, (2, 8))
+    rec.begin(0)
+    _, loss = model(X, X)
+    rec.after_forward()
+    loss.backward()
+    rec.after_backward(loss.item())
+    rec.before_update()
+    cap = rec.after_update()
+    names = [n for n, _, _ in cap.rows("act")]
+    assert "ln_f" in names and "blocks.0.ffwd.net.1" in names
+    assert len(cap.rows("agrad")) == len(names)
+    relu = [r for r in cap.layer_stats() if r["kind"] == "relu"][0]
+    assert 0 < relu["saturated_pct"] < 100  # fraction of zeros
+    rec.close()
+    assert not model.ln_f._forward_hooks
+
+
+def test_capture_does_not_change_the_numbers():
+    a = makemore_run("deep", "deep-bn", steps=20, capture_every=1)
+    b = makemore_run("deep", "deep-bn", steps=20, capture_every=0)
+    a.advance(20)
+    b.advance(20)
+    assert b.recorder is None and not b.store.captures
+    _, la = a.store.loss.arrays()
+    _, lb = b.store.loss.arrays()
+    assert np.array_equal(la, lb)
+
+
+def test_capture_cadence_and_last_step_always_captured():
+    run = makemore_run(steps=25, capture_every=10)
+    run.advance(25)
+    assert [c.step for c in run.store.captures] == [0, 10, 20, 24]
+
+
+def test_no_retain_grad_in_the_loop():
+    run = makemore_run("deep", "deep-bn", steps=1)
+    run.advance(1)
+    outs = [layer.out for _, layer in run.model.named_layers()]
+    assert not any(t.retains_grad for t in outs)
+    assert all(t.grad is None for t in outs if t.requires_grad)
+
+
+def test_capture_record_is_small_and_json_ready():
+    import json
+    run = makemore_run("deep", "deep-bn", steps=1)
+    run.advance(1)
+    cap = run.store.latest_capture()
+    assert cap.nbytes() < 20_000  # counts and stats only, never raw tensors
+    d = json.loads(json.dumps(cap.to_dict()))
+    assert d["step"] == 0 and len(d["histograms"]) == len(cap.keys)
+    assert all(len(h["counts"]) == BINS for h in d["histograms"])
