@@ -42,9 +42,9 @@ class Capture:
     counts/edges/stats rows in `keys` order, plus per-weight ratios.
     """
 
-    __slots__ = ("step", "loss", "keys", "kinds", "counts", "edges", "stats", "weights", "wratio")
+    __slots__ = ("step", "loss", "keys", "kinds", "counts", "edges", "stats", "weights", "wratio", "raster")
 
-    def __init__(self, step, loss, keys, kinds, counts, edges, stats, weights, wratio):
+    def __init__(self, step, loss, keys, kinds, counts, edges, stats, weights, wratio, raster=None):
         self.step = step
         self.loss = loss
         self.keys = keys        # tuple of (group, name)
@@ -54,6 +54,15 @@ class Capture:
         self.stats = stats      # float32 (k, 6): mean, std, sat, zero, nan, inf
         self.weights = weights  # tuple of (name, shape)
         self.wratio = wratio    # float32 (w, 3): data std, grad:data ratio, log10 update:data
+        # per tanh/ReLU layer on the fixed probe batch: ((examples, units), np.packbits of the
+        # boolean "saturated" matrix: |h| > 0.99 for tanh, h == 0 for ReLU) -- the lecture's plt.imshow
+        self.raster = raster or {}
+
+    def raster_matrix(self, name):
+        """The saturation raster of one layer as a bool array (examples, units)."""
+        shape, bits = self.raster[name]
+        n = shape[0] * shape[1]
+        return np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=n).astype(bool).reshape(shape)
 
     def rows(self, group):
         """[(name, kind, i)] of one group, i indexing counts/edges/stats."""
@@ -88,7 +97,8 @@ class Capture:
         return int(self.stats[:, 4].sum() + self.stats[:, 5].sum())
 
     def nbytes(self):
-        return self.counts.nbytes + self.edges.nbytes + self.stats.nbytes + self.wratio.nbytes + 200
+        return (self.counts.nbytes + self.edges.nbytes + self.stats.nbytes + self.wratio.nbytes + 200
+                + sum(len(bits) for _, bits in self.raster.values()))
 
     def to_dict(self):
         return dict(step=self.step, loss=self.loss,
@@ -113,6 +123,7 @@ class Recorder:
         self._step = None
         self._pending = None
         self._before = None
+        self._probing = None
         # lecture-style layers (with .out) or nn modules, by name, in forward order
         if isinstance(model, nn.Module):
             self.points = [(name, kind_of(m), m) for name, m in model.named_modules() if kind_of(m)]
@@ -134,6 +145,8 @@ class Recorder:
         def hook(module, inputs, out):
             if self.capturing:
                 self._watch(name, out)
+            elif self._probing is not None:
+                self._probing[name] = out
         return hook
 
     def _watch(self, name, out):
@@ -178,6 +191,42 @@ class Recorder:
         params = [p for _, p in self.named_params if p.grad is not None]
         self._before = torch.cat([p.detach().reshape(-1) for p in params]) if params else None
 
+    # --- the saturation raster on a fixed probe batch ------------------------------
+
+    @torch.no_grad()
+    def probe(self, X, max_examples=64, max_units=256):
+        """
+        Run the fixed probe batch X through the model as training sees it (train mode:
+        BatchNorm uses the batch's statistics) and return {layer: raster} for tanh and
+        ReLU outputs. Everything the forward pass could change is put back -- running
+        statistics, other buffers, the global RNG (dropout) -- so training is unaffected.
+        """
+        saved_rng = torch.get_rng_state()
+        saved = _buffers(self.model)
+        watched = [(name, kind, m) for name, kind, m in self.points if kind in ("tanh", "relu")]
+        outs = {}
+        self._probing = outs
+        try:
+            self.model(X)
+            if not isinstance(self.model, nn.Module):
+                for name, _, layer in watched:
+                    if getattr(layer, "out", None) is not None:
+                        outs[name] = layer.out
+        finally:
+            self._probing = None
+            _restore_buffers(self.model, saved)
+            torch.set_rng_state(saved_rng)
+        raster = {}
+        for name, kind, _ in watched:
+            if name not in outs:
+                continue
+            h = outs[name].detach()
+            h = h.reshape(-1, h.shape[-1])[:max_examples, :max_units]
+            sat = (h.abs() > 0.99) if kind == "tanh" else (h == 0)
+            m = sat.cpu().numpy()
+            raster[name] = (m.shape, np.packbits(m.reshape(-1)).tobytes())
+        return raster
+
     def after_update(self):
         keys, kinds, counts, edges, stats, weights, loss = self._pending
         named = dict(self.named_params)
@@ -198,3 +247,29 @@ class Recorder:
         self._before = None
         self._pending = None
         return Capture(self._step, loss, keys, kinds, counts, edges, stats, weights, wratio)
+
+
+# the state a forward pass may change: BatchNorm running statistics (lecture layers keep them as
+# plain tensor attributes, nn modules as buffers)
+_RUNNING = ("running_mean", "running_var", "bnmean_running", "bnstd_running")
+
+
+def _buffers(model):
+    if isinstance(model, nn.Module):
+        return [(b, b.clone()) for b in model.buffers()]
+    saved = []
+    for _, layer in model.named_layers():
+        for attr in _RUNNING:
+            t = getattr(layer, attr, None)
+            if isinstance(t, torch.Tensor):
+                saved.append((layer, attr, t.clone()))
+    return saved
+
+
+def _restore_buffers(model, saved):
+    if isinstance(model, nn.Module):
+        for b, copy in saved:
+            b.copy_(copy)
+        return
+    for layer, attr, t in saved:
+        setattr(layer, attr, t)

@@ -142,8 +142,9 @@ class Run:
     called from any other thread and take effect before the next step.
     """
 
-    def __init__(self, model, batches, cfg, store=None, capture=True, device="cpu", meta=None):
+    def __init__(self, model, batches, cfg, store=None, capture=True, device="cpu", meta=None, probe=None):
         self.model = model
+        self.probe = probe          # a fixed batch of inputs for the saturation raster (None = no raster)
         self.batches = batches
         self.cfg = cfg
         self.store = store if store is not None else RunStore()
@@ -270,7 +271,12 @@ class Run:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.step()
-        self.store.add_step(i, lossv, lr, rec.after_update() if capture else None)
+        cap = None
+        if capture:
+            cap = rec.after_update()
+            if self.probe is not None:
+                cap.raster = rec.probe(self.probe)
+        self.store.add_step(i, lossv, lr, cap)
         return True
 
     def estimate_loss(self):

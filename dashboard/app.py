@@ -15,5 +15,8 @@ st.set_page_config(page_title="Zero to Hero Lab", page_icon=":material/neurology
 PAGES = Path(__file__).parent / "pages"
 pg = st.navigation({
     "Zero to Hero Lab": [st.Page(PAGES / "home.py", title="Home", icon=":material/home:", default=True)],
+    "Lectures": [
+        st.Page(PAGES / "micrograd.py", title="micrograd", icon=":material/account_tree:", url_path="micrograd"),
+    ],
 })
 pg.run()

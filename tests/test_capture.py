@@ -222,3 +222,43 @@ def test_capture_record_is_small_and_json_ready():
     d = json.loads(json.dumps(cap.to_dict()))
     assert d["step"] == 0 and len(d["histograms"]) == len(cap.keys)
     assert all(len(h["counts"]) == BINS for h in d["histograms"])
+
+
+# --- the saturation raster on a fixed probe batch -------------------------------------
+
+def test_probe_raster_matches_the_lecture_imshow_and_leaves_training_unchanged(names_words):
+    from data import WordsDataset
+    ds = WordsDataset(names_words[:2000], 3)
+    outs = []
+    for probe in (None, ds.Xdev[:32]):
+        preset = get_preset("mlp", "batchnorm")
+        cfg = train_config(preset, steps=30, capture_every=10)
+        model, g = build_model(preset, 27, cfg.seed)
+        run = Run(model, TensorBatches({"train": (ds.Xtr, ds.Ytr), "val": (ds.Xdev, ds.Ydev)}, 32, g), cfg,
+                  probe=probe)
+        run.run()
+        outs.append((run.store.snapshot(), model))
+    (a, _), (b, model) = outs
+    assert np.array_equal(a["loss"], b["loss"])  # the probe forward changed nothing, running stats included
+    assert a["captures"][-1].raster == {} and set(b["captures"][-1].raster) == {"h"}
+    # the oracle: the lecture's h.abs() > 0.99 on the probe batch, in train mode, at the last step
+    r = b["captures"][-1].raster_matrix("h")
+    assert r.shape == (32, 200)
+    model.train()
+    with torch.no_grad():
+        model(ds.Xdev[:32])
+    h = dict(model.named_layers())["h"].out
+    assert np.array_equal(r, (h.abs() > 0.99).numpy())
+
+
+def test_probe_on_gpt_restores_buffers_and_rng():
+    preset = get_preset("gpt", "small")
+    model, g = build_model(preset, 27, 1337, dropout=0.2)
+    rec = Recorder(model)
+    X = torch.randint(0, 27, (4, 32), generator=torch.Generator().manual_seed(0))
+    state = torch.get_rng_state()
+    raster = rec.probe(X)
+    assert torch.equal(state, torch.get_rng_state())
+    assert len(raster) == 4  # one ReLU per block
+    shape, _ = next(iter(raster.values()))
+    assert shape == (64, 256)

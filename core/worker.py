@@ -1,0 +1,258 @@
+"""
+Training outside the web server: one worker process per run, talking to pages
+only through the runs file (core.rundb).
+
+    page --(runs.command: pause | resume | step:N | stop)--> worker
+    page <--(steps, evals, captures, runs.state/step)------- worker
+    page --(runs.heartbeat, every refresh)-----------------> worker
+
+Why a process: a training thread inside the Streamlit server shares the GIL and
+a core with rendering and lost 30-50% of its speed; a process keeps its own core
+(bench/bench_live.py measures it). The worker trains in chunks of ~50 ms, then
+reads its command and heartbeat and, every ~0.2 s, writes what it has in one
+transaction. A run nobody has looked at for `orphan_timeout` seconds (its tab was
+closed) stops itself; what it recorded stays on disk.
+
+RunManager is the server side: start (with a cap on live runs), command, reap.
+"""
+
+import multiprocessing as mp
+import os
+import sys
+import time
+import traceback
+
+from .rundb import LIVE_STATES, RunDB
+
+CHUNK_SECONDS = 0.05   # train this long between looks at the command slot
+FLUSH_SECONDS = 0.2    # write to disk this often (a page refreshes once a second)
+
+
+class CapacityError(RuntimeError):
+    """The server already runs its maximum number of trainings."""
+
+
+# -----------------------------------------------------------------------------
+# the worker's side
+
+
+class Outbox:
+    """The store a worker's Run writes into: rows wait here until the next flush."""
+
+    def __init__(self):
+        self.steps, self.evals, self.captures, self.meta = [], [], [], {}
+
+    def add_step(self, step, loss, lr, capture=None):
+        self.steps.append((step, loss, lr))
+        if capture is not None:
+            self.captures.append(capture)
+
+    def add_eval(self, step, train_loss, val_loss):
+        self.evals.append((step, train_loss, val_loss))
+
+    def add_capture(self, capture):
+        self.captures.append(capture)
+
+    def set_meta(self, **kw):
+        self.meta.update(kw)
+
+    def latest_capture(self):
+        return self.captures[-1] if self.captures else None
+
+    def drain(self):
+        out = dict(steps=self.steps, evals=self.evals, captures=self.captures, meta=self.meta)
+        self.steps, self.evals, self.captures, self.meta = [], [], [], {}
+        return out
+
+
+def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
+    """Worker process entry point: build the run from its spec, then train as commanded."""
+    from .jobs import build_job
+    from .train import Run, configure_torch
+
+    configure_torch(1)
+    db = RunDB(db_path)
+    row = db.get_run(run_id)
+    if row is None:
+        return
+    try:
+        model, batches, cfg, probe, info, _ = build_job(row["spec"])
+    except ValueError as e:  # SpecError, DataError: the page shows the message
+        db.update_run(run_id, state="failed", meta=dict(message=str(e)))
+        return
+    except Exception as e:  # a bug: keep the message, log the traceback for the developer
+        traceback.print_exc()
+        db.update_run(run_id, state="failed", meta=dict(message=f"the worker failed: {e!r}"))
+        return
+    box = Outbox()
+    run = Run(model, batches, cfg, store=box, device=info["device"], probe=probe,
+              meta=dict(model=info["model"], preset=info["preset"]))
+    db.update_run(run_id, state="paused" if start_paused else "running", meta=dict(info, pid=os.getpid()))
+    if start_paused:
+        run.pause()
+    chunk, budget, stop_reason = 1, None, None
+    last_flush = 0.0
+
+    def flush(final=False):
+        out = box.drain()
+        meta = out["meta"]
+        fields = dict(step=run.step, steps_per_s=run.steps_per_s if run.train_seconds > 0 else None)
+        if final or "state" in meta:
+            fields["state"] = run.state
+        if stop_reason:
+            meta["message"] = stop_reason
+        db.append(run_id, steps=out["steps"], evals=out["evals"], captures=out["captures"],
+                  meta=meta or None, **fields)
+
+    try:
+        while not run.done:
+            cmd, heartbeat = db.take_command(run_id)
+            if cmd == "stop":
+                run.stop()
+                stop_reason = "stopped by the user"
+                break
+            if cmd == "pause":
+                run.pause()
+                budget = None
+            elif cmd == "resume":
+                run.resume()
+                budget = None
+            elif cmd and cmd.startswith("step:"):
+                run.resume()
+                budget = max(1, int(cmd.split(":")[1]))
+            if time.time() - heartbeat > orphan_timeout:
+                run.stop()
+                stop_reason = (f"stopped: no page watched this run for {orphan_timeout:g} s "
+                               "(its browser tab was closed); what it recorded is kept")
+                break
+            if run.state == "paused":
+                if time.time() - last_flush > FLUSH_SECONDS:
+                    flush()
+                    last_flush = time.time()
+                time.sleep(0.03)
+                continue
+            n = chunk if budget is None else min(chunk, budget)
+            t0 = time.perf_counter()
+            done = run.advance(n)
+            dt = time.perf_counter() - t0
+            if done == n:  # aim each chunk at CHUNK_SECONDS, growing or shrinking by at most 2x
+                chunk = max(1, min(chunk * 2, int(n * CHUNK_SECONDS / max(dt, 1e-6))))
+            if budget is not None:
+                budget -= done
+                if budget <= 0 and not run.done:
+                    run.pause()
+                    budget = None
+            if time.time() - last_flush > FLUSH_SECONDS:
+                flush()
+                last_flush = time.time()
+    except Exception as e:
+        traceback.print_exc()
+        run.stop()
+        stop_reason = f"the run failed at step {run.step}: {e!r}"
+        flush(final=True)
+        db.update_run(run_id, state="failed")
+        return
+    finally:
+        run.close()
+    flush(final=True)
+
+
+# -----------------------------------------------------------------------------
+# the server's side
+
+
+def _context():
+    # forkserver with torch preloaded: a new worker starts in ~0.1 s instead of ~2 s of imports
+    if sys.platform.startswith("linux"):
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", "core.train", "core.jobs", "data"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def pid_alive(pid):
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class RunManager:
+    """
+    The registry of live runs for one server: starts worker processes, forwards
+    commands, and tidies up after workers that died (or a server that restarted).
+    """
+
+    def __init__(self, db_path=None, max_live=2, orphan_timeout=30.0):
+        self.db = RunDB(db_path)
+        self.db_path = str(self.db.path)
+        self.max_live = max_live
+        self.orphan_timeout = orphan_timeout
+        self.procs = {}
+        self.reap()
+
+    def start(self, spec, name, session=None, paused=False):
+        """Start a worker for spec; returns the run id. CapacityError when the server is full."""
+        self.reap()
+        live = self.db.live_runs()
+        if len(live) >= self.max_live:
+            raise CapacityError(f"{len(live)} runs are training on this server already (the cap is "
+                                f"{self.max_live}); stop one, or wait for one to finish.")
+        run_id = self.db.create_run(spec, name, session)
+        p = _context().Process(target=serve, args=(self.db_path, run_id, self.orphan_timeout, paused),
+                               name=f"zth-run-{run_id}", daemon=True)
+        p.start()
+        self.procs[run_id] = p
+        self.db.update_run(run_id, pid=p.pid)
+        return run_id
+
+    def send(self, run_id, command):
+        self.db.send(run_id, command)
+
+    def stop(self, run_id, wait=5.0):
+        """Ask the worker to stop and wait for it to write its last rows."""
+        self.db.send(run_id, "stop")
+        p = self.procs.pop(run_id, None)
+        if p is not None:
+            p.join(wait)
+            if p.is_alive():
+                p.terminate()
+                p.join(1)
+        self.reap()
+
+    def stop_all(self, wait=5.0):
+        for run_id in list(self.procs):
+            self.stop(run_id, wait)
+
+    def reap(self):
+        """Runs marked live whose worker is gone (crashed, killed, server restarted) become 'stopped'."""
+        for run_id, p in list(self.procs.items()):
+            if not p.is_alive():
+                p.join(0)
+                del self.procs[run_id]
+        for r in self.db.live_runs():
+            if r["id"] in self.procs:
+                continue
+            if not pid_alive(r["pid"]) and time.time() - r["created"] > 10:
+                self.db.update_run(r["id"], state="stopped",
+                                   meta=dict(message="stopped: its worker ended (the server restarted "
+                                                     "or the process was killed); what it recorded is kept"))
+
+    def wait(self, run_id, timeout=60.0, states=("finished", "stopped", "diverged", "failed")):
+        """Block until the run reaches one of states (tests and scripts)."""
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            r = self.db.get_run(run_id)
+            if r and r["state"] in states:
+                return r
+            time.sleep(0.05)
+        raise TimeoutError(f"run {run_id} still {self.db.get_run(run_id)['state']} after {timeout} s")

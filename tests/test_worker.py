@@ -1,0 +1,172 @@
+"""Runs on disk and their worker processes: real processes, a real SQLite file, real training."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from core.rundb import RunDB, pack_capture, unpack_capture
+from core.worker import CapacityError, RunManager
+
+
+def spec(names_path, model="deep", preset="deep-bn", **train):
+    train = {"steps": 300, "capture_every": 50, **train}
+    return {"model": model, "preset": preset, "model_kw": {}, "train": train,
+            "data": {"kind": "file", "path": str(names_path)}}
+
+
+@pytest.fixture
+def manager(tmp_path):
+    m = RunManager(tmp_path / "runs.sqlite", max_live=2, orphan_timeout=30)
+    yield m
+    m.stop_all()
+
+
+def test_a_run_trains_to_the_end_and_everything_is_on_disk(manager, names_path):
+    run_id = manager.start(spec(names_path), "first")
+    r = manager.wait(run_id, 120)
+    assert r["state"] == "finished" and r["step"] == 300
+    assert r["meta"]["params"] == 47_024 and r["meta"]["final"]["val"] > 0
+    steps, loss, lr = manager.db.steps_since(run_id)
+    assert list(steps) == list(range(300)) and np.all(np.isfinite(loss))
+    assert abs(loss[0] - 3.2870309352874756) < 1e-6   # the lecture's step-0 loss, through the worker
+    assert manager.db.capture_steps(run_id) == [0, 50, 100, 150, 200, 250, 299]
+    cap = manager.db.capture(run_id)
+    assert cap.step == 299 and len(cap.raster) == 5       # five tanh layers on the probe batch
+    assert cap.raster_matrix("2 Tanh").shape == (32, 100)
+    assert [e[0] for e in manager.db.evals(run_id)] == [300]
+
+
+def test_the_worker_reproduces_the_in_process_run(manager, names_path):
+    from core.jobs import build_job
+    from core.train import Run
+    s = spec(names_path, "mlp", "kaiming", steps=200)
+    model, batches, cfg, probe, info, _ = build_job(s)
+    local = Run(model, batches, cfg, probe=probe)
+    local.run()
+    run_id = manager.start(s, "same")
+    manager.wait(run_id, 120)
+    _, loss, _ = manager.db.steps_since(run_id)
+    assert np.array_equal(loss, local.store.snapshot()["loss"])
+
+
+def test_pause_step_resume_stop(manager, names_path):
+    run_id = manager.start(spec(names_path, steps=1_000_000), "ctl", paused=True)
+    manager.wait(run_id, 60, states=("paused",))
+    time.sleep(0.3)
+    assert manager.db.get_run(run_id)["step"] == 0
+    manager.send(run_id, "step:7")
+    t0 = time.time()
+    while manager.db.get_run(run_id)["step"] != 7 and time.time() - t0 < 10:
+        time.sleep(0.05)
+    assert manager.db.get_run(run_id)["step"] == 7
+    time.sleep(0.3)
+    assert manager.db.get_run(run_id)["step"] == 7 and manager.db.get_run(run_id)["state"] == "paused"
+    manager.send(run_id, "resume")
+    t0 = time.time()
+    while manager.db.get_run(run_id)["step"] < 50 and time.time() - t0 < 10:
+        time.sleep(0.05)
+    assert manager.db.get_run(run_id)["state"] == "running"
+    t0 = time.time()
+    manager.stop(run_id)
+    assert time.time() - t0 < 2                       # a control answers within a fraction of a second
+    r = manager.db.get_run(run_id)
+    assert r["state"] == "stopped" and r["meta"]["message"] == "stopped by the user"
+    steps, _, _ = manager.db.steps_since(run_id)
+    assert steps[-1] == r["step"] - 1                 # every step it trained is on disk
+
+
+def test_an_orphaned_run_stops_itself(tmp_path, names_path):
+    m = RunManager(tmp_path / "runs.sqlite", orphan_timeout=1.0)
+    try:
+        run_id = m.start(spec(names_path, steps=10_000_000), "orphan")
+        r = m.wait(run_id, 30, states=("stopped",))
+        assert "tab was closed" in r["meta"]["message"] and r["step"] > 0
+    finally:
+        m.stop_all()
+
+
+def test_a_heartbeat_keeps_it_alive(tmp_path, names_path):
+    m = RunManager(tmp_path / "runs.sqlite", orphan_timeout=1.0)
+    try:
+        run_id = m.start(spec(names_path, steps=10_000_000), "watched")
+        for _ in range(25):
+            m.db.heartbeat(run_id)
+            time.sleep(0.1)
+        assert m.db.get_run(run_id)["state"] == "running"
+    finally:
+        m.stop_all()
+
+
+def test_the_server_cap_answers_with_a_clear_message(manager, names_path):
+    a = manager.start(spec(names_path, steps=10_000_000), "a")
+    b = manager.start(spec(names_path, steps=10_000_000), "b")
+    with pytest.raises(CapacityError, match="cap is 2"):
+        manager.start(spec(names_path), "c")
+    manager.stop(a)
+    c = manager.start(spec(names_path, steps=10), "c")
+    assert manager.wait(c, 60)["state"] == "finished"
+    manager.stop(b)
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ({"data": {"kind": "file", "path": "/no/such.txt"}}, "No such file"),
+    ({"train": {"lr": float("nan")}}, "finite"),
+    ({"model_kw": {"n_hidden": 0}}, "between"),
+])
+def test_a_bad_spec_fails_with_its_message(manager, names_path, bad, needle):
+    s = {**spec(names_path), **bad}
+    run_id = manager.start(s, "bad")
+    r = manager.wait(run_id, 60)
+    assert r["state"] == "failed" and needle in r["meta"]["message"]
+
+
+def test_a_killed_worker_is_reaped_and_a_restart_keeps_finished_runs(tmp_path, names_path):
+    db_path = tmp_path / "runs.sqlite"
+    m = RunManager(db_path)
+    done = m.start(spec(names_path, steps=20), "kept")
+    m.wait(done, 60)
+    live = m.start(spec(names_path, steps=10_000_000), "killed")
+    m.wait(live, 60, states=("running",))
+    os.kill(m.db.get_run(live)["pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    m.db.update_run(live, created=time.time() - 60)  # past the start-up grace period
+    m2 = RunManager(db_path)  # a server restart
+    runs = {r["id"]: r for r in m2.db.list_runs()}
+    assert runs[done]["state"] == "finished"
+    assert runs[live]["state"] == "stopped" and "worker ended" in runs[live]["meta"]["message"]
+    m.stop_all()
+
+
+def test_a_diverging_run_says_where(manager, names_path):
+    run_id = manager.start(spec(names_path, "bigram-nn", "default", lr=1e6, steps=50), "nan")
+    r = manager.wait(run_id, 60)
+    assert r["state"] == "diverged" and r["meta"]["diverged_at"] == 1
+    assert "diverged at step 1" in r["meta"]["message"]
+
+
+def test_capture_blob_round_trip(names_path, manager):
+    run_id = manager.start(spec(names_path, steps=2, capture_every=1), "blob")
+    manager.wait(run_id, 60)
+    c = manager.db.capture(run_id)
+    c2 = unpack_capture(pack_capture(c))
+    assert c2.keys == c.keys and c2.weights == c.weights and c2.raster == c.raster
+    for a in ("counts", "edges", "stats", "wratio"):
+        assert np.array_equal(getattr(c2, a), getattr(c, a), equal_nan=True)
+
+
+def test_a_long_run_keeps_captures_bounded(tmp_path):
+    from core.rundb import MAX_CAPTURES
+    from core.capture import Capture
+    db = RunDB(tmp_path / "r.sqlite")
+    run_id = db.create_run({"model": "x"}, "x")
+    for i in range(0, 3000, 100):
+        caps = [Capture(s, 1.0, (("act", "h"),), ("tanh",), np.zeros((1, 66), np.int32),
+                        np.zeros((1, 2), np.float32), np.zeros((1, 6), np.float32), (), np.zeros((0, 3), np.float32))
+                for s in range(i, i + 100)]
+        db.append(run_id, captures=caps, step=i + 100)
+    steps = db.capture_steps(run_id)
+    assert len(steps) <= MAX_CAPTURES and steps[0] == 0 and steps[-1] == 2999
+    assert steps[-100:] == list(range(2900, 3000))
