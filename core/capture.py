@@ -273,3 +273,36 @@ def _restore_buffers(model, saved):
         return
     for layer, attr, t in saved:
         setattr(layer, attr, t)
+
+
+# -----------------------------------------------------------------------------
+# processing: series over many captures (pure functions)
+
+
+def ud_history(captures, only_2d=True):
+    """The lecture's `ud` list as arrays: (steps, names, values[step, name]) of log10 update:data."""
+    if not captures:
+        return np.zeros(0, int), [], np.zeros((0, 0))
+    names = [n for n, shape in captures[-1].weights if not only_2d or len(shape) == 2]
+    col = {n: j for j, n in enumerate(names)}
+    values = np.full((len(captures), len(names)), np.nan)
+    for i, c in enumerate(captures):
+        for w, (name, _) in enumerate(c.weights):
+            if name in col:
+                values[i, col[name]] = c.wratio[w, 2]
+    return np.array([c.step for c in captures]), names, values
+
+
+def stats_table(captures):
+    """Every capture's per-tensor statistics as flat rows (for a CSV download)."""
+    rows = []
+    for c in captures:
+        ratios = {name: c.wratio[w] for w, (name, _) in enumerate(c.weights)}
+        for i, (group, name) in enumerate(c.keys):
+            mean, std, sat, zero, nan, inf = (float(v) for v in c.stats[i])
+            r = ratios.get(name) if group == "wgrad" else None
+            rows.append(dict(step=c.step, group=group, name=name, kind=c.kinds[i], mean=mean, std=std,
+                             saturated=sat, zero=zero, nan=int(nan), inf=int(inf),
+                             grad_data_ratio=None if r is None else float(r[1]),
+                             update_data_log10=None if r is None else float(r[2])))
+    return rows

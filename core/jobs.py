@@ -86,6 +86,20 @@ def check_spec(spec):
     return preset, cfg
 
 
+def count_params(spec, vocab_size=27):
+    """Parameters of the spec's model, counted on the meta device: no memory, even for a huge request."""
+    import torch
+    from .train import build_model
+    preset, cfg = check_spec(spec)
+    with torch.device("meta"):
+        model, _ = build_model(preset, vocab_size, cfg.seed, **spec.get("model_kw", {}))
+    n = model.num_params()
+    if n > MAX_PARAMS:
+        raise SpecError(f"this model would have {n:,} parameters, over the cap of {MAX_PARAMS:,}; "
+                        "make it smaller (n_embd, n_hidden, n_layer).")
+    return n
+
+
 def load_data(model, source, block_size):
     """The dataset a spec names (DataError from data/ on bad input)."""
     import data

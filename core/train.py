@@ -304,10 +304,14 @@ class Run:
 
 
 @torch.no_grad()
-def sample_words(model, n=20, generator=None, max_len=100):
-    """makemore's sampler: start from '.' context, draw until '.' (index 0). Returns lists of ints."""
+def sample_words(model, n=20, generator=None, max_len=100, train_mode=False):
+    """
+    makemore's sampler: start from '.' context, draw until '.' (index 0). Returns lists of ints.
+    In eval mode, as it should be; train_mode=True shows the lecture's bug (BatchNorm
+    normalizing a batch of one by itself).
+    """
     was_training = getattr(model, "training", True)
-    model.eval()
+    model.train(train_mode)
     block_size = model.get_block_size()
     out = []
     for _ in range(n):

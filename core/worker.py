@@ -16,14 +16,15 @@ closed) stops itself; what it recorded stays on disk.
 RunManager is the server side: start (with a cap on live runs), command, reap.
 """
 
-import multiprocessing as mp
 import os
+import subprocess
 import sys
 import time
 import traceback
 
 from .rundb import LIVE_STATES, RunDB
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK_SECONDS = 0.05   # train this long between looks at the command slot
 FLUSH_SECONDS = 0.2    # write to disk this often (a page refreshes once a second)
 
@@ -91,6 +92,7 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
     if start_paused:
         run.pause()
     chunk, budget, stop_reason = 1, None, None
+    started = time.time()  # the orphan clock starts when training can start, not when the page asked
     last_flush = 0.0
 
     def flush(final=False):
@@ -120,7 +122,10 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
             elif cmd and cmd.startswith("step:"):
                 run.resume()
                 budget = max(1, int(cmd.split(":")[1]))
-            if time.time() - heartbeat > orphan_timeout:
+            elif cmd and cmd.startswith("sample:"):  # sample:N:train|eval
+                _, n, mode = cmd.split(":")
+                box.set_meta(samples=_samples(run, info, int(n), mode == "train"))
+            if time.time() - max(heartbeat, started) > orphan_timeout:
                 run.stop()
                 stop_reason = (f"stopped: no page watched this run for {orphan_timeout:g} s "
                                "(its browser tab was closed); what it recorded is kept")
@@ -154,20 +159,31 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
         return
     finally:
         run.close()
+    if run.state == "finished" and info["model"] != "bigram":
+        box.set_meta(samples=_samples(run, info, 10, False))
     flush(final=True)
+
+
+def _samples(run, info, n, train_mode):
+    """makemore's sampler on the live model; train_mode=True reproduces the BatchNorm-sampling bug."""
+    import torch
+    from .train import sample_words
+    g = torch.Generator().manual_seed(run.cfg.seed + 10)  # the lectures sample from seed + 10
+    was = getattr(run.model, "training", True)
+    try:
+        words = sample_words(run.model, n, g, max_len=60, train_mode=train_mode)
+    except Exception as e:  # a batch of one through BatchNorm in training mode: the bug's own failure
+        return dict(mode="train" if train_mode else "eval", words=[], error=str(e))
+    finally:
+        run.model.train(was)
+    chars = info["chars"]
+    return dict(mode="train" if train_mode else "eval", step=run.step,
+                words=["".join(chars[i] for i in w) for w in words])
+
 
 
 # -----------------------------------------------------------------------------
 # the server's side
-
-
-def _context():
-    # forkserver with torch preloaded: a new worker starts in ~0.1 s instead of ~2 s of imports
-    if sys.platform.startswith("linux"):
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "core.train", "core.jobs", "data"])
-        return ctx
-    return mp.get_context("spawn")
 
 
 def pid_alive(pid):
@@ -195,6 +211,7 @@ class RunManager:
     def __init__(self, db_path=None, max_live=2, orphan_timeout=30.0):
         self.db = RunDB(db_path)
         self.db_path = str(self.db.path)
+        (self.db.path.parent / "logs").mkdir(exist_ok=True)
         self.max_live = max_live
         self.orphan_timeout = orphan_timeout
         self.procs = {}
@@ -208,9 +225,15 @@ class RunManager:
             raise CapacityError(f"{len(live)} runs are training on this server already (the cap is "
                                 f"{self.max_live}); stop one, or wait for one to finish.")
         run_id = self.db.create_run(spec, name, session)
-        p = _context().Process(target=serve, args=(self.db_path, run_id, self.orphan_timeout, paused),
-                               name=f"zth-run-{run_id}", daemon=True)
-        p.start()
+        # a plain subprocess, not multiprocessing: a Streamlit script runs as a fake __main__ that
+        # spawn/forkserver would try to re-import in the child
+        log = open(self.db.path.parent / "logs" / f"{run_id}.log", "ab")
+        cmd = [sys.executable, "-m", "core.worker", self.db_path, run_id, str(self.orphan_timeout)]
+        if paused:
+            cmd.append("--paused")
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT})
+        log.close()
         self.procs[run_id] = p
         self.db.update_run(run_id, pid=p.pid)
         return run_id
@@ -223,10 +246,11 @@ class RunManager:
         self.db.send(run_id, "stop")
         p = self.procs.pop(run_id, None)
         if p is not None:
-            p.join(wait)
-            if p.is_alive():
+            try:
+                p.wait(wait)
+            except subprocess.TimeoutExpired:
                 p.terminate()
-                p.join(1)
+                p.wait(2)
         self.reap()
 
     def stop_all(self, wait=5.0):
@@ -236,13 +260,12 @@ class RunManager:
     def reap(self):
         """Runs marked live whose worker is gone (crashed, killed, server restarted) become 'stopped'."""
         for run_id, p in list(self.procs.items()):
-            if not p.is_alive():
-                p.join(0)
+            if p.poll() is not None:
                 del self.procs[run_id]
         for r in self.db.live_runs():
             if r["id"] in self.procs:
                 continue
-            if not pid_alive(r["pid"]) and time.time() - r["created"] > 10:
+            if not pid_alive(r["pid"]) and (r["pid"] or time.time() - r["created"] > 10):
                 self.db.update_run(r["id"], state="stopped",
                                    meta=dict(message="stopped: its worker ended (the server restarted "
                                                      "or the process was killed); what it recorded is kept"))
@@ -256,3 +279,7 @@ class RunManager:
                 return r
             time.sleep(0.05)
         raise TimeoutError(f"run {run_id} still {self.db.get_run(run_id)['state']} after {timeout} s")
+
+
+if __name__ == "__main__":  # python -m core.worker DB RUN_ID ORPHAN_SECONDS [--paused]
+    serve(sys.argv[1], sys.argv[2], float(sys.argv[3]), start_paused="--paused" in sys.argv[4:])

@@ -12,11 +12,17 @@ if str(ROOT) not in sys.path:
 
 st.set_page_config(page_title="Zero to Hero Lab", page_icon=":material/neurology:", layout="wide")
 
+from settings import shared_settings  # noqa: E402  (after the sys.path fix above)
+
 PAGES = Path(__file__).parent / "pages"
 pg = st.navigation({
     "Zero to Hero Lab": [st.Page(PAGES / "home.py", title="Home", icon=":material/home:", default=True)],
     "Lectures": [
         st.Page(PAGES / "micrograd.py", title="micrograd", icon=":material/account_tree:", url_path="micrograd"),
+        st.Page(PAGES / "activations.py", title="Activations & gradients", icon=":material/monitoring:",
+                url_path="activations"),
     ],
+    "Your runs": [st.Page(PAGES / "runs.py", title="Runs", icon=":material/history:", url_path="runs")],
 })
+shared_settings()
 pg.run()

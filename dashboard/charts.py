@@ -1,0 +1,160 @@
+"""
+Drawing: figure builders that take recorded numbers (arrays, Capture records)
+and return Plotly figures. No training, no hooks, no histogram math beyond
+turning counts into a density -- that lives in core.histogram.
+Histograms arrive as precomputed counts and are drawn as lines (the lecture's
+overlaid per-layer plots): ~100 points a layer, cheap for the browser.
+"""
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+
+from core.histogram import bin_centers, density
+
+COLORS = ["#3b6ea5", "#d1495b", "#edae49", "#00798c", "#6a4c93", "#2e933c", "#8d6a9f", "#c05746",
+          "#5d576b", "#1b998b"]
+LAYOUT = dict(margin=dict(l=10, r=10, t=36, b=10), height=320, template="plotly_white",
+              legend=dict(font=dict(size=11)), uirevision="keep")
+
+
+def _fig(title, **kw):
+    fig = go.Figure()
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), **{**LAYOUT, **kw})
+    return fig
+
+
+def color(i):
+    return COLORS[i % len(COLORS)]
+
+
+# -----------------------------------------------------------------------------
+# loss
+
+
+def loss_figure(curves, init_expected=None):
+    """
+    curves: [(label, steps, loss, evals)] -- the run first, then a compared run.
+    log10 loss, thin; a smoothed line over it; val loss as markers.
+    """
+    fig = _fig("loss (log10)", xaxis_title="step", yaxis_title="log10 loss")
+    for k, (label, steps, loss, evals) in enumerate(curves):
+        dash = "solid" if k == 0 else "dash"
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.log10(loss)
+        fig.add_trace(go.Scatter(x=steps, y=y, mode="lines", name=f"{label} (step)", opacity=0.3,
+                                 line=dict(color=color(k), width=1, dash=dash)))
+        if len(y) > 20:
+            s_steps, s_y = smooth(steps, y)
+            fig.add_trace(go.Scatter(x=s_steps, y=s_y, mode="lines", name=f"{label} (smoothed)",
+                                     line=dict(color=color(k), width=2.5, dash=dash)))
+        if evals:
+            es = [e[0] for e in evals if e[2] is not None]
+            ev = [math.log10(e[2]) for e in evals if e[2] is not None and e[2] > 0]
+            if ev:
+                fig.add_trace(go.Scatter(x=es[:len(ev)], y=ev, mode="markers+lines", name=f"{label} (val)",
+                                         marker=dict(symbol="diamond", size=9, color=color(k + 3)),
+                                         line=dict(width=1, dash="dot", color=color(k + 3))))
+    if init_expected:
+        fig.add_hline(y=math.log10(init_expected), line=dict(color="#888", dash="dot"),
+                      annotation_text="−ln(1/V): a blank model's loss", annotation_position="top right")
+    return fig
+
+
+def smooth(steps, y, points=200):
+    """Mean over equal windows of steps: about `points` points (the lecture's view(-1, 1000).mean(1))."""
+    n = len(y)
+    w = max(1, n // points)
+    m = (n // w) * w
+    if m == 0:
+        return steps, y
+    ys = np.nanmean(np.asarray(y[:m]).reshape(-1, w), axis=1)
+    xs = np.asarray(steps[:m]).reshape(-1, w)[:, -1]
+    return xs, ys
+
+
+def downsample(steps, values, max_points=4000):
+    """Every k-th point, keeping the last: the raw loss line never costs the browser more than max_points."""
+    n = len(steps)
+    if n <= max_points:
+        return steps, values
+    k = math.ceil(n / max_points)
+    idx = np.r_[np.arange(0, n - 1, k), n - 1]
+    return steps[idx], values[idx]
+
+
+# -----------------------------------------------------------------------------
+# histograms
+
+
+def histogram_figure(caps, group, title, only_2d=False):
+    """
+    The lecture's overlaid per-layer histograms for one group ("act", "agrad", "wgrad").
+    caps: [(label, Capture)] -- a compared run's capture is drawn dashed.
+    """
+    fig = _fig(title, yaxis_title="density")
+    for k, (label, c) in enumerate(caps):
+        if c is None:
+            continue
+        shapes = dict(c.weights)
+        stats = {r["layer"]: r for r in c.layer_stats()}
+        wstats = {w["name"]: w for w in c.weight_stats()}
+        for j, (name, kind, i) in enumerate(c.rows(group)):
+            if only_2d and len(shapes.get(name, ())) != 2:
+                continue
+            lo, hi = float(c.edges[i, 0]), float(c.edges[i, 1])
+            counts = c.counts[i, 1:-1]
+            x = bin_centers(lo, hi, len(counts))
+            y = density(counts, lo, hi)
+            mean, std = float(c.stats[i, 0]), float(c.stats[i, 1])
+            if group == "act":
+                sat = stats[name]["saturated_pct"]
+                extra = f", sat {sat:.1f}%" if sat is not None else ""
+                text = f"{name} ({kind}): mean {mean:+.2f}, std {std:.2f}{extra}"
+            elif group == "agrad":
+                text = f"{name} ({kind}): std {std:.2e}"
+            else:
+                w = wstats[name]
+                text = f"{name} {tuple(w['shape'])}: std {std:.2e}, grad:data {w['grad_data_ratio']:.2e}"
+            if k:
+                text = f"[{label}] {text}"
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=text, legendgroup=name,
+                                     line=dict(color=color(j), width=2, dash="solid" if k == 0 else "dash"),
+                                     visible=True if (group != "wgrad" or only_2d or len(shapes.get(name, ())) == 2)
+                                     else "legendonly"))
+    fig.update_layout(height=340, legend=dict(font=dict(size=10), orientation="v"))
+    return fig
+
+
+def update_ratio_figure(series, compare=None):
+    """series: (steps, names, values (steps x names) of log10 update:data); the lecture's -3 line."""
+    fig = _fig("update:data ratio, log10(std(Δθ)/std(θ))", xaxis_title="step", yaxis_title="log10")
+    for k, ser in enumerate([series, compare]):
+        if ser is None:
+            continue
+        steps, names, values = ser
+        for j, name in enumerate(names):
+            fig.add_trace(go.Scatter(x=steps, y=values[:, j], mode="lines", name=name if k == 0 else f"[B] {name}",
+                                     legendgroup=name,
+                                     line=dict(color=color(j), width=1.8, dash="solid" if k == 0 else "dash")))
+    fig.add_hline(y=-3, line=dict(color="#222", dash="dash"), annotation_text="−3: the lecture's rule of thumb",
+                  annotation_position="bottom right")
+    return fig
+
+
+def raster_figure(matrix, dead, name, kind="tanh"):
+    """The lecture's plt.imshow(h.abs() > 0.99): white = saturated; dead columns marked red on top."""
+    rows, cols = matrix.shape
+    fig = _fig(f"{name}: {'|h| > 0.99' if kind == 'tanh' else 'h == 0'} (white), probe batch × units",
+               height=max(180, min(420, 60 + rows * 6)))
+    fig.add_trace(go.Heatmap(z=matrix.astype(np.uint8), colorscale=[[0, "#111111"], [1, "#ffffff"]],
+                             showscale=False, zmin=0, zmax=1,
+                             hovertemplate="example %{y}, unit %{x}: %{z}<extra></extra>"))
+    if len(dead):
+        fig.add_trace(go.Scatter(x=list(dead), y=[-1.5] * len(dead), mode="markers", name="dead unit",
+                                 marker=dict(symbol="triangle-down", color="#d1495b", size=8)))
+    fig.update_yaxes(autorange="reversed", title="example", range=[rows, -3])
+    fig.update_xaxes(title="unit", range=[-0.5, cols - 0.5])
+    fig.update_layout(showlegend=bool(len(dead)))
+    return fig

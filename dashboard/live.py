@@ -1,0 +1,325 @@
+"""
+The live-run machinery pages share: scenario controls that live in the URL, the
+Start / Pause / Step / Stop / Reset buttons, and reading a run from the runs file.
+Training happens in a worker process (core.worker); a page only sends commands
+and polls what the worker wrote, from one flat fragment.
+"""
+
+import json
+import math
+
+import numpy as np
+import streamlit as st
+
+import state
+from core.jobs import SpecError, check_spec, count_params
+from core.presets import MAKEMORE_SEED, PRESETS, get_preset, train_config
+from core.rundb import LIVE_STATES
+from core.worker import CapacityError
+from registry import manager
+
+# the lecture-4 scenarios a learner picks from, per model (presets hold the numbers)
+GAINS = {"5/3": 5 / 3, "1": 1.0, "0.5": 0.5, "3": 3.0}
+
+
+# -----------------------------------------------------------------------------
+# scenario controls -> a job spec
+
+
+def scenario_controls(models=("mlp", "deep", "wavenet", "gpt")):
+    """Model, scenario and hyperparameters, read from and written to the URL. Returns (spec, errors)."""
+    models = list(models)
+    model = state.url_get("model", models[0])
+    model = model if model in models else models[0]
+    c1, c2 = st.columns([1, 2])
+    model = c1.selectbox("Model", models, index=models.index(model), key="ctl_model")
+    presets = list(PRESETS[model])
+    preset = state.url_get("preset", None)
+    if preset not in presets:
+        preset = {"mlp": "raw", "deep": "deep-bn"}.get(model, presets[0])
+    preset = c2.selectbox("Scenario", presets, index=presets.index(preset), key=f"ctl_preset_{model}",
+                          help="The lecture's scenarios, one after another.")
+    p = get_preset(model, preset)
+    c2.caption(p.note)
+    cfg = train_config(p)
+    kw, train = {}, {}
+    with st.expander("Hyperparameters", expanded=False):
+        cols = st.columns(4)
+        if model in ("mlp", "deep", "wavenet", "gpt"):
+            kw["n_embd"] = _int(cols[0], "n_embd", p.kwargs.get("n_embd", 10), model)
+        if model in ("mlp", "deep", "wavenet"):
+            kw["n_hidden"] = _int(cols[1], "n_hidden", p.kwargs.get("n_hidden", 100), model)
+        if model in ("deep", "gpt"):
+            kw["n_layer"] = _int(cols[2], "n_layer", p.kwargs.get("n_layer", 5), model, label="depth (n_layer)")
+        if model == "gpt":
+            kw["n_head"] = _int(cols[3], "n_head", p.kwargs.get("n_head", 4), model)
+        if model == "deep":
+            gains = list(GAINS)
+            g0 = state.url_get("gain", None)
+            default_gain = {1.0: "1", 5 / 3: "5/3"}.get(p.kwargs.get("gain"), "1")
+            g = cols[3].selectbox("gain", gains, index=gains.index(g0 if g0 in gains else default_gain),
+                                  key=f"ctl_gain_{preset}", help="Linear weights × gain (5/3 is Kaiming's for tanh)")
+            kw["gain"] = GAINS[g]
+            state.url_set(gain=g)
+            b1, b2 = st.columns(2)
+            kw["batchnorm"] = b1.checkbox("BatchNorm", value=state.as_bool(state.url_get("bn", p.kwargs["batchnorm"])),
+                                          key=f"ctl_bn_{preset}")
+            kw["tanh"] = b2.checkbox("tanh", value=state.as_bool(state.url_get("tanh", p.kwargs["tanh"])),
+                                     key=f"ctl_tanh_{preset}")
+            state.url_set(bn=int(kw["batchnorm"]), tanh=int(kw["tanh"]))
+        cols = st.columns(4)
+        train["batch_size"] = _int(cols[0], "batch_size", cfg.batch_size, model, label="batch size")
+        train["lr"] = _float(cols[1], "lr", cfg.lr, model, label="learning rate")
+        train["lr_decay_step"] = _int(cols[2], "lr_decay_step", cfg.lr_decay_step, model, label="decay at step")
+        train["lr_final"] = _float(cols[3], "lr_final", cfg.lr_final, model, label="lr after decay")
+        cols = st.columns(4)
+        train["steps"] = _int(cols[0], "steps", min(cfg.steps, 200_000), model, label="steps")
+        train["capture_every"] = _int(cols[1], "capture_every", _default_capture(model), model,
+                                      label="capture every (steps)")
+    state.url_set(model=model, preset=preset)
+    spec = {"model": model, "preset": preset, "model_kw": kw, "train": train,
+            "data": state.get(state.DATA_SOURCE, {"kind": "ssa"}), "device": state.get(state.DEVICE, "cpu")}
+    seed = state.get(state.SEED, MAKEMORE_SEED)
+    train["seed"] = cfg.seed if seed == MAKEMORE_SEED else seed  # the preset's own (42 WaveNet, 1337 GPT) by default
+    return spec, validate(spec)
+
+
+def _default_capture(model):
+    return {"gpt": 20, "wavenet": 100}.get(model, 100)
+
+
+def _url_number(name, default):
+    """A number from the link; a hand-edited 'nan' or 'abc' falls back to the default, and says so."""
+    raw = st.query_params.get(name)
+    v = state.url_get(name, None, float)
+    if raw is not None and v is None:
+        st.warning(f"The link's {name}={raw!r} is not a finite number; using {default:g} instead.",
+                   icon=":material/link_off:")
+    return default if v is None else v
+
+
+def _int(col, name, default, model, label=None):
+    v = col.number_input(label or name, value=int(_url_number(name, default)), step=1,
+                         key=f"ctl_{name}_{model}", format="%d")
+    state.url_set(**{name: int(v) if v == v and abs(v) != math.inf else None})
+    return v
+
+
+def _float(col, name, default, model, label=None):
+    v = col.number_input(label or name, value=float(_url_number(name, default)),
+                         key=f"ctl_{name}_{model}", format="%.4g", step=None)
+    state.url_set(**{name: float(v) if v == v and abs(v) != math.inf else None})
+    return v
+
+
+def validate(spec):
+    """Every problem with a spec, as messages to show (empty when it can start)."""
+    errors = []
+    if state.get(state.DATA_ERROR):
+        errors.append(f"Dataset: {state.get(state.DATA_ERROR)}")
+    src = spec["data"]
+    if src.get("words_error") and spec["model"] != "gpt":
+        errors.append(src["words_error"])
+    try:
+        check_spec(spec)
+        n = count_params(spec, vocab_size=27)
+        spec["_params"] = n
+    except SpecError as e:
+        errors.append(str(e))
+    return errors
+
+
+# -----------------------------------------------------------------------------
+# run controls
+
+
+def current_run():
+    """This session's run: the URL's ?run= (a reload re-attaches), else the session's."""
+    run_id = state.url_get("run", None) or state.get(state.RUN_ID)
+    if run_id and manager().db.get_run(run_id) is None:
+        return None
+    return run_id
+
+
+def _start(spec, paused=False):
+    mgr = manager()
+    old = current_run()
+    if old:  # a session has at most one running run
+        r = mgr.db.get_run(old)
+        if r and r["state"] in LIVE_STATES:
+            mgr.stop(old)
+    spec = {k: v for k, v in spec.items() if not k.startswith("_")}
+    name = f"{spec['model']}/{spec['preset']}"
+    try:
+        run_id = mgr.start(spec, name, session=state.session_id(), paused=paused)
+    except CapacityError as e:
+        state.put("flash", str(e))
+        return None
+    state.put(state.RUN_ID, run_id)
+    state.put(state.SCRUB_STEP, None)
+    st.query_params["run"] = run_id
+    return run_id
+
+
+def _command(cmd):
+    run_id = current_run()
+    if run_id:
+        manager().send(run_id, cmd)
+
+
+def _step(spec, n):
+    run_id = current_run()
+    r = manager().db.get_run(run_id) if run_id else None
+    if r is None or r["state"] not in LIVE_STATES:
+        run_id = _start(spec, paused=True)
+    if run_id:
+        manager().send(run_id, f"step:{int(n)}")
+
+
+def _stop():
+    run_id = current_run()
+    if run_id:
+        manager().stop(run_id)
+
+
+def _reset():
+    _stop()
+    state.put(state.RUN_ID, None)
+    state.put(state.COMPARE_ID, None)
+    state.put(state.SCRUB_STEP, None)
+    st.query_params.pop("run", None)
+    st.query_params.pop("compare", None)
+
+
+def run_controls(spec, errors):
+    """Start, Pause/Resume, Step N, Stop, Reset. Callbacks only send commands: they answer at once."""
+    run_id = current_run()
+    r = manager().db.get_run(run_id) if run_id else None
+    live = r is not None and r["state"] in LIVE_STATES
+    for e in errors:
+        st.error(e, icon=":material/error:")
+    if state.get("flash"):
+        st.error(state.get("flash"), icon=":material/block:")
+        state.put("flash", None)
+    c = st.columns([1, 1, 1.4, 1, 1])
+    c[0].button("Start", type="primary", on_click=_start, args=(spec,), disabled=bool(errors),
+                icon=":material/play_arrow:", width="stretch", key="btn_start")
+    if live and r["state"] == "paused":
+        c[1].button("Resume", on_click=_command, args=("resume",), icon=":material/resume:",
+                    width="stretch", key="btn_resume")
+    else:
+        c[1].button("Pause", on_click=_command, args=("pause",), disabled=not live, icon=":material/pause:",
+                    width="stretch", key="btn_pause")
+    with c[2]:
+        s1, s2 = st.columns([1, 1.3])
+        n = s1.number_input("steps", min_value=1, max_value=100_000, value=1, key="step_n",
+                            label_visibility="collapsed")
+        s2.button(f"Step {n}", on_click=_step, args=(spec, n), disabled=bool(errors) and not live,
+                  icon=":material/skip_next:", width="stretch", key="btn_step")
+    c[3].button("Stop", on_click=_stop, disabled=not live, icon=":material/stop:", width="stretch",
+                key="btn_stop")
+    c[4].button("Reset", on_click=_reset, disabled=run_id is None, icon=":material/restart_alt:",
+                width="stretch", key="btn_reset")
+    return run_id
+
+
+# -----------------------------------------------------------------------------
+# reading a run (incrementally: each tick fetches only the new steps)
+
+
+class RunData:
+    """What a page knows of one run; refresh() pulls new rows from the runs file."""
+
+    def __init__(self, run_id):
+        self.run_id = run_id
+        self.steps = np.zeros(0, np.int64)
+        self.loss = np.zeros(0)
+        self.lr = np.zeros(0)
+        self.row = None
+        self._capture_cache = {}
+
+    def refresh(self):
+        db = manager().db
+        self.row = db.get_run(self.run_id)
+        last = int(self.steps[-1]) if len(self.steps) else -1
+        s, l, lr = db.steps_since(self.run_id, last)
+        if len(s):
+            self.steps = np.concatenate([self.steps, s])
+            self.loss = np.concatenate([self.loss, l])
+            self.lr = np.concatenate([self.lr, lr])
+        return self
+
+    @property
+    def state(self):
+        return self.row["state"] if self.row else "missing"
+
+    @property
+    def live(self):
+        return self.state in LIVE_STATES
+
+    @property
+    def meta(self):
+        return self.row["meta"] if self.row else {}
+
+    @property
+    def label(self):
+        return self.row["name"] if self.row else self.run_id
+
+    def evals(self):
+        return manager().db.evals(self.run_id)
+
+    def capture_steps(self):
+        return manager().db.capture_steps(self.run_id)
+
+    def capture(self, step=None):
+        key = ("latest" if step is None else step)
+        if step is None or key not in self._capture_cache:
+            c = manager().db.capture(self.run_id, step)
+            if step is None:
+                return c
+            if len(self._capture_cache) > 64:
+                self._capture_cache.clear()
+            self._capture_cache[key] = c
+        return self._capture_cache[key]
+
+    def captures(self, max_n=400):
+        steps = self.capture_steps()
+        every = max(1, len(steps) // max_n)
+        return manager().db.captures(self.run_id, every)
+
+    def init_loss(self):
+        return float(self.loss[0]) if len(self.loss) else self.meta.get("init_loss")
+
+
+def run_data(run_id):
+    """The session's RunData for run_id (one per run, kept between ticks)."""
+    cache = st.session_state.setdefault("_run_data", {})
+    if run_id not in cache:
+        if len(cache) > 4:
+            cache.clear()
+        cache[run_id] = RunData(run_id)
+    return cache[run_id].refresh()
+
+
+def export_json(d):
+    caps = d.captures(max_n=10_000)
+    return json.dumps(dict(run=d.row, steps=d.steps.tolist(), loss=d.loss.tolist(), lr=d.lr.tolist(),
+                           evals=d.evals(), captures=[c.to_dict() for c in caps]),
+                      default=lambda o: None if isinstance(o, float) and o != o else str(o))
+
+
+def figures_html(d, step=None):
+    """The run's figures as one self-contained HTML file (plotly.js inlined once)."""
+    import charts
+    cap = d.capture(step)
+    figs = [charts.loss_figure([(d.label, *charts.downsample(d.steps, d.loss), d.evals())],
+                               d.meta.get("expected_init_loss"))]
+    if cap is not None:
+        pair = [("A", cap)]
+        figs += [charts.histogram_figure(pair, g, f"{t} at step {cap.step:,}", only_2d=(g == "wgrad"))
+                 for g, t in (("act", "activations"), ("agrad", "activation gradients"),
+                              ("wgrad", "weight gradients"))]
+        from core.capture import ud_history
+        figs.append(charts.update_ratio_figure(ud_history(d.captures())))
+    parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
+    return f"<html><head><meta charset='utf-8'><title>{d.label}</title></head><body>{''.join(parts)}</body></html>"

@@ -1,0 +1,152 @@
+import pandas as pd
+import streamlit as st
+
+import charts
+import live
+import state
+from core.capture import stats_table, ud_history
+from core.diagnose import dead_units, diagnose
+from registry import manager
+
+st.title("Activations & gradients")
+st.caption("Lecture 4 · *Building makemore Part 3: Activations & Gradients, BatchNorm*. Press Start and "
+           "watch, while the model trains, what the lecture plots only after training: the first loss, tanh "
+           "saturation, gradients layer by layer and the update:data ratios -- with a diagnosis in plain words.")
+
+# --- controls ---------------------------------------------------------------------------
+spec, errors = live.scenario_controls()
+run_id = live.run_controls(spec, errors)
+if run_id is None:
+    st.info("Pick a scenario and press **Start** (or **Step** to train one step at a time). Start with "
+            "**raw**: a confidently wrong softmax and saturated tanh units. Then try **kaiming** and "
+            "**batchnorm**, the lecture's fixes.", icon=":material/school:")
+    st.stop()
+
+# --- compare: a second run overlaid on this one ------------------------------------------
+others = [r for r in manager().db.list_runs() if r["id"] != run_id]
+labels = {r["id"]: f"{r['name']} · {r['state']} · step {r['step']:,} · {r['id']}" for r in others}
+with st.expander("Compare with another run", expanded=bool(state.get(state.COMPARE_ID))):
+    c1, c2 = st.columns([2, 1])
+    ids = [None] + list(labels)
+    cur = state.url_get("compare", None)
+    compare_id = c1.selectbox("Overlay", ids, index=ids.index(cur) if cur in ids else 0,
+                              format_func=lambda i: "none" if i is None else labels[i], key="compare_pick")
+    c2.caption("Tip: set the other scenario above and press Start -- the seed and data order are the same, "
+               "so the runs differ only by the scenario. Then pick the earlier run here.")
+    state.put(state.COMPARE_ID, compare_id)
+    state.url_set(compare=compare_id)
+
+main = live.run_data(run_id)
+other = live.run_data(compare_id) if compare_id else None
+ticking = main.live or (other is not None and other.live)
+
+# --- the step scrubber: after pausing or finishing, look at any recorded step ----------------
+scrub = None
+if not main.live or main.state == "paused":
+    steps = main.capture_steps()
+    if len(steps) > 1:
+        scrub = st.select_slider("Recorded step", options=steps, value=steps[-1], key=f"scrub_{run_id}",
+                                 help="Histograms, raster and diagnosis at any captured step.")
+
+
+@st.fragment(run_every=1.0 if ticking else None)
+def panels():
+    d = live.run_data(run_id)
+    o = live.run_data(compare_id) if compare_id else None
+    for r in (d, o):
+        if r is not None and r.live:
+            manager().db.heartbeat(r.run_id)  # a watched run keeps training; an orphaned one stops
+    if ticking and not (d.live or (o is not None and o.live)):
+        st.rerun()  # it just ended: one full rerun turns the timer off and shows the scrubber
+    meta = d.meta
+    # status
+    s = d.row
+    rate = f" · {s['steps_per_s']:,.0f} steps/s" if s["steps_per_s"] else ""
+    total = meta.get("steps") or spec["train"]["steps"]
+    st.markdown(f"**{d.label}** · `{d.state}` · step **{s['step']:,}** of {total:,}{rate} · "
+                f"{meta.get('params', 0):,} parameters · run `{run_id}`")
+    if meta.get("message") and d.state in ("failed", "stopped", "diverged"):
+        (st.error if d.state in ("failed", "diverged") else st.warning)(meta["message"])
+    step = scrub if scrub is not None else None
+    cap = d.capture(step)
+    ocap = o.capture(cap.step if cap is not None else None) if o is not None else None
+    caps = d.captures(max_n=200)
+    recent = [c for c in caps if cap is None or c.step <= cap.step][-5:]
+
+    left, right = st.columns([3, 2])
+    with left:
+        curves = [(d.label, *charts.downsample(d.steps, d.loss), d.evals())]
+        if o is not None:
+            curves.append((f"B: {o.label}", *charts.downsample(o.steps, o.loss), o.evals()))
+        st.plotly_chart(charts.loss_figure(curves, init_expected=meta.get("expected_init_loss")),
+                        key="loss_chart", width="stretch")
+    with right:
+        first = d.init_loss()
+        if first is not None and meta.get("expected_init_loss"):
+            exp = meta["expected_init_loss"]
+            st.metric("First loss vs −ln(1/vocab_size)", f"{first:.3f}", f"{first - exp:+.3f} vs {exp:.3f}",
+                      delta_color="inverse")
+        st.markdown("**Diagnosis**" + (f" at step {cap.step:,}" if cap is not None else ""))
+        findings = diagnose(init_loss=first, vocab_size=meta.get("vocab_size"), capture=cap, recent=recent,
+                            state=d.state, diverged_at=meta.get("diverged_at"), batch_size=meta.get("batch_size"),
+                            batchnorm=meta.get("batchnorm", False),
+                            sampled_in_train_mode=(meta.get("samples") or {}).get("mode") == "train")
+        for f in findings:
+            box = {"error": st.error, "warning": st.warning, "ok": st.success}[f.severity]
+            box(f"**{f.title}** -- {f.evidence}" + (f"\n\n*Fix:* {f.fix}" if f.fix else ""))
+    if cap is None:
+        st.info("No capture recorded yet: histograms appear at the first capture step.")
+        return
+    pair = [("A", cap)] + ([("B", ocap)] if ocap is not None else [])
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.histogram_figure(pair, "act", f"activations at step {cap.step:,}"),
+                    key="act_chart", width="stretch")
+    c2.plotly_chart(charts.histogram_figure(pair, "agrad", f"activation gradients at step {cap.step:,}"),
+                    key="agrad_chart", width="stretch")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.histogram_figure(pair, "wgrad", f"weight gradients at step {cap.step:,} (2-D weights)",
+                                            only_2d=True), key="wgrad_chart", width="stretch")
+    ocaps = o.captures(max_n=200) if o is not None else None
+    c2.plotly_chart(charts.update_ratio_figure(ud_history(caps), ud_history(ocaps) if ocaps else None),
+                    key="ud_chart", width="stretch")
+    if cap.raster:
+        names = list(cap.raster)
+        c1, c2 = st.columns([1, 3])
+        name = c1.selectbox("Raster layer", names, key="raster_layer")
+        m = cap.raster_matrix(name)
+        dead = dead_units(cap, name)
+        kind = dict((n, k) for (g, n), k in zip(cap.keys, cap.kinds) if g == "act").get(name, "tanh")
+        c1.caption(f"{len(dead)} dead unit{'s' if len(dead) != 1 else ''} of {m.shape[1]} (saturated for every "
+                   f"one of the {m.shape[0]} probe examples); {100 * m.mean():.1f}% of the raster is white.")
+        c2.plotly_chart(charts.raster_figure(m, dead, name, kind), key="raster_chart", width="stretch")
+
+
+panels()
+
+# --- samples and downloads ----------------------------------------------------------------
+c1, c2 = st.columns(2)
+with c1:
+    st.markdown("**Samples**")
+    samples = main.meta.get("samples")
+    if main.live:
+        a, b = st.columns(2)
+        train_mode = b.checkbox("in training mode (the BatchNorm bug)", key="sample_train_mode")
+        a.button("Sample 10 names", key="btn_sample",
+                 on_click=lambda: manager().send(run_id, f"sample:10:{'train' if train_mode else 'eval'}"))
+    if samples:
+        st.caption(f"at step {samples.get('step', '?'):,}, {samples['mode']} mode")
+        st.code(" ".join(samples["words"]) if samples["words"] else samples.get("error", ""), language=None)
+with c2:
+    st.markdown("**Download**")
+    if main.state not in ("starting", "ready", "running"):
+        df = pd.DataFrame({"step": main.steps, "loss": main.loss, "lr": main.lr})
+        st.download_button("Losses (CSV)", df.to_csv(index=False), f"{run_id}-loss.csv", "text/csv",
+                           key="dl_loss")
+        st.download_button("Histogram statistics (CSV)", pd.DataFrame(stats_table(main.captures())).to_csv(index=False),
+                           f"{run_id}-stats.csv", "text/csv", key="dl_stats")
+        st.download_button("Everything (JSON)", live.export_json(main), f"{run_id}.json", "application/json",
+                           key="dl_json")
+        st.download_button("Figures (HTML)", live.figures_html(main, scrub), f"{run_id}-figures.html", "text/html",
+                           key="dl_fig")
+    else:
+        st.caption("Downloads appear when the run is paused, stopped or finished.")

@@ -1,0 +1,65 @@
+"""
+The one place that touches st.session_state and st.query_params. Settings that
+make a demo reproducible live in the URL (a link reopens the same scenario and
+run); everything else lives in the session.
+"""
+
+import math
+
+import streamlit as st
+
+# session keys
+DATA_SOURCE = "data_source"     # {"kind": "ssa"} | {"kind": "file", "path": ..., "name": ...}
+DATA_ERROR = "data_error"       # the data layer's message for a rejected file, or None
+SEED = "seed"
+DEVICE = "device"
+RUN_ID = "run_id"               # this session's current run
+COMPARE_ID = "compare_id"       # the run overlaid on it
+SCRUB_STEP = "scrub_step"
+SAMPLED_TRAIN_MODE = "sampled_train_mode"
+SESSION_ID = "session_id"
+
+
+def get(key, default=None):
+    return st.session_state.get(key, default)
+
+
+def put(key, value):
+    st.session_state[key] = value
+
+
+def session_id():
+    if SESSION_ID not in st.session_state:
+        import uuid
+        st.session_state[SESSION_ID] = uuid.uuid4().hex[:12]
+    return st.session_state[SESSION_ID]
+
+
+# --- the URL ---------------------------------------------------------------------
+
+def url_get(name, default, cast=str):
+    """A query parameter, cast; the default when missing or unreadable (a hand-edited link never crashes)."""
+    raw = st.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        v = cast(raw)
+    except (TypeError, ValueError):
+        return default
+    if isinstance(v, float) and not math.isfinite(v):
+        return default
+    return v
+
+
+def url_set(**kw):
+    for k, v in kw.items():
+        if v is None:
+            st.query_params.pop(k, None)
+        else:
+            s = f"{v:g}" if isinstance(v, float) else str(v)
+            if st.query_params.get(k) != s:
+                st.query_params[k] = s
+
+
+def as_bool(s):
+    return str(s).lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,237 @@
+"""
+The dashboard driven headless with AppTest: real scripts, real worker processes,
+real training (tiny runs). AppTest never fires run_every by itself, so a tick is
+another .run().
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("zth-data")
+    old = os.environ.get("ZTH_DATA_DIR")
+    os.environ["ZTH_DATA_DIR"] = str(d)
+    yield d
+    reg = sys.modules.get("registry")
+    if reg is not None:
+        reg.manager().stop_all()
+        reg.manager.clear()
+    if old is None:
+        os.environ.pop("ZTH_DATA_DIR", None)
+    else:
+        os.environ["ZTH_DATA_DIR"] = old
+
+
+def page(name="activations", **params):
+    at = AppTest.from_file(APP, default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    at.run()
+    if name != "home":
+        at.switch_page(f"pages/{name}.py")
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def status(at):
+    return next((m.value for m in at.markdown if "` · step **" in m.value), "")
+
+
+def tick_until(at, pred, timeout=60):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception, at.exception
+        if pred(at):
+            return at
+    raise AssertionError(f"timed out; status: {status(at)}; errors: {[e.value for e in at.error]}")
+
+
+def manager():
+    return sys.modules["registry"].manager()
+
+
+def run_of(at):
+    return manager().db.get_run(at.query_params["run"][0] if isinstance(at.query_params["run"], list)
+                                else at.query_params["run"])
+
+
+def test_home_lists_the_lectures():
+    at = page("home")
+    text = " ".join(m.value for m in at.markdown)
+    assert "micrograd" in text and "Activations" in text or "activations" in text
+
+
+def test_no_run_yet_shows_how_to_begin():
+    at = page()
+    assert any("press **Start**" in i.value for i in at.info)
+    assert not at.button(key="btn_stop").proto.disabled is False
+
+
+def test_start_tick_histograms_diagnosis_finish_scrub_download():
+    at = page(model="mlp", preset="raw", steps=400, capture_every=50)
+    at.button(key="btn_start").click().run()
+    assert not at.exception
+    assert "run" in at.query_params
+    tick_until(at, lambda a: "`finished`" in status(a), 90)
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 6   # loss, activations, act grads, weight grads, update ratio, raster
+    errors = " ".join(e.value for e in at.error)
+    assert "confidently wrong" in errors and "27." not in errors or "saturated" in errors
+    assert "tanh units are saturated" in errors
+    r = run_of(at)
+    assert r["state"] == "finished" and r["step"] == 400
+    # the scrubber: look at step 0 again
+    scrub = at.select_slider[0]
+    assert scrub.options[0] == "0" and scrub.options[-1] == "399"
+    scrub.set_value(0).run()
+    assert not at.exception
+    assert any("at step 0" in m.value for m in at.markdown)
+    labels = [b.label for b in at.get("download_button")]
+    assert {"Losses (CSV)", "Everything (JSON)", "Figures (HTML)"} <= set(labels)
+
+
+def test_pause_step_resume_stop_answer_at_once():
+    at = page(model="deep", preset="deep-bn", steps=1_000_000, capture_every=100)
+    at.button(key="btn_start").click().run()
+    tick_until(at, lambda a: run_of(a)["step"] > 0, 30)
+    at.button(key="btn_pause").click().run()
+    tick_until(at, lambda a: run_of(a)["state"] == "paused", 5)
+    s0 = run_of(at)["step"]
+    at.number_input(key="step_n").set_value(5).run()
+    at.button(key="btn_step").click().run()
+    tick_until(at, lambda a: run_of(a)["step"] == s0 + 5, 5)
+    assert run_of(at)["state"] == "paused"
+    at.button(key="btn_resume").click().run()
+    tick_until(at, lambda a: run_of(a)["step"] > s0 + 50, 10)
+    t0 = time.time()
+    at.button(key="btn_stop").click().run()
+    assert time.time() - t0 < 5 and run_of(at)["state"] == "stopped"
+    at.button(key="btn_reset").click().run()
+    assert "run" not in at.query_params and not at.exception
+
+
+def test_a_reload_reattaches_to_the_running_run():
+    at = page(model="mlp", preset="kaiming", steps=1_000_000)
+    at.button(key="btn_start").click().run()
+    run_id = at.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    at2 = page(model="mlp", preset="kaiming", steps=1_000_000, run=run_id)  # a new session: a reload
+    assert run_id in status(at2)
+    manager().stop(run_id)
+
+
+def test_compare_overlays_a_second_scenario():
+    a = page(model="mlp", preset="raw", steps=200, capture_every=50)
+    a.button(key="btn_start").click().run()
+    tick_until(a, lambda x: "`finished`" in status(x), 60)
+    first = run_of(a)["id"]
+    b = page(model="mlp", preset="kaiming", steps=200, capture_every=50)
+    b.button(key="btn_start").click().run()
+    tick_until(b, lambda x: "`finished`" in status(x), 60)
+    b.selectbox(key="compare_pick").set_value(first).run()
+    assert not b.exception
+    names = lambda i: [t.get("name", "") for t in json.loads(b.get("plotly_chart")[i].proto.spec)["data"]]
+    assert "B: mlp/raw (smoothed)" in names(0) and "mlp/kaiming (smoothed)" in names(0)
+    assert any(n.startswith("[B] h (tanh)") for n in names(1))
+
+
+@pytest.mark.parametrize("params,needle", [
+    (dict(lr=-1), "lr must be between"),
+    (dict(lr=0), "lr must be between"),
+    (dict(n_hidden=0), "n_hidden must be between"),
+    (dict(batch_size=0), "batch size"),
+    (dict(n_hidden=4096, n_embd=1024), "over the cap"),
+])
+def test_bad_hyperparameters_show_an_error_and_disable_start(params, needle):
+    at = page(model="mlp", preset="raw", **params)
+    assert any(needle in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="btn_start").proto.disabled
+
+
+def test_nan_in_a_link_falls_back_with_a_warning():
+    # the number field itself refuses NaN (Streamlit keeps the old value); a link can still carry one
+    at = page(model="mlp", preset="raw", lr="nan", n_hidden="abc")
+    assert any("lr='nan' is not a finite number; using 0.1" in w.value for w in at.warning)
+    assert any("n_hidden='abc'" in w.value for w in at.warning)
+    assert at.number_input(key="ctl_lr_mlp").value == 0.1 and not at.button(key="btn_start").proto.disabled
+
+
+def with_data_path(path, **params):
+    """Choose a dataset path in the sidebar (on the home page: AppTest drops the entry script's
+    sidebar after switch_page, a browser does not), then open the activations page."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    # through session state, before the first run: AppTest loses the entry script's sidebar on reruns
+    at.session_state["data_how"] = "A file on this machine"
+    at.session_state["data_path"] = str(path)
+    at.run()
+    sidebar = [e.value for e in at.sidebar.error], [c.value for c in at.sidebar.caption]
+    at.switch_page("pages/activations.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at, sidebar
+
+
+def test_a_bad_data_file_is_refused_in_the_sidebar(tmp_path):
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 4)
+    at, (errors, _) = with_data_path(blob, model="mlp", preset="raw")
+    assert any("binary" in e for e in errors)
+    assert any("Dataset:" in e.value for e in at.error) and at.button(key="btn_start").proto.disabled
+
+
+def test_running_text_is_refused_for_a_word_model_but_fine_for_gpt(shakespeare_path):
+    at, (errors, captions) = with_data_path(shakespeare_path, model="mlp", preset="raw")
+    assert not errors and any("running text (GPT only)" in c for c in captions)
+    assert any("It can still train the GPT" in e.value for e in at.error)
+
+
+def test_names_txt_from_a_path_gives_the_lectures_first_loss(names_path):
+    at, (_, captions) = with_data_path(names_path, model="mlp", preset="raw", steps=1)
+    assert any("32,033 lines" in c for c in captions)
+    at.button(key="btn_start").click().run()
+    tick_until(at, lambda a: "`finished`" in status(a), 60)
+    assert any("27.88" in m.value for m in at.get("metric")) or "27.88" in str(at.get("metric")[0].proto)
+
+
+def test_the_server_cap_answers_with_a_clear_message():
+    mgr = page("home") and manager()
+    spec = {"model": "mlp", "preset": "raw", "model_kw": {}, "train": {"steps": 10_000_000},
+            "data": {"kind": "ssa"}}
+    ids = [mgr.start(spec, "filler") for _ in range(mgr.max_live)]
+    try:
+        at = page(model="mlp", preset="raw")
+        at.button(key="btn_start").click().run()
+        assert any("the cap is" in e.value for e in at.error)
+    finally:
+        for i in ids:
+            mgr.stop(i)
+
+
+def test_runs_page_lists_opens_and_deletes():
+    at = page(model="mlp", preset="fix-tanh", steps=50)
+    at.button(key="btn_start").click().run()
+    tick_until(at, lambda a: "`finished`" in status(a), 60)
+    run_id = run_of(at)["id"]
+    runs = page("runs")
+    assert run_id in runs.dataframe[0].value["id"].tolist()
+    runs.selectbox(key="runs_pick").set_value(run_id).run()
+    runs.button(key="runs_delete").click().run()
+    assert not runs.exception
+    assert manager().db.get_run(run_id) is None
