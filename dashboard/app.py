@@ -1,4 +1,4 @@
-"""Zero to Hero Lab: the router. Each page lives in dashboard/pages/ and reads like a lecture."""
+"""Zero to Hero Lab: the router. Each page lives in dashboard/views/ and reads like a lecture."""
 
 import sys
 from pathlib import Path
@@ -14,7 +14,7 @@ st.set_page_config(page_title="Zero to Hero Lab", page_icon=":material/neurology
 
 from settings import shared_settings  # noqa: E402  (after the sys.path fix above)
 
-PAGES = Path(__file__).parent / "pages"
+PAGES = Path(__file__).parent / "views"  # not pages/: that name switches on the old automatic multipage mode
 pg = st.navigation({
     "Zero to Hero Lab": [st.Page(PAGES / "home.py", title="Home", icon=":material/home:", default=True)],
     "Lectures": [

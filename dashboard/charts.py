@@ -9,7 +9,6 @@ overlaid per-layer plots): ~100 points a layer, cheap for the browser.
 import math
 
 import numpy as np
-import plotly.graph_objects as go
 
 from core.histogram import bin_centers, density
 
@@ -19,10 +18,37 @@ LAYOUT = dict(margin=dict(l=10, r=10, t=36, b=10), height=320, template="plotly_
               legend=dict(font=dict(size=11)), uirevision="keep")
 
 
+class Fig(dict):
+    """A figure as plain data ({"data": [...], "layout": {...}}): cheap to build every second;
+    st.plotly_chart takes it as is. add_trace / add_hline mirror plotly's names."""
+
+    def add_trace(self, trace):
+        self["data"].append(trace)
+
+    def add_hline(self, y, line, annotation_text=None, annotation_position=None):
+        self["layout"].setdefault("shapes", []).append(dict(type="line", xref="x domain", yref="y", x0=0, x1=1,
+                                                            y0=y, y1=y, line=line))
+        if annotation_text:
+            self["layout"].setdefault("annotations", []).append(
+                dict(text=annotation_text, xref="x domain", yref="y", x=1, y=y, showarrow=False,
+                     xanchor="right", yanchor="bottom" if "top" in (annotation_position or "") else "top",
+                     font=dict(size=11, color="#666")))
+
+    @property
+    def title(self):
+        return self["layout"]["title"]["text"]
+
+
 def _fig(title, **kw):
-    fig = go.Figure()
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), **{**LAYOUT, **kw})
-    return fig
+    return Fig(data=[], layout=dict(title=dict(text=title, font=dict(size=14)), **{**LAYOUT, **kw}))
+
+
+def Scatter(**kw):
+    return dict(type="scatter", **kw)
+
+
+def _arr(a):
+    return np.asarray(a).tolist()
 
 
 def color(i):
@@ -38,22 +64,22 @@ def loss_figure(curves, init_expected=None):
     curves: [(label, steps, loss, evals)] -- the run first, then a compared run.
     log10 loss, thin; a smoothed line over it; val loss as markers.
     """
-    fig = _fig("loss (log10)", xaxis_title="step", yaxis_title="log10 loss")
+    fig = _fig("loss (log10)", xaxis=dict(title="step"), yaxis=dict(title="log10 loss"))
     for k, (label, steps, loss, evals) in enumerate(curves):
         dash = "solid" if k == 0 else "dash"
         with np.errstate(divide="ignore", invalid="ignore"):
             y = np.log10(loss)
-        fig.add_trace(go.Scatter(x=steps, y=y, mode="lines", name=f"{label} (step)", opacity=0.3,
+        fig.add_trace(Scatter(x=steps, y=y, mode="lines", name=f"{label} (step)", opacity=0.3,
                                  line=dict(color=color(k), width=1, dash=dash)))
         if len(y) > 20:
             s_steps, s_y = smooth(steps, y)
-            fig.add_trace(go.Scatter(x=s_steps, y=s_y, mode="lines", name=f"{label} (smoothed)",
+            fig.add_trace(Scatter(x=s_steps, y=s_y, mode="lines", name=f"{label} (smoothed)",
                                      line=dict(color=color(k), width=2.5, dash=dash)))
         if evals:
             es = [e[0] for e in evals if e[2] is not None]
             ev = [math.log10(e[2]) for e in evals if e[2] is not None and e[2] > 0]
             if ev:
-                fig.add_trace(go.Scatter(x=es[:len(ev)], y=ev, mode="markers+lines", name=f"{label} (val)",
+                fig.add_trace(Scatter(x=es[:len(ev)], y=ev, mode="markers+lines", name=f"{label} (val)",
                                          marker=dict(symbol="diamond", size=9, color=color(k + 3)),
                                          line=dict(width=1, dash="dot", color=color(k + 3))))
     if init_expected:
@@ -93,7 +119,7 @@ def histogram_figure(caps, group, title, only_2d=False):
     The lecture's overlaid per-layer histograms for one group ("act", "agrad", "wgrad").
     caps: [(label, Capture)] -- a compared run's capture is drawn dashed.
     """
-    fig = _fig(title, yaxis_title="density")
+    fig = _fig(title, yaxis=dict(title="density"))
     for k, (label, c) in enumerate(caps):
         if c is None:
             continue
@@ -119,23 +145,23 @@ def histogram_figure(caps, group, title, only_2d=False):
                 text = f"{name} {tuple(w['shape'])}: std {std:.2e}, grad:data {w['grad_data_ratio']:.2e}"
             if k:
                 text = f"[{label}] {text}"
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=text, legendgroup=name,
+            fig.add_trace(Scatter(x=x, y=y, mode="lines", name=text, legendgroup=name,
                                      line=dict(color=color(j), width=2, dash="solid" if k == 0 else "dash"),
                                      visible=True if (group != "wgrad" or only_2d or len(shapes.get(name, ())) == 2)
                                      else "legendonly"))
-    fig.update_layout(height=340, legend=dict(font=dict(size=10), orientation="v"))
+    fig["layout"].update(height=340, legend=dict(font=dict(size=10), orientation="v"))
     return fig
 
 
 def update_ratio_figure(series, compare=None):
     """series: (steps, names, values (steps x names) of log10 update:data); the lecture's -3 line."""
-    fig = _fig("update:data ratio, log10(std(Δθ)/std(θ))", xaxis_title="step", yaxis_title="log10")
+    fig = _fig("update:data ratio, log10(std(Δθ)/std(θ))", xaxis=dict(title="step"), yaxis=dict(title="log10"))
     for k, ser in enumerate([series, compare]):
         if ser is None:
             continue
         steps, names, values = ser
         for j, name in enumerate(names):
-            fig.add_trace(go.Scatter(x=steps, y=values[:, j], mode="lines", name=name if k == 0 else f"[B] {name}",
+            fig.add_trace(Scatter(x=steps, y=values[:, j], mode="lines", name=name if k == 0 else f"[B] {name}",
                                      legendgroup=name,
                                      line=dict(color=color(j), width=1.8, dash="solid" if k == 0 else "dash")))
     fig.add_hline(y=-3, line=dict(color="#222", dash="dash"), annotation_text="−3: the lecture's rule of thumb",
@@ -148,13 +174,64 @@ def raster_figure(matrix, dead, name, kind="tanh"):
     rows, cols = matrix.shape
     fig = _fig(f"{name}: {'|h| > 0.99' if kind == 'tanh' else 'h == 0'} (white), probe batch × units",
                height=max(180, min(420, 60 + rows * 6)))
-    fig.add_trace(go.Heatmap(z=matrix.astype(np.uint8), colorscale=[[0, "#111111"], [1, "#ffffff"]],
-                             showscale=False, zmin=0, zmax=1,
-                             hovertemplate="example %{y}, unit %{x}: %{z}<extra></extra>"))
+    fig.add_trace(dict(type="heatmap", z=matrix.astype(np.uint8).tolist(),
+                       colorscale=[[0, "#111111"], [1, "#ffffff"]], showscale=False, zmin=0, zmax=1,
+                       hovertemplate="example %{y}, unit %{x}: %{z}<extra></extra>"))
     if len(dead):
-        fig.add_trace(go.Scatter(x=list(dead), y=[-1.5] * len(dead), mode="markers", name="dead unit",
+        fig.add_trace(Scatter(x=list(dead), y=[-1.5] * len(dead), mode="markers", name="dead unit",
                                  marker=dict(symbol="triangle-down", color="#d1495b", size=8)))
-    fig.update_yaxes(autorange="reversed", title="example", range=[rows, -3])
-    fig.update_xaxes(title="unit", range=[-0.5, cols - 0.5])
-    fig.update_layout(showlegend=bool(len(dead)))
+    fig["layout"].update(yaxis=dict(autorange="reversed", title="example", range=[rows, -3]),
+                         xaxis=dict(title="unit", range=[-0.5, cols - 0.5]), showlegend=bool(len(dead)))
     return fig
+
+
+# -----------------------------------------------------------------------------
+# the live view: every panel in ONE figure -- one Plotly render a refresh is what keeps a
+# browser on the training machine from eating the trainer's CPU (bench/bench_live.py)
+
+
+def live_figure(panels, expected_loss=None):
+    """
+    panels: figures from the builders above in reading order (loss, update ratio, activations,
+    activation gradients, weight gradients, raster); None leaves a gap. Their traces go into a
+    2-column grid laid out by hand (plain dicts: building it costs ~1/10 of make_subplots);
+    legends give way to the stats table the page shows beside it.
+    """
+    rows = (len(panels) + 1) // 2
+    gap_x, gap_y = 0.06, 0.06
+    w = (1 - gap_x) / 2
+    h = (1 - gap_y * (rows - 1)) / rows
+    data, layout = [], dict(template="plotly_white", height=330 * rows, margin=dict(l=10, r=10, t=40, b=10),
+                            showlegend=False, hovermode=False, annotations=[], shapes=[])
+    for k, f in enumerate(panels):
+        if f is None:
+            continue
+        r, c = k // 2, k % 2
+        n = k + 1
+        xa, ya = ("x", "y") if n == 1 else (f"x{n}", f"y{n}")
+        x0 = c * (w + gap_x)
+        y1 = 1 - r * (h + gap_y)
+        layout[f"xaxis{'' if n == 1 else n}"] = dict(domain=[x0, x0 + w], anchor=ya)
+        yax = dict(domain=[y1 - h, y1], anchor=xa)
+        src = f["layout"].get("yaxis", {})
+        if src.get("autorange") == "reversed":
+            yax["autorange"] = "reversed"
+        if src.get("range") is not None:
+            yax["range"] = list(src["range"])
+        layout[f"yaxis{'' if n == 1 else n}"] = yax
+        layout["annotations"].append(dict(text=f.title, x=x0 + w / 2, y=y1 + 0.005, xref="paper",
+                                          yref="paper", showarrow=False, xanchor="center", yanchor="bottom",
+                                          font=dict(size=13)))
+        for t in f["data"]:
+            if t.get("visible") == "legendonly":
+                continue
+            d = {k: v for k, v in t.items() if k not in ("name", "legendgroup", "hovertemplate", "visible")}
+            d.update(xaxis=xa, yaxis=ya)
+            data.append(d)
+        ref = dict(xref=f"{xa} domain", yref=ya, x0=0, x1=1, type="line")
+        if k == 1:
+            layout["shapes"].append(dict(ref, y0=-3, y1=-3, line=dict(color="#222", dash="dash")))
+        if k == 0 and expected_loss:
+            y = math.log10(expected_loss)
+            layout["shapes"].append(dict(ref, y0=y, y1=y, line=dict(color="#888", dash="dot")))
+    return dict(data=data, layout=layout)

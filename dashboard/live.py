@@ -7,6 +7,7 @@ and polls what the worker wrote, from one flat fragment.
 
 import json
 import math
+import time
 
 import numpy as np
 import streamlit as st
@@ -14,7 +15,7 @@ import streamlit as st
 import state
 from core.jobs import SpecError, check_spec, count_params
 from core.presets import MAKEMORE_SEED, PRESETS, get_preset, train_config
-from core.rundb import LIVE_STATES
+from core.rundb import LIVE_STATES, unpack_capture
 from core.worker import CapacityError
 from registry import manager
 
@@ -158,6 +159,7 @@ def _start(spec, paused=False):
     state.put(state.RUN_ID, run_id)
     state.put(state.SCRUB_STEP, None)
     st.query_params["run"] = run_id
+    _poke(10.0)  # a worker takes a moment to load torch and the data
     return run_id
 
 
@@ -165,6 +167,32 @@ def _command(cmd):
     run_id = current_run()
     if run_id:
         manager().send(run_id, cmd)
+        _poke()
+
+
+def _poke(seconds=3.0):
+    """Keep the page ticking a little while a command takes effect in the worker."""
+    state.put("poke_until", time.time() + seconds)
+
+
+def needs_ticks(d):
+    """Refresh every second while a run trains (or a command is on its way); not while paused."""
+    if d.state in ("starting", "ready", "running"):
+        return True
+    return d.live and ((d.row or {}).get("command") is not None or state.get("poke_until", 0) > time.time())
+
+
+def keep_alive(runs):
+    """A paused run is not refreshed but is still watched: a light heartbeat every 5 s keeps it."""
+    live_ids = [d.run_id for d in runs if d.live]
+    if not live_ids:
+        return
+
+    @st.fragment(run_every=5.0)
+    def beat():
+        for run_id in live_ids:
+            manager().db.heartbeat(run_id)
+    beat()
 
 
 def _step(spec, n):
@@ -174,6 +202,7 @@ def _step(spec, n):
         run_id = _start(spec, paused=True)
     if run_id:
         manager().send(run_id, f"step:{int(n)}")
+        _poke()
 
 
 def _stop():
@@ -237,6 +266,7 @@ class RunData:
         self.lr = np.zeros(0)
         self.row = None
         self._capture_cache = {}
+        self._captures = []
 
     def refresh(self):
         db = manager().db
@@ -283,9 +313,20 @@ class RunData:
         return self._capture_cache[key]
 
     def captures(self, max_n=400):
-        steps = self.capture_steps()
-        every = max(1, len(steps) // max_n)
-        return manager().db.captures(self.run_id, every)
+        """Recorded captures, oldest first, at most max_n (evenly thinned). Only new ones are read."""
+        db = manager().db
+        have = self._captures
+        last = have[-1].step if have else -1
+        steps = db.capture_steps(self.run_id)
+        if steps and steps[-1] > last:
+            rows = db.con.execute("SELECT blob FROM captures WHERE run_id = ? AND step > ? ORDER BY step",
+                                  (self.run_id, last)).fetchall()
+            have.extend(unpack_capture(b) for (b,) in rows)
+        if len(have) > 2 * max(len(steps), 1):  # the worker thinned old captures: follow it
+            keep = set(steps)
+            self._captures = have = [c for c in have if c.step in keep]
+        every = max(1, len(have) // max_n)
+        return have[::every] if every > 1 else list(have)
 
     def init_loss(self):
         return float(self.loss[0]) if len(self.loss) else self.meta.get("init_loss")
@@ -321,5 +362,6 @@ def figures_html(d, step=None):
                               ("wgrad", "weight gradients"))]
         from core.capture import ud_history
         figs.append(charts.update_ratio_figure(ud_history(d.captures())))
-    parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
+    import plotly.io as pio
+    parts = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
     return f"<html><head><meta charset='utf-8'><title>{d.label}</title></head><body>{''.join(parts)}</body></html>"

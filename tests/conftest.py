@@ -38,3 +38,11 @@ def names_words(names_path):
 def one_thread():
     from core.train import configure_torch
     configure_torch(1)
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir():
+    """Browser tests save screenshots here (ignored by git) for a person to look at."""
+    d = ROOT / "screenshots"
+    d.mkdir(exist_ok=True)
+    return d

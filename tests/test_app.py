@@ -40,7 +40,7 @@ def page(name="activations", **params):
         at.query_params[k] = str(v)
     at.run()
     if name != "home":
-        at.switch_page(f"pages/{name}.py")
+        at.switch_page(f"views/{name}.py")
         at.run()
     assert not at.exception, at.exception
     return at
@@ -145,9 +145,11 @@ def test_compare_overlays_a_second_scenario():
     tick_until(b, lambda x: "`finished`" in status(x), 60)
     b.selectbox(key="compare_pick").set_value(first).run()
     assert not b.exception
-    names = lambda i: [t.get("name", "") for t in json.loads(b.get("plotly_chart")[i].proto.spec)["data"]]
-    assert "B: mlp/raw (smoothed)" in names(0) and "mlp/kaiming (smoothed)" in names(0)
-    assert any(n.startswith("[B] h (tanh)") for n in names(1))
+    figs = {json.loads(c.proto.spec)["layout"]["title"]["text"].split(" at ")[0]: json.loads(c.proto.spec)
+            for c in b.get("plotly_chart")}
+    names = lambda title: [t.get("name", "") for t in figs[title]["data"]]
+    assert "B: mlp/raw (smoothed)" in names("loss (log10)") and "mlp/kaiming (smoothed)" in names("loss (log10)")
+    assert any(n.startswith("[B] h (tanh)") for n in names("activations"))
 
 
 @pytest.mark.parametrize("params,needle", [
@@ -182,7 +184,7 @@ def with_data_path(path, **params):
     at.session_state["data_path"] = str(path)
     at.run()
     sidebar = [e.value for e in at.sidebar.error], [c.value for c in at.sidebar.caption]
-    at.switch_page("pages/activations.py")
+    at.switch_page("views/activations.py")
     at.run()
     assert not at.exception, at.exception
     return at, sidebar

@@ -38,7 +38,8 @@ with st.expander("Compare with another run", expanded=bool(state.get(state.COMPA
 
 main = live.run_data(run_id)
 other = live.run_data(compare_id) if compare_id else None
-ticking = main.live or (other is not None and other.live)
+ticking = live.needs_ticks(main) or (other is not None and live.needs_ticks(other))
+live.keep_alive([r for r in (main, other) if r is not None])
 
 # --- the step scrubber: after pausing or finishing, look at any recorded step ----------------
 scrub = None
@@ -56,8 +57,8 @@ def panels():
     for r in (d, o):
         if r is not None and r.live:
             manager().db.heartbeat(r.run_id)  # a watched run keeps training; an orphaned one stops
-    if ticking and not (d.live or (o is not None and o.live)):
-        st.rerun()  # it just ended: one full rerun turns the timer off and shows the scrubber
+    if ticking and not (live.needs_ticks(d) or (o is not None and live.needs_ticks(o))):
+        st.rerun()  # it paused or ended: one full rerun stops the timer (charts can be zoomed) and shows the scrubber
     meta = d.meta
     # status
     s = d.row
@@ -73,18 +74,31 @@ def panels():
     caps = d.captures(max_n=200)
     recent = [c for c in caps if cap is None or c.step <= cap.step][-5:]
 
+    curves = [(d.label, *charts.downsample(d.steps, d.loss), d.evals())]
+    if o is not None:
+        curves.append((f"B: {o.label}", *charts.downsample(o.steps, o.loss), o.evals()))
+    expected = meta.get("expected_init_loss")
+    figs = {"loss": charts.loss_figure(curves, init_expected=expected)}
+    if cap is not None:
+        pair = [("A", cap)] + ([("B", ocap)] if ocap is not None else [])
+        ocaps = o.captures(max_n=200) if o is not None else None
+        figs["act"] = charts.histogram_figure(pair, "act", f"activations at step {cap.step:,}")
+        figs["agrad"] = charts.histogram_figure(pair, "agrad", f"activation gradients at step {cap.step:,}")
+        figs["wgrad"] = charts.histogram_figure(pair, "wgrad", f"weight gradients at step {cap.step:,} (2-D)",
+                                                only_2d=True)
+        figs["ud"] = charts.update_ratio_figure(ud_history(caps), ud_history(ocaps) if ocaps else None)
+        if cap.raster:
+            name = state.get("raster_layer") if state.get("raster_layer") in cap.raster else next(iter(cap.raster))
+            m = cap.raster_matrix(name)
+            dead = dead_units(cap, name)
+            kind = dict((n, k) for (g, n), k in zip(cap.keys, cap.kinds) if g == "act").get(name, "tanh")
+            figs["raster"] = charts.raster_figure(m, dead, name, kind)
+
     left, right = st.columns([3, 2])
-    with left:
-        curves = [(d.label, *charts.downsample(d.steps, d.loss), d.evals())]
-        if o is not None:
-            curves.append((f"B: {o.label}", *charts.downsample(o.steps, o.loss), o.evals()))
-        st.plotly_chart(charts.loss_figure(curves, init_expected=meta.get("expected_init_loss")),
-                        key="loss_chart", width="stretch")
     with right:
         first = d.init_loss()
-        if first is not None and meta.get("expected_init_loss"):
-            exp = meta["expected_init_loss"]
-            st.metric("First loss vs −ln(1/vocab_size)", f"{first:.3f}", f"{first - exp:+.3f} vs {exp:.3f}",
+        if first is not None and expected:
+            st.metric("First loss vs −ln(1/vocab_size)", f"{first:.3f}", f"{first - expected:+.3f} vs {expected:.3f}",
                       delta_color="inverse")
         st.markdown("**Diagnosis**" + (f" at step {cap.step:,}" if cap is not None else ""))
         findings = diagnose(init_loss=first, vocab_size=meta.get("vocab_size"), capture=cap, recent=recent,
@@ -94,31 +108,40 @@ def panels():
         for f in findings:
             box = {"error": st.error, "warning": st.warning, "ok": st.success}[f.severity]
             box(f"**{f.title}** -- {f.evidence}" + (f"\n\n*Fix:* {f.fix}" if f.fix else ""))
-    if cap is None:
-        st.info("No capture recorded yet: histograms appear at the first capture step.")
-        return
-    pair = [("A", cap)] + ([("B", ocap)] if ocap is not None else [])
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.histogram_figure(pair, "act", f"activations at step {cap.step:,}"),
-                    key="act_chart", width="stretch")
-    c2.plotly_chart(charts.histogram_figure(pair, "agrad", f"activation gradients at step {cap.step:,}"),
-                    key="agrad_chart", width="stretch")
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.histogram_figure(pair, "wgrad", f"weight gradients at step {cap.step:,} (2-D weights)",
-                                            only_2d=True), key="wgrad_chart", width="stretch")
-    ocaps = o.captures(max_n=200) if o is not None else None
-    c2.plotly_chart(charts.update_ratio_figure(ud_history(caps), ud_history(ocaps) if ocaps else None),
-                    key="ud_chart", width="stretch")
-    if cap.raster:
-        names = list(cap.raster)
-        c1, c2 = st.columns([1, 3])
-        name = c1.selectbox("Raster layer", names, key="raster_layer")
-        m = cap.raster_matrix(name)
-        dead = dead_units(cap, name)
-        kind = dict((n, k) for (g, n), k in zip(cap.keys, cap.kinds) if g == "act").get(name, "tanh")
-        c1.caption(f"{len(dead)} dead unit{'s' if len(dead) != 1 else ''} of {m.shape[1]} (saturated for every "
-                   f"one of the {m.shape[0]} probe examples); {100 * m.mean():.1f}% of the raster is white.")
-        c2.plotly_chart(charts.raster_figure(m, dead, name, kind), key="raster_chart", width="stretch")
+        if cap is not None:
+            st.markdown(layer_table(cap))
+            if cap.raster:
+                st.selectbox("Raster layer", list(cap.raster), key="raster_layer")
+                st.caption(f"{len(dead)} dead unit{'s' if len(dead) != 1 else ''} of {m.shape[1]} (saturated for "
+                           f"every one of the {m.shape[0]} probe examples); {100 * m.mean():.1f}% of the raster "
+                           "is white.")
+    with left:
+        if cap is None:
+            st.plotly_chart(figs["loss"], key="loss_chart", width="stretch")
+            st.info("No capture recorded yet: histograms appear at the first capture step.")
+        elif ticking:  # live: one figure, one render a second (see charts.live_figure)
+            order = ["loss", "ud", "act", "agrad", "wgrad", "raster"]
+            st.plotly_chart(charts.live_figure([figs.get(k) for k in order], expected), key="live_chart",
+                            width="stretch", config={"staticPlot": True})
+        else:  # still: every panel on its own, with legends, zoomable
+            for k in ("loss", "ud", "act", "agrad", "wgrad", "raster"):
+                if k in figs:
+                    st.plotly_chart(figs[k], key=f"{k}_chart", width="stretch")
+
+
+def layer_table(cap):
+    """Per layer and per weight, the numbers the lecture prints beside its plots."""
+    rows = ["| layer | mean | std | saturated | grad std |", "|---|---:|---:|---:|---:|"]
+    for r in cap.layer_stats():
+        sat = "" if r["saturated_pct"] is None else f"{r['saturated_pct']:.1f}%"
+        gs = "" if r["grad_std"] is None else f"{r['grad_std']:.2e}"
+        rows.append(f"| {r['layer']} ({r['kind']}) | {r['mean']:+.2f} | {r['std']:.2f} | {sat} | {gs} |")
+    rows += ["", "| weight | shape | grad:data | log10 update:data |", "|---|---|---:|---:|"]
+    for w in cap.weight_stats():
+        if len(w["shape"]) == 2:
+            ud = "" if w["update_data_log10"] is None else f"{w['update_data_log10']:.2f}"
+            rows.append(f"| {w['name']} | {tuple(w['shape'])} | {w['grad_data_ratio']:.2e} | {ud} |")
+    return "\n".join(rows)
 
 
 panels()

@@ -45,7 +45,7 @@ def open_run():
 b = st.columns(4)
 if b[0].button("Open", icon=":material/open_in_new:", key="runs_open", width="stretch"):
     open_run()
-    st.switch_page("pages/activations.py", query_params=dict(st.query_params))
+    st.switch_page("views/activations.py", query_params=dict(st.query_params))
 d = live.run_data(pick)
 b[1].download_button("Export (JSON)", live.export_json(d) if row["state"] not in LIVE_STATES else "{}",
                      f"{pick}.json", "application/json", disabled=row["state"] in LIVE_STATES,

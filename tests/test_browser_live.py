@@ -1,0 +1,71 @@
+"""
+The live page in a real browser: Start, watch the step and the histograms change,
+pause, reload and find the same run, stop. Screenshots are saved for a person to look at.
+"""
+
+import re
+import time
+
+import pytest
+
+from browser import chromium_page, need_browser, streamlit_server
+
+pytestmark = pytest.mark.browser
+
+
+def shown_step(page):
+    text = page.locator("text=/· step [0-9,]+ of/").first.inner_text(timeout=30_000)
+    return int(re.search(r"step ([0-9,]+) of", text).group(1).replace(",", ""))
+
+
+def act_chart_data(page):
+    # the live figure's activation histogram (its third panel: x3/y3), as the browser has it
+    return page.evaluate("""() => {
+        const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.data && p.data.some(t => t.xaxis === 'x3'));
+        if (!p) return null;
+        const t = p.data.find(t => t.xaxis === 'x3');
+        return JSON.stringify(t.y) + JSON.stringify(p.layout.annotations.map(a => a.text));
+    }""")
+
+
+def no_exception_on_page(page):
+    assert page.locator("[data-testid='stException']").count() == 0, page.locator(
+        "[data-testid='stException']").first.inner_text()
+
+
+def test_start_watch_pause_reload_stop(tmp_path, screenshot_dir):
+    need_browser()
+    with streamlit_server(tmp_path) as url, chromium_page(1400, 3000) as (page, errors):
+        page.goto(f"{url}/activations?model=mlp&preset=raw&steps=1000000&capture_every=100")
+        page.get_by_role("button", name="Start").click()
+        first = shown_step(page)
+        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some("
+                               "p => p.data && p.data.some(t => t.xaxis === 'x3'))", timeout=30_000)
+        h1 = act_chart_data(page)
+        time.sleep(3)
+        second = shown_step(page)
+        h2 = act_chart_data(page)
+        assert second > first                      # the step shown advances while training runs
+        assert h1 and h2 and h1 != h2               # and the histograms change with it
+        assert page.get_by_text("The softmax is confidently wrong").count() > 0
+        assert page.get_by_text("tanh units are saturated").count() > 0
+        no_exception_on_page(page)
+        page.screenshot(path=str(screenshot_dir / "live-raw-running.png"), full_page=True)
+        page.get_by_role("button", name="Pause").click()
+        page.get_by_role("button", name="Resume").wait_for(timeout=10_000)
+        time.sleep(1.5)
+        paused_at = shown_step(page)
+        run_id = re.search(r"run=([0-9a-f]+)", page.url).group(1)
+        page.reload()                               # a reload is a new session: it must re-attach
+        page.get_by_text(f"run {run_id}").first.wait_for(timeout=30_000)
+        assert abs(shown_step(page) - paused_at) <= 1 and page.get_by_text("`paused`").count() == 0
+        assert page.get_by_text("paused").count() > 0
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_text("stopped").first.wait_for(timeout=10_000)
+        page.wait_for_timeout(1500)
+        no_exception_on_page(page)
+        assert page.locator(".js-plotly-plot").count() >= 5   # stopped: every panel on its own, zoomable
+        page.screenshot(path=str(screenshot_dir / "live-raw-stopped.png"), full_page=True)
+        # the sidebar's shared settings are on this page too
+        assert page.get_by_text("Dataset").count() > 0
+        assert errors == []
