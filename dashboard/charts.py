@@ -201,7 +201,8 @@ def live_figure(panels, expected_loss=None):
     gap_x, gap_y = 0.06, 0.06
     w = (1 - gap_x) / 2
     h = (1 - gap_y * (rows - 1)) / rows
-    data, layout = [], dict(template="plotly_white", height=330 * rows, margin=dict(l=10, r=10, t=40, b=10),
+    # no template: validating one costs the server more than the whole figure
+    data, layout = [], dict(height=330 * rows, margin=dict(l=10, r=10, t=40, b=10),
                             showlegend=False, hovermode=False, annotations=[], shapes=[])
     for k, f in enumerate(panels):
         if f is None:

@@ -74,9 +74,10 @@ def panels():
     caps = d.captures(max_n=200)
     recent = [c for c in caps if cap is None or c.step <= cap.step][-5:]
 
-    curves = [(d.label, *charts.downsample(d.steps, d.loss), d.evals())]
+    points = 1000 if ticking else 4000  # a live refresh draws fewer raw points
+    curves = [(d.label, *charts.downsample(d.steps, d.loss, points), d.evals())]
     if o is not None:
-        curves.append((f"B: {o.label}", *charts.downsample(o.steps, o.loss), o.evals()))
+        curves.append((f"B: {o.label}", *charts.downsample(o.steps, o.loss, points), o.evals()))
     expected = meta.get("expected_init_loss")
     figs = {"loss": charts.loss_figure(curves, init_expected=expected)}
     if cap is not None:

@@ -1,0 +1,161 @@
+"""
+Core speed and memory, measured in one process against the plain lecture loop.
+
+    python bench/bench_core.py [--data ../shared/data/names.txt] [--seconds 3] [--rounds 5]
+
+1. Capture overhead on the lecture-4 deep stack (deep-bn): the plain notebook loop (no
+   diagnostics) against core's Run with capture off, at the default cadence (every 100 steps)
+   and at every step; and the lecture's own diagnostic loop (retain_grad on every layer output
+   plus the `ud` list every step) against core's every-step capture. Rounds alternate; medians.
+2. The bounded store: bytes held after 1,000,000 steps with a capture every 100.
+3. Steps/s of every model's default preset through Run at its default capture cadence.
+"""
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from core.presets import get_preset, train_config  # noqa: E402
+from core.train import Run, TensorBatches, TextBatches, build_model, configure_torch  # noqa: E402
+
+
+def dataset(path, block_size):
+    import data
+    words = data.load_words(path) if path else data.default_words()
+    return data.WordsDataset(words, block_size)
+
+
+# -----------------------------------------------------------------------------
+# the loops under test: each trains for `seconds` and returns steps/s
+
+
+def plain_loop(ds, seconds, lecture_diagnostics=False):
+    """The lecture-4 notebook loop, written out as in the video (deep-bn model)."""
+    preset = get_preset("deep", "deep-bn")
+    model, g = build_model(preset, ds.vocab_size, 2147483647)
+    C, layers, parameters = model.C, [l for _, l in model.layers], model.parameters()
+    Xtr, Ytr = ds.Xtr, ds.Ytr
+    ud = []
+    i, t0 = 0, time.perf_counter()
+    while True:
+        ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
+        Xb, Yb = Xtr[ix], Ytr[ix]
+        emb = C[Xb]
+        x = emb.view(emb.shape[0], -1)
+        for layer in layers:
+            x = layer(x)
+        loss = F.cross_entropy(x, Yb)
+        if lecture_diagnostics:
+            for layer in layers:
+                layer.out.retain_grad()
+        for p in parameters:
+            p.grad = None
+        loss.backward()
+        lr = 0.1 if i < 150000 else 0.01
+        for p in parameters:
+            p.data += -lr * p.grad
+        if lecture_diagnostics:
+            with torch.no_grad():
+                ud.append([((lr * p.grad).std() / p.data.std()).log10().item() for p in parameters])
+        i += 1
+        if i % 50 == 0 and time.perf_counter() - t0 > seconds:
+            return i / (time.perf_counter() - t0)
+
+
+def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn"):
+    p = get_preset(model, preset)
+    cfg = train_config(p, steps=10_000_000, capture_every=capture_every)
+    m, g = build_model(p, ds.vocab_size, cfg.seed)
+    if model == "gpt":
+        batches = TextBatches(lambda split: ds.get_batch(split, cfg.batch_size), 10)
+        probe = None
+    elif model == "bigram-nn":
+        from data import bigrams
+        batches = TensorBatches({"train": bigrams(ds.words, ds.stoi)}, 0, g)
+        probe = None
+    else:
+        batches = TensorBatches({"train": (ds.Xtr, ds.Ytr), "val": (ds.Xdev, ds.Ydev)}, cfg.batch_size, g)
+        probe = ds.Xdev[:32]
+    run = Run(m, batches, cfg, probe=probe)
+    run.advance(5)  # warm-up
+    s0, t0 = run.step, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        run.advance(50)
+    return (run.step - s0) / (time.perf_counter() - t0)
+
+
+def median_rounds(fns, rounds):
+    res = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():  # alternate, so drift hits all alike
+            res[k].append(fn())
+    return {k: statistics.median(v) for k, v in res.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=None, help="words file (default: the SSA names)")
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    configure_torch(1)
+    ds = dataset(args.data, 3)
+    print(f"torch {torch.__version__}, 1 thread; {ds.describe()}")
+
+    print("\n1. capture overhead, deep-bn (47,024 params), steps/s, median of", args.rounds, "alternating rounds")
+    s = args.seconds
+    r = median_rounds({
+        "plain notebook loop": lambda: plain_loop(ds, s),
+        "Run, capture off": lambda: core_run(ds, s, 0),
+        "Run, capture every 100 (default)": lambda: core_run(ds, s, 100),
+        "Run, capture every step": lambda: core_run(ds, s, 1),
+        "lecture loop with retain_grad + ud every step": lambda: plain_loop(ds, s, lecture_diagnostics=True),
+    }, args.rounds)
+    base = r["plain notebook loop"]
+    for k, v in r.items():
+        print(f"   {k:48s} {v:8.0f}  {v / base:5.2f}x plain")
+    print(f"   every-step capture vs the lecture's own diagnostics: "
+          f"{r['Run, capture every step'] / r['lecture loop with retain_grad + ud every step']:.2f}x")
+
+    print("\n2. the bounded store: 1,000,000 steps, a capture (45 tensors) every 100")
+    from core.store import RunStore
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_run import fake_capture
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    store = RunStore()
+    sizes = []
+    t0 = time.perf_counter()
+    for i in range(1_000_000):
+        store.add_step(i, 2.0, 0.1, fake_capture(i) if i % 100 == 0 else None)
+        if i % 250_000 == 249_999:
+            sizes.append(store.nbytes())
+    dt = time.perf_counter() - t0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"   held after 250k/500k/750k/1M steps: {', '.join(f'{b / 1e6:.1f} MB' for b in sizes)}; "
+          f"peak RSS grew {(rss1 - rss0) / 1e3:.0f} MB; {1e6 / dt:,.0f} add_step/s")
+
+    print("\n3. every model's default preset through Run, default capture cadence, steps/s")
+    for model, preset in [("bigram-nn", "default"), ("mlp", "raw"), ("mlp", "kaiming"), ("mlp", "batchnorm"),
+                          ("deep", "deep-bn"), ("wavenet", "flat8"), ("wavenet", "scaled"), ("gpt", "small")]:
+        p = get_preset(model, preset)
+        if model == "gpt":
+            import data
+            d = data.TextDataset("\n".join(ds.words) + "\n", p.block_size)
+        else:
+            d = dataset(args.data, p.block_size) if p.block_size != 3 else ds
+        cap = train_config(p).capture_every
+        v = core_run(d, s, cap, model, preset)
+        print(f"   {model}/{preset:12s} capture every {cap:4d}: {v:8.1f} steps/s")
+
+
+if __name__ == "__main__":
+    main()
