@@ -5,15 +5,28 @@ st.caption("Andrej Karpathy's *Neural Networks: Zero to Hero*, trained live: wat
            "gradients and update ratios while the lecture's models learn.")
 
 st.markdown("""
-| Lecture | What you will see here | Headless today |
+| Page | What it shows | Lecture (≈ minute in the video) |
 |---|---|---|
-| 1 · micrograd | a scalar autograd engine, its computation graph, backprop step by step | |
-| 2 · makemore: bigrams | the 27×27 count matrix, sampling, the neural bigram | `python -m core train --model bigram` |
-| 3 · makemore: MLP | the Bengio MLP, learning-rate finder, embeddings | `python -m core train --model mlp` |
-| 4 · activations & BatchNorm | live histograms of activations, gradients, update:data ratios, diagnosis | `python -m core train --model mlp --preset raw` |
-| 5 · backprop ninja | every intermediate gradient by hand, checked against autograd | |
-| 6 · WaveNet | the hierarchical model and its layer shapes | `python -m core train --model wavenet` |
-| 7 · GPT | a character Transformer, attention maps | `python -m core train --model gpt` |
+| **micrograd** | a scalar autograd engine: the computation graph with data and grad on every node, backprop one node at a time, a small MLP learning two moons | 1 · *The spelled-out intro to neural networks and backpropagation* (≈ 0:19 the graph, ≈ 1:09 the neuron, ≈ 2:00 the MLP) |
+| **Activations & gradients** | a lecture model training live: loss, activation and gradient histograms per layer, grad:data and update:data ratios, the saturation raster, and a diagnosis in plain words with the lecture's fix | 4 · *Building makemore Part 3* (≈ 0:04 the first loss, ≈ 0:12 tanh saturation, ≈ 0:27 Kaiming init, ≈ 0:40 BatchNorm, ≈ 1:26 the diagnostic plots) |
+| **Runs** | every run kept on disk: reopen, compare, export, delete | — |
 """)
-st.info("The headless CLI runs every lecture model now: `python -m core train --help`. "
-        "Live pages arrive lecture by lecture.", icon=":material/terminal:")
+
+st.markdown("**Start here:** open *Activations & gradients*, keep the scenario **raw** and press **Start**. "
+            "Within seconds the diagnosis says the softmax is confidently wrong and the tanh units are "
+            "saturated; then switch to **kaiming** and **batchnorm** and watch the panels change.")
+
+st.markdown("""
+Every lecture model also trains headless through the same core:
+
+| Lecture | Command |
+|---|---|
+| 2 · bigrams | `python -m core train --model bigram` |
+| 3 · MLP | `python -m core train --model mlp` |
+| 4 · activations & BatchNorm | `python -m core train --model mlp --preset raw` |
+| 6 · WaveNet | `python -m core train --model wavenet` |
+| 7 · GPT | `python -m core train --model gpt` |
+""")
+st.info("The sidebar's settings (dataset, seed, device) are shared by every page. The dataset is the offline "
+        "SSA names unless you upload a file or give a path, such as makemore's `names.txt`.",
+        icon=":material/tune:")
