@@ -92,6 +92,7 @@ def test_a_heartbeat_keeps_it_alive(tmp_path, names_path):
     m = RunManager(tmp_path / "runs.sqlite", orphan_timeout=1.0)
     try:
         run_id = m.start(spec(names_path, steps=10_000_000), "watched")
+        m.wait(run_id, 60, states=("running",))  # a loaded machine takes a while to import torch
         for _ in range(25):
             m.db.heartbeat(run_id)
             time.sleep(0.1)
