@@ -15,7 +15,7 @@ import math
 import sys
 import time
 
-from .presets import GPT_SEED, MAKEMORE_SEED, MODELS, PRESETS, get_preset, train_config
+from .presets import MAKEMORE_SEED, MODELS, get_preset, train_config
 
 
 class CliError(Exception):

@@ -16,7 +16,6 @@ import torch
 
 from .capture import Recorder
 from .models import GPT, MLP, Bigram, BigramNN, Deep, WaveNet
-from .presets import get_preset, train_config
 from .store import RunStore
 
 # -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import sys
 import time
 import traceback
 
-from .rundb import LIVE_STATES, RunDB
+from .rundb import RunDB
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK_SECONDS = 0.05   # train this long between looks at the command slot

@@ -1,5 +1,6 @@
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,17 @@ def screenshot_dir():
     d = ROOT / "screenshots"
     d.mkdir(exist_ok=True)
     return d
+
+
+@contextmanager
+def data_dir_env(path):
+    """Point ZTH_DATA_DIR (the runs file, uploads) at a test's own folder, and put it back after."""
+    old = os.environ.get("ZTH_DATA_DIR")
+    os.environ["ZTH_DATA_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("ZTH_DATA_DIR", None)
+        else:
+            os.environ["ZTH_DATA_DIR"] = old

@@ -5,33 +5,25 @@ another .run().
 """
 
 import json
-import math
-import os
 import sys
 import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+from conftest import ROOT, data_dir_env
 
 APP = str(ROOT / "dashboard" / "app.py")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("zth-data")
-    old = os.environ.get("ZTH_DATA_DIR")
-    os.environ["ZTH_DATA_DIR"] = str(d)
-    yield d
-    reg = sys.modules.get("registry")
-    if reg is not None:
-        reg.manager().stop_all()
-        reg.manager.clear()
-    if old is None:
-        os.environ.pop("ZTH_DATA_DIR", None)
-    else:
-        os.environ["ZTH_DATA_DIR"] = old
+    with data_dir_env(tmp_path_factory.mktemp("zth-data")) as d:
+        yield d
+        reg = sys.modules.get("registry")
+        if reg is not None:  # stop this module's workers; the next module gets a fresh manager
+            reg.manager().stop_all()
+            reg.manager.clear()
 
 
 def page(name="activations", **params):

@@ -4,13 +4,12 @@ Forward / Backward / Zero grad, the step-through, typed expressions, the moons M
 AppTest never fires run_every by itself, so a tick of Play or of training is another .run().
 """
 
-import os
 import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+from conftest import ROOT, data_dir_env
 
 APP = str(ROOT / "dashboard" / "app.py")
 NEURON = "neuron: o = tanh(x1*w1 + x2*w2 + b)"
@@ -18,14 +17,8 @@ NEURON = "neuron: o = tanh(x1*w1 + x2*w2 + b)"
 
 @pytest.fixture(scope="module", autouse=True)
 def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("zth-data")
-    old = os.environ.get("ZTH_DATA_DIR")
-    os.environ["ZTH_DATA_DIR"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("ZTH_DATA_DIR", None)
-    else:
-        os.environ["ZTH_DATA_DIR"] = old
+    with data_dir_env(tmp_path_factory.mktemp("zth-data")) as d:
+        yield d
 
 
 def page(preset=None):

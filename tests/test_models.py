@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.layers import BatchNorm1d, Embedding, FlattenConsecutive, Linear, Sequential, Tanh
-from core.models import GPT, MLP, Bigram, BigramNN, Deep, WaveNet
+from core.models import Bigram
 from core.presets import PRESETS, get_preset
 from core.train import build_model
 
