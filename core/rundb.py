@@ -159,14 +159,9 @@ class RunDB:
         fields["updated"] = time.time()
         with self._tx():
             if meta:
-                old = self.con.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
-                merged = {**(json.loads(old[0]) if old else {}), **meta}
-                fields["meta"] = json.dumps(merged, default=_nan_to_none)
+                fields["meta"] = self._merged_meta(run_id, meta)
             cols = ", ".join(f"{k} = ?" for k in fields)
             self.con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
-
-    def rename_run(self, run_id, name):
-        self.update_run(run_id, name=name)
 
     def delete_run(self, run_id):
         with self._tx():
@@ -208,12 +203,15 @@ class RunDB:
             if captures:
                 self._thin_captures(run_id)
             if meta:
-                old = self.con.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
-                run_fields["meta"] = json.dumps({**(json.loads(old[0]) if old else {}), **meta},
-                                                default=_nan_to_none)
+                run_fields["meta"] = self._merged_meta(run_id, meta)
             run_fields["updated"] = time.time()
             cols = ", ".join(f"{k} = ?" for k in run_fields)
             self.con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*run_fields.values(), run_id))
+
+    def _merged_meta(self, run_id, meta):
+        # inside the caller's transaction: read, merge, write back as one change
+        old = self.con.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return json.dumps({**(json.loads(old[0]) if old else {}), **meta}, default=_nan_to_none)
 
     def _thin_captures(self, run_id):
         # as RunStore: past max_captures, drop every other old capture (never the first)
@@ -257,9 +255,11 @@ class RunDB:
                                        (run_id,)).fetchone()
         return None if row is None else unpack_capture(row[0])
 
-    def captures(self, run_id, every=1):
-        rows = self.con.execute("SELECT blob FROM captures WHERE run_id = ? ORDER BY step", (run_id,)).fetchall()
-        return [unpack_capture(b) for (b,) in rows[::every]]
+    def captures_after(self, run_id, step):
+        """Every capture recorded after `step`, oldest first."""
+        rows = self.con.execute("SELECT blob FROM captures WHERE run_id = ? AND step > ? ORDER BY step",
+                                (run_id, step)).fetchall()
+        return [unpack_capture(b) for (b,) in rows]
 
 
 class _Tx:

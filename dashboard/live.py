@@ -5,6 +5,7 @@ Training happens in a worker process (core.worker); a page only sends commands
 and polls what the worker wrote, from one flat fragment.
 """
 
+import bisect
 import json
 import math
 import time
@@ -15,7 +16,7 @@ import streamlit as st
 import state
 from core.jobs import SpecError, check_spec, count_params
 from core.presets import MAKEMORE_SEED, PRESETS, get_preset, train_config
-from core.rundb import LIVE_STATES, unpack_capture
+from core.rundb import LIVE_STATES
 from core.worker import CapacityError
 from registry import manager
 
@@ -157,7 +158,6 @@ def _start(spec, paused=False):
         state.put("flash", str(e))
         return None
     state.put(state.RUN_ID, run_id)
-    state.put(state.SCRUB_STEP, None)
     st.query_params["run"] = run_id
     _poke(10.0)  # a worker takes a moment to load torch and the data
     return run_id
@@ -215,7 +215,6 @@ def _reset():
     _stop()
     state.put(state.RUN_ID, None)
     state.put(state.COMPARE_ID, None)
-    state.put(state.SCRUB_STEP, None)
     st.query_params.pop("run", None)
     st.query_params.pop("compare", None)
 
@@ -265,8 +264,7 @@ class RunData:
         self.loss = np.zeros(0)
         self.lr = np.zeros(0)
         self.row = None
-        self._capture_cache = {}
-        self._captures = []
+        self._captures = []  # every recorded Capture, oldest first (unpacked once)
 
     def refresh(self):
         db = manager().db
@@ -277,6 +275,7 @@ class RunData:
             self.steps = np.concatenate([self.steps, s])
             self.loss = np.concatenate([self.loss, l])
             self.lr = np.concatenate([self.lr, lr])
+        self._sync_captures(db)
         return self
 
     @property
@@ -299,34 +298,33 @@ class RunData:
         return manager().db.evals(self.run_id)
 
     def capture_steps(self):
-        return manager().db.capture_steps(self.run_id)
+        return [c.step for c in self._captures]
 
     def capture(self, step=None):
-        key = ("latest" if step is None else step)
-        if step is None or key not in self._capture_cache:
-            c = manager().db.capture(self.run_id, step)
-            if step is None:
-                return c
-            if len(self._capture_cache) > 64:
-                self._capture_cache.clear()
-            self._capture_cache[key] = c
-        return self._capture_cache[key]
+        """The latest capture, or the one at `step` (the nearest recorded at or before it)."""
+        have = self._captures
+        if not have:
+            return None
+        if step is None:
+            return have[-1]
+        i = bisect.bisect_right([c.step for c in have], step)
+        return have[max(i - 1, 0)]
 
     def captures(self, max_n=400):
-        """Recorded captures, oldest first, at most max_n (evenly thinned). Only new ones are read."""
-        db = manager().db
+        """Recorded captures, oldest first, at most max_n (evenly thinned)."""
+        every = max(1, len(self._captures) // max_n)
+        return self._captures[::every]
+
+    def _sync_captures(self, db):
+        # only captures newer than the last one held are read and unpacked; old ones the worker
+        # thinned away are dropped here too
         have = self._captures
-        last = have[-1].step if have else -1
         steps = db.capture_steps(self.run_id)
-        if steps and steps[-1] > last:
-            rows = db.con.execute("SELECT blob FROM captures WHERE run_id = ? AND step > ? ORDER BY step",
-                                  (self.run_id, last)).fetchall()
-            have.extend(unpack_capture(b) for (b,) in rows)
-        if len(have) > 2 * max(len(steps), 1):  # the worker thinned old captures: follow it
+        if steps and (not have or steps[-1] > have[-1].step):
+            have.extend(db.captures_after(self.run_id, have[-1].step if have else -1))
+        if len(have) > len(steps):
             keep = set(steps)
-            self._captures = have = [c for c in have if c.step in keep]
-        every = max(1, len(have) // max_n)
-        return have[::every] if every > 1 else list(have)
+            self._captures = [c for c in have if c.step in keep]
 
     def init_loss(self):
         return float(self.loss[0]) if len(self.loss) else self.meta.get("init_loss")

@@ -15,8 +15,6 @@ SEED = "seed"
 DEVICE = "device"
 RUN_ID = "run_id"               # this session's current run
 COMPARE_ID = "compare_id"       # the run overlaid on it
-SCRUB_STEP = "scrub_step"
-SAMPLED_TRAIN_MODE = "sampled_train_mode"
 SESSION_ID = "session_id"
 
 
