@@ -75,3 +75,12 @@ def chromium_page(width=1400, height=1000):
             yield page, errors
         finally:
             browser.close()
+
+
+def wait_idle(page, timeout=30):
+    """Wait until the app has finished its script run (Streamlit's "Running..." status is gone), so a
+    click lands on the widgets of the finished run rather than racing the rerun of the previous click."""
+    page.wait_for_timeout(200)
+    page.wait_for_function(
+        """() => !Array.from(document.querySelectorAll('[data-testid="stStatusWidget"]'))
+                     .some(e => /Running/i.test(e.innerText))""", timeout=timeout * 1000)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from browser import chromium_page, need_browser, streamlit_server
+from browser import chromium_page, need_browser, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -50,8 +50,10 @@ def test_graph_backward_step_and_moons(tmp_path):
             wait_for_node(page, grads)
 
         # step through backward: each Step moves on one node, shown in red
+        wait_idle(page)
         page.get_by_role("button", name="Step", exact=True).click()
         page.get_by_text("Step 0 of 5").wait_for(timeout=15_000)
+        wait_idle(page)
         page.get_by_role("button", name="Step", exact=True).click()
         page.get_by_text("Step 1 of 5").wait_for(timeout=15_000)
         wait_for_node(page, "n data 0.8814 grad 0.5000")
