@@ -167,6 +167,34 @@ class RunDB:
         with self._tx():
             for table, col in (("steps", "run_id"), ("evals", "run_id"), ("captures", "run_id"), ("runs", "id")):
                 self.con.execute(f"DELETE FROM {table} WHERE {col} = ?", (run_id,))
+        self.checkpoint_path(run_id).unlink(missing_ok=True)
+
+    # --- checkpoints: the worker's model, for pages that look inside it ---------------
+
+    def checkpoint_path(self, run_id):
+        """Where the worker keeps the run's latest model (torch.save of the whole model object)."""
+        return self.path.parent / "checkpoints" / f"{run_id}.pt"
+
+    def save_checkpoint(self, run_id, model, step):
+        """Write atomically (a reader never sees half a file)."""
+        import torch
+        path = self.checkpoint_path(run_id)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({"step": step, "model": model}, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, run_id):
+        """(model, step) as the worker last saved it, on the CPU in eval mode; None when there is none."""
+        import torch
+        path = self.checkpoint_path(run_id)
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written by our worker
+        except (FileNotFoundError, EOFError):
+            return None
+        model = ck["model"]
+        model.eval()
+        return model, ck["step"]
 
     def heartbeat(self, run_id):
         self.con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))

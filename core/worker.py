@@ -27,6 +27,7 @@ from .rundb import RunDB
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK_SECONDS = 0.05   # train this long between looks at the command slot
 FLUSH_SECONDS = 0.2    # write to disk this often (a page refreshes once a second)
+CHECKPOINT_SECONDS = 2.0  # save the model this often while training (and at every pause and at the end)
 
 
 class CapacityError(RuntimeError):
@@ -94,6 +95,13 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
     chunk, budget, stop_reason = 1, None, None
     started = time.time()  # the orphan clock starts when training can start, not when the page asked
     last_flush = 0.0
+    saved = [-1, 0.0]  # step and time of the last checkpoint
+
+    def checkpoint(force=False):
+        """The model on disk, for pages that look inside it (embeddings, attention, softmax rows)."""
+        if run.step != saved[0] and (force or time.time() - saved[1] > CHECKPOINT_SECONDS):
+            db.save_checkpoint(run_id, run.model, run.step)
+            saved[:] = [run.step, time.time()]
 
     def flush(final=False):
         out = box.drain()
@@ -132,6 +140,7 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
                 break
             if run.state == "paused":
                 if time.time() - last_flush > FLUSH_SECONDS:
+                    checkpoint(force=True)
                     flush()
                     last_flush = time.time()
                 time.sleep(0.03)
@@ -148,6 +157,7 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
                     run.pause()
                     budget = None
             if time.time() - last_flush > FLUSH_SECONDS:
+                checkpoint(force=run.done)  # the last one lands before the page can see "finished"
                 flush()
                 last_flush = time.time()
     except Exception as e:
@@ -161,6 +171,7 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
         run.close()
     if run.state == "finished" and info["model"] != "bigram":
         box.set_meta(samples=_samples(run, info, 10, False))
+    checkpoint(force=True)
     flush(final=True)
 
 

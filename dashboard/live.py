@@ -363,3 +363,19 @@ def figures_html(d, step=None):
     import plotly.io as pio
     parts = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
     return f"<html><head><meta charset='utf-8'><title>{d.label}</title></head><body>{''.join(parts)}</body></html>"
+
+
+def checkpoint(run_id):
+    """(model, step): the run's model as its worker last saved it (every ~2 s, at pauses and at the end),
+    for pages that look inside it -- embeddings, softmax rows, attention. None before the first save."""
+    path = manager().db.checkpoint_path(run_id)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+    return _load_checkpoint(run_id, mtime)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _load_checkpoint(run_id, mtime):
+    return manager().db.load_checkpoint(run_id)

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from core.rundb import RunDB, pack_capture, unpack_capture
 from core.worker import CapacityError, RunManager
@@ -50,6 +51,13 @@ def test_the_worker_reproduces_the_in_process_run(manager, names_path):
     manager.wait(run_id, 120)
     _, loss, _ = manager.db.steps_since(run_id)
     assert np.array_equal(loss, local.store.snapshot()["loss"])
+    # the worker leaves its final model on disk: the same weights as the in-process run's
+    model_ck, step = manager.db.load_checkpoint(run_id)
+    assert step == 200 and not model_ck.training
+    for (n, p), (n2, p2) in zip(local.model.named_parameters(), model_ck.named_parameters()):
+        assert n == n2 and torch.equal(p.detach(), p2.detach())
+    manager.db.delete_run(run_id)
+    assert manager.db.load_checkpoint(run_id) is None
 
 
 def test_pause_step_resume_stop(manager, names_path):
