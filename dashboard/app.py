@@ -12,7 +12,8 @@ if str(ROOT) not in sys.path:
 
 st.set_page_config(page_title="Zero to Hero Lab", page_icon=":material/neurology:", layout="wide")
 
-from settings import shared_settings  # noqa: E402  (after the sys.path fix above)
+import state  # noqa: E402  (after the sys.path fix above)
+from settings import shared_settings  # noqa: E402
 
 PAGES = Path(__file__).parent / "views"  # not pages/: that name switches on the old automatic multipage mode
 pg = st.navigation({
@@ -24,5 +25,6 @@ pg = st.navigation({
     ],
     "Your runs": [st.Page(PAGES / "runs.py", title="Runs", icon=":material/history:", url_path="runs")],
 })
+state.put(state.PAGE, pg.url_path)  # each page keeps its own current run (state.page_key)
 shared_settings()
 pg.run()

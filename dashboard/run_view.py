@@ -32,7 +32,7 @@ def compare_picker(run_id):
     """A second run overlaid on this one (its id in the URL)."""
     others = [r for r in manager().db.list_runs() if r["id"] != run_id]
     labels = {r["id"]: f"{r['name']} · {r['state']} · step {r['step']:,} · {r['id']}" for r in others}
-    with st.expander("Compare with another run", expanded=bool(state.get(state.COMPARE_ID))):
+    with st.expander("Compare with another run", expanded=bool(state.get(state.page_key(state.COMPARE_ID)))):
         c1, c2 = st.columns([2, 1])
         ids = [None] + list(labels)
         cur = state.url_get("compare", None)
@@ -40,7 +40,7 @@ def compare_picker(run_id):
                                   format_func=lambda i: "none" if i is None else labels[i], key="compare_pick")
         c2.caption("Tip: set the other scenario above and press Start -- the seed and data order are the same, "
                    "so the runs differ only by the scenario. Then pick the earlier run here.")
-    state.put(state.COMPARE_ID, compare_id)
+    state.put(state.page_key(state.COMPARE_ID), compare_id)
     state.url_set(compare=compare_id)
     return compare_id
 
