@@ -204,6 +204,33 @@ def keep_alive(runs):
     beat()
 
 
+def watch(run_id, draw, compare_id=None):
+    """
+    draw(d, o, ticking) inside a fragment that redraws once a second while the run (or the
+    compared one) trains, and not at all while it is paused or finished (charts can then be
+    zoomed). A watched run gets heartbeats; when it stops needing ticks, one full rerun
+    stops the timer. d, o: RunData of the run and of the compared run (or None).
+    """
+    main = run_data(run_id)
+    other = run_data(compare_id) if compare_id else None
+    keep_alive([r for r in (main, other) if r is not None])
+    ticking = needs_ticks(main) or (other is not None and needs_ticks(other))
+
+    @st.fragment(run_every=1.0 if ticking else None)
+    def frame():
+        d = run_data(run_id)
+        o = run_data(compare_id) if compare_id else None
+        for r in (d, o):
+            if r is not None and r.live:
+                manager().db.heartbeat(r.run_id)  # a watched run keeps training; an orphaned one stops
+        if ticking and not (needs_ticks(d) or (o is not None and needs_ticks(o))):
+            st.rerun()  # it paused or ended: a full rerun stops the timer and redraws the still view
+        draw(d, o, ticking)
+
+    frame()
+    return ticking
+
+
 def _step(spec, n):
     run_id = current_run()
     r = manager().db.get_run(run_id) if run_id else None
