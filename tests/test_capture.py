@@ -334,3 +334,6 @@ def test_the_probe_runs_at_most_every_probe_every_steps_and_at_the_last(names_wo
     fresh = [c.step for c in caps if c.raster_step == c.step]
     assert fresh == [0, PROBE_EVERY, 2 * PROBE_EVERY, cfg.steps - 1]
     assert all(c.raster and c.raster_step == max(s for s in fresh if s <= c.step) for c in caps)
+    from core.rundb import pack_capture, unpack_capture
+    c = unpack_capture(pack_capture(caps[3]))  # the record format keeps where a raster came from
+    assert c.step == 3 and c.raster_step == 0 and c.raster == caps[0].raster
