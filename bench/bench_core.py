@@ -8,8 +8,9 @@ Core speed and memory, measured in one process against the plain lecture loop.
    and at every step (summaries made by the recorder's background thread, and made on the spot);
    and the lecture's own diagnostic loop (retain_grad on every layer output plus the `ud` list
    every step) against core's every-step capture. Rounds alternate; medians. Besides steps/s
-   (wall clock), the process's CPU time per step: the background thread moves work off the
-   training thread, it does not remove it, so steps/s gains only while a second core is free.
+   (wall clock), CPU time per step of the whole process and of the training thread alone: the
+   background thread moves work off the training thread, it does not remove it, so steps/s gains
+   from it only while a second core is free (CPU times also hold up better on a busy machine).
 2. The bounded store: bytes held after 1,000,000 steps with a capture every 100.
 3. Steps/s of every model's default preset through Run at its default capture cadence.
 """
@@ -43,13 +44,13 @@ def dataset(path, block_size):
 
 
 def plain_loop(ds, seconds, lecture_diagnostics=False):
-    """The lecture-4 notebook loop, written out as in the video (deep-bn model). Returns (steps/s, CPU ms/step)."""
+    """The lecture-4 notebook loop, as in the video (deep-bn). Returns steps/s, CPU ms/step (process, thread)."""
     preset = get_preset("deep", "deep-bn")
     model, g = build_model(preset, ds.vocab_size, 2147483647)
     C, layers, parameters = model.C, [l for _, l in model.layers], model.parameters()
     Xtr, Ytr = ds.Xtr, ds.Ytr
     ud = []
-    i, t0, c0 = 0, time.perf_counter(), time.process_time()
+    i, t0, c0, h0 = 0, time.perf_counter(), time.process_time(), time.thread_time()
     while True:
         ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
         Xb, Yb = Xtr[ix], Ytr[ix]
@@ -72,11 +73,12 @@ def plain_loop(ds, seconds, lecture_diagnostics=False):
                 ud.append([((lr * p.grad).std() / p.data.std()).log10().item() for p in parameters])
         i += 1
         if i % 50 == 0 and time.perf_counter() - t0 > seconds:
-            return i / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / i
+            return (i / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / i,
+                    1e3 * (time.thread_time() - h0) / i)
 
 
 def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", background=True):
-    """core's Run on the same model and data. Returns (steps/s, CPU ms/step)."""
+    """core's Run on the same model and data. Returns steps/s, CPU ms/step (process, training thread)."""
     p = get_preset(model, preset)
     cfg = train_config(p, steps=10_000_000, capture_every=capture_every)
     m, g = build_model(p, ds.vocab_size, cfg.seed)
@@ -92,20 +94,20 @@ def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", backgro
         probe = ds.Xdev[:32]
     run = Run(m, batches, cfg, probe=probe, background=background)
     run.advance(5)  # warm-up
-    s0, t0, c0 = run.step, time.perf_counter(), time.process_time()
+    s0, t0, c0, h0 = run.step, time.perf_counter(), time.process_time(), time.thread_time()
     while time.perf_counter() - t0 < seconds:
         run.advance(50)
     n = run.step - s0
-    return n / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / n
+    return n / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / n, 1e3 * (time.thread_time() - h0) / n
 
 
 def median_rounds(fns, rounds):
-    """{name: (median steps/s, median CPU ms/step)}"""
+    """{name: medians of what each returns (a tuple)}"""
     res = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():  # alternate, so drift hits all alike
             res[k].append(fn())
-    return {k: (statistics.median(r for r, _ in v), statistics.median(c for _, c in v)) for k, v in res.items()}
+    return {k: tuple(statistics.median(col) for col in zip(*v)) for k, v in res.items()}
 
 
 def main():
@@ -128,10 +130,11 @@ def main():
         "Run, capture every step, on the spot": lambda: core_run(ds, s, 1, background=False),
         "lecture loop with retain_grad + ud every step": lambda: plain_loop(ds, s, lecture_diagnostics=True),
     }, args.rounds)
-    base, base_cpu = r["plain notebook loop"]
-    print(f"   {'':48s} {'steps/s':>8s}  {'':11s}  {'CPU ms/step':>11s}")
-    for k, (v, cpu) in r.items():
-        print(f"   {k:48s} {v:8.0f}  {v / base:5.2f}x plain  {cpu:8.2f}  {base_cpu / cpu:5.2f}x plain")
+    base, base_cpu, _ = r["plain notebook loop"]
+    print(f"   {'':48s} {'steps/s':>8s}  {'':11s}  {'CPU ms/step: process':>20s}  {'training thread':>15s}")
+    for k, (v, cpu, thread) in r.items():
+        print(f"   {k:48s} {v:8.0f}  {v / base:5.2f}x plain  {cpu:8.2f} {base_cpu / cpu:5.2f}x plain"
+              f"  {thread:8.2f} {base_cpu / thread:5.2f}x")
     print(f"   every-step capture vs the lecture's own diagnostics: "
           f"{r['Run, capture every step'][0] / r['lecture loop with retain_grad + ud every step'][0]:.2f}x; "
           f"load average now {os.getloadavg()[0]:.2f}")
@@ -163,7 +166,7 @@ def main():
         else:
             d = dataset(args.data, p.block_size) if p.block_size != 3 else ds
         cap = train_config(p).capture_every
-        v, _ = core_run(d, s, cap, model, preset)
+        v, _, _ = core_run(d, s, cap, model, preset)
         print(f"   {model}/{preset:12s} capture every {cap:4d}: {v:8.1f} steps/s")
 
 
