@@ -5,13 +5,18 @@ Core speed and memory, measured in one process against the plain lecture loop.
 
 1. Capture overhead on the lecture-4 deep stack (deep-bn): the plain notebook loop (no
    diagnostics) against core's Run with capture off, at the default cadence (every 100 steps)
-   and at every step; and the lecture's own diagnostic loop (retain_grad on every layer output
-   plus the `ud` list every step) against core's every-step capture. Rounds alternate; medians.
+   and at every step (summaries made by the recorder's background thread, and made on the spot);
+   and the lecture's own diagnostic loop (retain_grad on every layer output plus the `ud` list
+   every step) against core's every-step capture. Rounds alternate; medians. Besides steps/s
+   (wall clock), CPU time per step of the whole process and of the training thread alone: the
+   background thread moves work off the training thread, it does not remove it, so steps/s gains
+   from it only while a second core is free (CPU times also hold up better on a busy machine).
 2. The bounded store: bytes held after 1,000,000 steps with a capture every 100.
 3. Steps/s of every model's default preset through Run at its default capture cadence.
 """
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -39,13 +44,13 @@ def dataset(path, block_size):
 
 
 def plain_loop(ds, seconds, lecture_diagnostics=False):
-    """The lecture-4 notebook loop, written out as in the video (deep-bn model)."""
+    """The lecture-4 notebook loop, as in the video (deep-bn). Returns steps/s, CPU ms/step (process, thread)."""
     preset = get_preset("deep", "deep-bn")
     model, g = build_model(preset, ds.vocab_size, 2147483647)
     C, layers, parameters = model.C, [l for _, l in model.layers], model.parameters()
     Xtr, Ytr = ds.Xtr, ds.Ytr
     ud = []
-    i, t0 = 0, time.perf_counter()
+    i, t0, c0, h0 = 0, time.perf_counter(), time.process_time(), time.thread_time()
     while True:
         ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
         Xb, Yb = Xtr[ix], Ytr[ix]
@@ -68,10 +73,12 @@ def plain_loop(ds, seconds, lecture_diagnostics=False):
                 ud.append([((lr * p.grad).std() / p.data.std()).log10().item() for p in parameters])
         i += 1
         if i % 50 == 0 and time.perf_counter() - t0 > seconds:
-            return i / (time.perf_counter() - t0)
+            return (i / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / i,
+                    1e3 * (time.thread_time() - h0) / i)
 
 
-def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn"):
+def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", background=True):
+    """core's Run on the same model and data. Returns steps/s, CPU ms/step (process, training thread)."""
     p = get_preset(model, preset)
     cfg = train_config(p, steps=10_000_000, capture_every=capture_every)
     m, g = build_model(p, ds.vocab_size, cfg.seed)
@@ -85,20 +92,22 @@ def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn"):
     else:
         batches = TensorBatches({"train": (ds.Xtr, ds.Ytr), "val": (ds.Xdev, ds.Ydev)}, cfg.batch_size, g)
         probe = ds.Xdev[:32]
-    run = Run(m, batches, cfg, probe=probe)
+    run = Run(m, batches, cfg, probe=probe, background=background)
     run.advance(5)  # warm-up
-    s0, t0 = run.step, time.perf_counter()
+    s0, t0, c0, h0 = run.step, time.perf_counter(), time.process_time(), time.thread_time()
     while time.perf_counter() - t0 < seconds:
         run.advance(50)
-    return (run.step - s0) / (time.perf_counter() - t0)
+    n = run.step - s0
+    return n / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / n, 1e3 * (time.thread_time() - h0) / n
 
 
 def median_rounds(fns, rounds):
+    """{name: medians of what each returns (a tuple)}"""
     res = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():  # alternate, so drift hits all alike
             res[k].append(fn())
-    return {k: statistics.median(v) for k, v in res.items()}
+    return {k: tuple(statistics.median(col) for col in zip(*v)) for k, v in res.items()}
 
 
 def main():
@@ -109,7 +118,7 @@ def main():
     args = ap.parse_args()
     configure_torch(1)
     ds = dataset(args.data, 3)
-    print(f"torch {torch.__version__}, 1 thread; {ds.describe()}")
+    print(f"torch {torch.__version__}, 1 thread; {ds.describe()}; load average {os.getloadavg()[0]:.2f}")
 
     print("\n1. capture overhead, deep-bn (47,024 params), steps/s, median of", args.rounds, "alternating rounds")
     s = args.seconds
@@ -118,13 +127,17 @@ def main():
         "Run, capture off": lambda: core_run(ds, s, 0),
         "Run, capture every 100 (default)": lambda: core_run(ds, s, 100),
         "Run, capture every step": lambda: core_run(ds, s, 1),
+        "Run, capture every step, on the spot": lambda: core_run(ds, s, 1, background=False),
         "lecture loop with retain_grad + ud every step": lambda: plain_loop(ds, s, lecture_diagnostics=True),
     }, args.rounds)
-    base = r["plain notebook loop"]
-    for k, v in r.items():
-        print(f"   {k:48s} {v:8.0f}  {v / base:5.2f}x plain")
+    base, base_cpu, _ = r["plain notebook loop"]
+    print(f"   {'':48s} {'steps/s':>8s}  {'':11s}  {'CPU ms/step: process':>20s}  {'training thread':>15s}")
+    for k, (v, cpu, thread) in r.items():
+        print(f"   {k:48s} {v:8.0f}  {v / base:5.2f}x plain  {cpu:8.2f} {base_cpu / cpu:5.2f}x plain"
+              f"  {thread:8.2f} {base_cpu / thread:5.2f}x")
     print(f"   every-step capture vs the lecture's own diagnostics: "
-          f"{r['Run, capture every step'] / r['lecture loop with retain_grad + ud every step']:.2f}x")
+          f"{r['Run, capture every step'][0] / r['lecture loop with retain_grad + ud every step'][0]:.2f}x; "
+          f"load average now {os.getloadavg()[0]:.2f}")
 
     print("\n2. the bounded store: 1,000,000 steps, a capture (45 tensors) every 100")
     from core.store import RunStore
@@ -153,7 +166,7 @@ def main():
         else:
             d = dataset(args.data, p.block_size) if p.block_size != 3 else ds
         cap = train_config(p).capture_every
-        v = core_run(d, s, cap, model, preset)
+        v, _, _ = core_run(d, s, cap, model, preset)
         print(f"   {model}/{preset:12s} capture every {cap:4d}: {v:8.1f} steps/s")
 
 

@@ -10,18 +10,32 @@ Capture records. No model code is edited and nothing calls retain_grad():
 The training loop calls, on a capture step only:
 
     rec.begin(step); logits, loss = model(X, Y); rec.after_forward()
-    loss.backward(); rec.after_backward(); rec.before_update(); <update>; cap = rec.after_update()
+    loss.backward(); rec.after_backward(loss); rec.before_update(); <update>; rec.after_update()
 
-On other steps the recorder costs nothing (nn forward hooks return at once).
+and takes the finished Capture records with rec.ready() (those done so far) or
+rec.flush() (waits for all). On other steps the recorder costs nothing (nn forward
+hooks return at once).
+
+Why records are finished later: a capture step only keeps references to what it saw
+(activations and gradients are new tensors every step; p.grad is replaced, never
+written into) plus one flat copy of the parameters before and after the update.
+Turning those ~100k values into histograms and statistics costs about as much as a
+small model's whole training step, so a background thread does it while training
+goes on: in step order, with the numbers the step would have given on the spot
+(background=False does it on the spot).
 """
 
 import math
+import threading
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from .histogram import BINS, Summarizer, segment_std
+
+MAX_PENDING_VALUES = 8_000_000  # unfinished steps may hold this many values (32 MB); then training waits
+MAX_BATCH = 4                   # queued steps summarized in one go (more only thrashes the cache)
 
 # which outputs are watched, and under what kind (the kind decides "saturated")
 KINDS = {
@@ -42,9 +56,11 @@ class Capture:
     counts/edges/stats rows in `keys` order, plus per-weight ratios.
     """
 
-    __slots__ = ("step", "loss", "keys", "kinds", "counts", "edges", "stats", "weights", "wratio", "raster")
+    __slots__ = ("step", "loss", "keys", "kinds", "counts", "edges", "stats", "weights", "wratio", "raster",
+                 "raster_step")
 
-    def __init__(self, step, loss, keys, kinds, counts, edges, stats, weights, wratio, raster=None):
+    def __init__(self, step, loss, keys, kinds, counts, edges, stats, weights, wratio, raster=None,
+                 raster_step=None):
         self.step = step
         self.loss = loss
         self.keys = keys        # tuple of (group, name)
@@ -57,6 +73,9 @@ class Capture:
         # per tanh/ReLU layer on the fixed probe batch: ((examples, units), np.packbits of the
         # boolean "saturated" matrix: |h| > 0.99 for tanh, h == 0 for ReLU) -- the lecture's plt.imshow
         self.raster = raster or {}
+        # the step the raster was taken at: the probe runs at most every PROBE_EVERY steps (core.train),
+        # and a capture in between carries the latest raster
+        self.raster_step = step if raster_step is None else raster_step
 
     def raster_matrix(self, name):
         """The saturation raster of one layer as a bool array (examples, units)."""
@@ -113,17 +132,28 @@ class Capture:
 
 class Recorder:
 
-    def __init__(self, model, bins=BINS):
+    def __init__(self, model, bins=BINS, background=True):
         self.model = model
         self.summarizer = Summarizer(bins)
+        self.background = background
         self.capturing = False
         self._handles = []
         self._acts = {}
         self._grads = {}
         self._step = None
-        self._pending = None
+        self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
         self._before = None
+        self._last = None      # (step, flat parameters after its update): the next step's "before"
         self._probing = None
+        self._raster = (None, {})  # the latest saturation raster and its step
+        # finished records and the steps still to summarize, shared with the summarizing thread
+        self._cond = threading.Condition()
+        self._queue = []
+        self._busy = 0         # steps taken off the queue, being summarized
+        self._pending_values = 0
+        self._done = []
+        self._error = None
+        self._thread = None
         # lecture-style layers (with .out) or nn modules, by name, in forward order
         if isinstance(model, nn.Module):
             self.points = [(name, kind_of(m), m) for name, m in model.named_modules() if kind_of(m)]
@@ -170,6 +200,7 @@ class Recorder:
                     self._watch(name, out)
 
     def after_backward(self, loss=None):
+        # references only: these tensors are not written to again (the next step makes new ones)
         keys, kinds, tensors = [], [], []
         for name, kind, _ in self.points:
             if name in self._acts:
@@ -182,14 +213,145 @@ class Recorder:
             if p.grad is not None:
                 keys.append(("wgrad", name)); kinds.append("grad"); tensors.append(p.grad)
                 weights.append((name, tuple(p.shape)))
-        counts, edges, stats = self.summarizer(keys, tensors, kinds)
-        self._pending = (tuple(keys), tuple(kinds), counts, edges, stats, tuple(weights), loss)
+        self._seen = (tuple(keys), tuple(kinds), tensors, tuple(weights), loss)
         self._acts, self._grads = {}, {}
 
     def before_update(self):
-        # the real update (right for Adam too): keep theta before the step; one copy, capture steps only
-        params = [p for _, p in self.named_params if p.grad is not None]
-        self._before = torch.cat([p.detach().reshape(-1) for p in params]) if params else None
+        # the real update (right for Adam too): keep theta before the step, one flat copy. On
+        # consecutive capture steps the last one's "after" is this one's "before" (nothing else
+        # writes to the parameters between two steps of one advance(); forget() drops it)
+        params = self._updated()
+        if self._last is not None and self._last[0] == self._step - 1:
+            self._before = self._last[1]
+        else:
+            self._before = _flat(params)
+
+    def after_update(self, probe=None):
+        """Finish the step's capture (queued for the summarizer); `probe`: a batch for the saturation raster."""
+        keys, kinds, tensors, weights, loss = self._seen
+        after = _flat(self._updated())
+        delta = after - self._before if after is not None else None
+        if probe is not None:
+            self._raster = (self._step, self.probe(probe))
+        self._last = (self._step, after)
+        self._seen = self._before = None
+        job = (self._step, loss, keys, kinds, tensors, weights, after, delta, self._raster)
+        if not self.background:
+            self._done += self._summarize([job])
+            return
+        values = sum(t.numel() for t in tensors) + 2 * (after.numel() if after is not None else 0)
+        with self._cond:
+            while self._pending_values > MAX_PENDING_VALUES and self._error is None:
+                self._cond.wait()  # the summarizer is far behind: wait, so memory stays bounded
+            self._queue.append((job, values))
+            self._pending_values += values
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="capture-summarizer", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def forget(self):
+        """Between two advance() calls anything may touch the parameters: take a fresh "before" next time."""
+        self._last = None
+
+    def _updated(self):
+        return [p for name, p in self.named_params if p.grad is not None]
+
+    # --- finished records -------------------------------------------------------------
+
+    def ready(self):
+        """The Capture records finished so far, oldest first (each is returned once)."""
+        with self._cond:
+            self._raise()
+            out, self._done = self._done, []
+        return out
+
+    def flush(self):
+        """Wait until every captured step is summarized; its records, oldest first."""
+        with self._cond:
+            while (self._queue or self._busy) and self._error is None:
+                self._cond.wait()
+        return self.ready()
+
+    @property
+    def pending(self):
+        """Captured steps not yet summarized."""
+        with self._cond:
+            return len(self._queue) + self._busy
+
+    def _raise(self):
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise RuntimeError("the capture summarizer failed") from e
+
+    def _serve(self):
+        # the summarizing thread: take queued steps (a few at a time, same layout), summarize, hand back;
+        # ends when nothing came for a second (the next capture starts a new one)
+        while True:
+            with self._cond:
+                if not self._queue and not self._cond.wait_for(lambda: self._queue, timeout=1.0):
+                    self._thread = None
+                    return
+                first = self._queue[0][0]
+                n = 1
+                while (n < min(MAX_BATCH, len(self._queue))
+                       and _layout(self._queue[n][0]) == _layout(first)):
+                    n += 1
+                taken, self._queue = self._queue[:n], self._queue[n:]
+                self._busy = n
+            try:
+                caps = self._summarize([job for job, _ in taken])
+            except BaseException as e:  # surfaces in the training thread at its next ready()/flush()
+                caps, err = [], e
+            else:
+                err = None
+            with self._cond:
+                self._done += caps
+                self._busy = 0
+                self._pending_values -= sum(v for _, v in taken)
+                if err is not None:
+                    self._error = err
+                    self._queue = []
+                    self._pending_values = 0
+                    self._thread = None
+                self._cond.notify_all()
+            if err is not None:
+                return
+
+    def _summarize(self, jobs):
+        """Capture records of some steps with the same layout, in one pass of the summarizer."""
+        out = []
+        i = 0
+        while i < len(jobs):
+            j = i + 1
+            while j < len(jobs) and _layout(jobs[j]) == _layout(jobs[i]):
+                j += 1
+            out += self._summarize_same(jobs[i:j])
+            i = j
+        return out
+
+    def _summarize_same(self, jobs):
+        _, _, keys, kinds, _, weights, _, _, _ = jobs[0]
+        with torch.no_grad():
+            counts, edges, stats = self.summarizer.steps(keys, kinds, [job[4] for job in jobs])
+        wgrad = [i for i, (g, _) in enumerate(keys) if g == "wgrad"]  # in weights' order
+        sizes = [math.prod(shape) for _, shape in weights]
+        if weights:
+            rows = torch.stack([t for job in jobs for t in (job[6], job[7])]).cpu().numpy()
+            std = segment_std(rows, sizes).reshape(len(jobs), 2, len(weights))
+        out = []
+        for s, (step, loss, *_, (raster_step, raster)) in enumerate(jobs):
+            wratio = np.full((len(weights), 3), np.nan, dtype=np.float32)
+            if weights:
+                data_std, upd_std = std[s, 0], std[s, 1]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    wratio[:, 0] = data_std
+                    wratio[:, 1] = stats[s, wgrad, 1] / data_std
+                    wratio[:, 2] = np.log10(upd_std / data_std)
+                wratio[~np.isfinite(wratio)] = np.nan
+            out.append(Capture(step, loss, keys, kinds, counts[s].copy(), edges[s].copy(), stats[s].copy(),
+                               weights, wratio, raster, raster_step))
+        return out
 
     # --- the saturation raster on a fixed probe batch ------------------------------
 
@@ -227,26 +389,18 @@ class Recorder:
             raster[name] = (m.shape, np.packbits(m.reshape(-1)).tobytes())
         return raster
 
-    def after_update(self):
-        keys, kinds, counts, edges, stats, weights, loss = self._pending
-        named = dict(self.named_params)
-        params = [named[name] for name, _ in weights]
-        wratio = np.full((len(weights), 3), np.nan, dtype=np.float32)
-        if params:
-            after = [p.detach() for p in params]
-            delta = torch.cat([p.reshape(-1) for p in after]) - self._before
-            sizes = [p.numel() for p in after]
-            data_std = segment_std(after)
-            upd_std = segment_std(list(torch.split(delta, sizes)))
-            gstd = {keys[i][1]: stats[i, 1] for i in range(len(keys)) if keys[i][0] == "wgrad"}
-            with np.errstate(divide="ignore", invalid="ignore"):
-                wratio[:, 0] = data_std
-                wratio[:, 1] = np.array([gstd[name] for name, _ in weights]) / data_std
-                wratio[:, 2] = np.log10(upd_std / data_std)
-            wratio[~np.isfinite(wratio)] = np.nan
-        self._before = None
-        self._pending = None
-        return Capture(self._step, loss, keys, kinds, counts, edges, stats, weights, wratio)
+
+def _flat(params):
+    """All parameters in one new float32 vector (None when there are none)."""
+    if not params:
+        return None
+    return torch.cat([p.detach().reshape(-1) for p in params]).float()
+
+
+def _layout(job):
+    """Steps with the same keys, kinds, weights and sizes can be summarized together."""
+    _, _, keys, kinds, tensors, weights, _, _, _ = job
+    return keys, kinds, weights, tuple(t.numel() for t in tensors)
 
 
 # the state a forward pass may change: BatchNorm running statistics (lecture layers keep them as

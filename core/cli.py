@@ -5,8 +5,8 @@ Headless CLI:
                           [--capture-every K] [--device D] [--json]
     python -m core sample --model bigram [--data FILE] [--seed S] [-n N] [--sampler torch|lecture]
 
-This file is the one place in core/ that reads data/: it glues a dataset to a
-run, as a page or a notebook would.
+Like a page, the CLI turns its arguments into a job spec and lets core.jobs
+build the dataset, model and batches (core.jobs is where core meets data/).
 """
 
 import argparse
@@ -15,7 +15,7 @@ import math
 import sys
 import time
 
-from .presets import MAKEMORE_SEED, MODELS, get_preset, train_config
+from .presets import MAKEMORE_SEED, MODELS, get_preset
 
 
 class CliError(Exception):
@@ -76,54 +76,35 @@ def make_parser():
 # -----------------------------------------------------------------------------
 
 
-def load_dataset(model, path, block_size):
-    import data
-    if model == "gpt":
-        if path:
-            text = data.load_text(path)
-        else:  # names as running text, one per line
-            text = "\n".join(data.default_words()) + "\n"
-        return data.TextDataset(text, block_size, name=path or "SSA names")
-    words = data.load_words(path) if path else data.default_words()
-    return data.WordsDataset(words, block_size, name=path or "SSA names")
+def data_source(path):
+    """The spec's data entry for --data (None = the offline SSA names)."""
+    return {"kind": "file", "path": path} if path else {"kind": "ssa"}
 
 
 def train(args, out=print):
     import torch
-    from .train import Run, TensorBatches, TextBatches, build_model, configure_torch, pick_device
+    from .jobs import build_job
+    from .train import Run, configure_torch
 
     configure_torch(args.threads)
     preset = get_preset(args.model, args.preset)
-    device = pick_device(args.device)
+    if args.gain is not None and preset.model != "deep":
+        raise CliError("--gain applies to --model deep only")
+    # the same spec a page would send to a worker; build_job checks it and builds the run's parts
     over = dict(steps=args.steps, seed=args.seed, capture_every=args.capture_every, lr=args.lr,
                 batch_size=args.batch_size)
-    cfg = train_config(preset, **over)
-    model_kw = {}
-    if args.gain is not None:
-        if preset.model != "deep":
-            raise CliError("--gain applies to --model deep only")
-        model_kw["gain"] = args.gain
-    ds = load_dataset(preset.model, args.data, preset.block_size)
+    spec = dict(model=preset.model, preset=preset.name, data=data_source(args.data), device=args.device,
+                train={k: v for k, v in over.items() if v is not None},
+                model_kw={} if args.gain is None else dict(gain=args.gain))
+    model, batches, cfg, _, info, ds = build_job(spec)  # no probe: the CLI reports no saturation raster
     out(ds.describe())
-    model, g = build_model(preset, ds.vocab_size, cfg.seed, **model_kw)
     if preset.model == "bigram":
         return train_bigram(preset, model, ds, args, out)
-    if preset.model == "bigram-nn":
-        from data import bigrams
-        xs, ys = bigrams(ds.words, ds.stoi)
-        batches = TensorBatches({"train": (xs, ys)}, 0, g, device)
-    elif preset.model == "gpt":
-        batches = TextBatches(lambda split: ds.get_batch(split, cfg.batch_size), cfg.eval_iters, device)
-    else:
-        batches = TensorBatches({"train": (ds.Xtr, ds.Ytr), "val": (ds.Xdev, ds.Ydev),
-                                 "test": (ds.Xte, ds.Yte)}, cfg.batch_size, g, device)
-    if device != "cpu":
-        model.to(device)
-    nparams = model.num_params()
+    nparams = info["params"]
     out(f"{preset.model}/{preset.name}: {nparams:,} parameters; {cfg.steps:,} steps, "
         f"lr {cfg.lr}{f' -> {cfg.lr_final} at {cfg.lr_decay_step:,}' if cfg.lr_decay_step else ''}, "
         f"batch {cfg.batch_size or 'full'}, seed {cfg.seed}, capture every {cfg.capture_every or 'never'}")
-    run = Run(model, batches, cfg, device=device, meta=dict(model=preset.model, preset=preset.name))
+    run = Run(model, batches, cfg, device=info["device"], meta=dict(model=preset.model, preset=preset.name))
     report_every = max(1, cfg.steps // 20) if cfg.steps >= 1000 else 0
     t0 = time.time()
     while not run.done:
@@ -175,9 +156,10 @@ def train_bigram(preset, model, ds, args, out):
 def sample(args, out=print):
     import torch
     from .models import Bigram
+    from .jobs import load_data
     from .train import sample_bigram
     from data import bigrams
-    ds = load_dataset("bigram", args.data, 1)
+    ds = load_data("bigram", data_source(args.data), 1)
     model = Bigram(ds.vocab_size).fit(*bigrams(ds.words, ds.stoi))
     g = torch.Generator().manual_seed(args.seed)
     words = [ds.vocab.decode(w) + "." for w in sample_bigram(model.P, args.n, g, args.sampler)]

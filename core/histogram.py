@@ -48,31 +48,85 @@ def nice_bound(m):
 
 class Summarizer:
     """
-    Summarizes a fixed list of tensors (same keys every time) in one pass: the
-    tensors are concatenated and every statistic is a bincount over segment ids,
-    so the cost is a dozen ops whatever the number of layers.
+    Summarizes a fixed list of tensors (same keys every time), one step or many steps
+    at once. Each step's tensors are laid end to end in one row of a float32 matrix
+    (steps, values) and every statistic is a segmented sum along the rows, so the cost
+    is a few dozen array ops per call whatever the number of layers and steps.
+    Summarizing K steps in one call gives exactly what K calls would: edges refit at
+    the step that outgrows them, and the steps after it are counted on the new edges.
     """
 
     def __init__(self, bins=BINS):
         self.bins = bins
         self.edges = {}   # key -> (lo, hi), kept between calls
-        self._cache = {}  # layout -> per-element vectors
+        self._cache = {}  # layout -> segment starts, sizes and per-value vectors
 
-    def _layout(self, keys, sizes, thresholds):
-        """Per-element lo/scale/offset vectors for these keys, sizes and edges (cached: they rarely change)."""
-        edges = tuple(self.edges[k] for k in keys)
-        sig = (tuple(keys), tuple(sizes), edges, tuple(thresholds))
+    def __call__(self, keys, tensors, kinds):
+        """keys, tensors, kinds: parallel lists. Returns (counts, edges, stats) as numpy arrays."""
+        counts, edges, stats = self.steps(keys, kinds, [tensors])
+        return counts[0], edges[0], stats[0]
+
+    def steps(self, keys, kinds, batch):
+        """
+        batch: one list of tensors per step, in `keys` order, same sizes every step.
+        Returns counts (K, k, bins + 2), edges (K, k, 2), stats (K, k, 6): step j as
+        the j-th of K single-step calls would have returned it.
+        """
+        keys, kinds = tuple(keys), tuple(kinds)
+        K, k = len(batch), len(keys)
+        sizes = tuple(t.numel() for t in batch[0])
+        # (K, N) float32: each step's tensors end to end, as a row
+        parts = [t.detach().reshape(-1) for ts in batch for t in ts]
+        m = torch.cat(parts) if parts else torch.zeros(0)
+        if m.dtype != torch.float32:
+            m = m.float()
+        M = m.cpu().numpy().reshape(K, -1)
+        seg = self._segments(keys, kinds, sizes)
+        for q, key in enumerate(keys):
+            if key not in self.edges:  # a new key: edges from its first step
+                self._init_edges(key, self._part(M, 0, seg, q), kinds[q])
+        stats = self._stats(M, seg)
+        bad = (stats[:, :, 4] + stats[:, :, 5]).sum(axis=1) > 0  # steps with NaN/inf somewhere
+        counts = np.zeros((K, k, self.bins + 2), dtype=np.int32)
+        edges = np.zeros((K, k, 2), dtype=np.float32)
+        # count every step on the current edges; at the first step whose data outgrew them,
+        # refit those keys (from that step), recount it, and go on from the next step
+        j = 0
+        while j < K:
+            e = np.array([self.edges[key] for key in keys], dtype=np.float32).reshape(-1, 2)
+            c = self._count(M[j:], seg, e, bad[j:])
+            need = self._outgrown(c, stats[j:], seg)
+            rows = np.nonzero(need.any(axis=1))[0]
+            done = K - j if len(rows) == 0 else rows[0]
+            counts[j:j + done], edges[j:j + done] = c[:done], e
+            j += done
+            if j == K:
+                break
+            for q in np.nonzero(need[done])[0]:
+                self._init_edges(keys[q], self._part(M, j, seg, q), kinds[q])
+            e = np.array([self.edges[key] for key in keys], dtype=np.float32).reshape(-1, 2)
+            counts[j], edges[j] = self._count(M[j:j + 1], seg, e, bad[j:j + 1])[0], e
+            j += 1
+        return counts, edges, stats
+
+    def _segments(self, keys, kinds, sizes):
+        """Where each key's values sit in a row, and which keys have a saturation threshold (cached)."""
+        sig = (keys, kinds, sizes)
         if sig not in self._cache:
             if len(self._cache) > 16:
                 self._cache.clear()
             n = np.array(sizes, dtype=np.int64)
-            lo = np.array([e[0] for e in edges], dtype=np.float32)
-            hi = np.array([e[1] for e in edges], dtype=np.float32)
-            scale = (self.bins / (hi - lo)).astype(np.float32)
-            offset = np.arange(len(keys), dtype=np.int64) * (self.bins + 2) + 1
-            self._cache[sig] = (np.repeat(lo, n), np.repeat(scale, n), np.repeat(offset, n),
-                                np.array(thresholds, dtype=np.float32))
+            starts = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+            thr = np.array([TANH_SATURATION if kd == "tanh" else math.inf for kd in kinds], dtype=np.float32)
+            self._cache[sig] = dict(sizes=n, starts=starts, thr=thr, nz=n > 0, nzstarts=starts[n > 0],
+                                    tanh=[q for q in range(len(keys)) if kinds[q] == "tanh" and n[q] > 0],
+                                    fixed=np.array([kd == "tanh" for kd in kinds]), rows={})
         return self._cache[sig]
+
+    @staticmethod
+    def _part(M, j, seg, q):
+        a = seg["starts"][q]
+        return torch.from_numpy(M[j, a:a + seg["sizes"][q]])
 
     def _init_edges(self, key, x, kind):
         if kind == "tanh":
@@ -83,74 +137,118 @@ class Summarizer:
         b = nice_bound(m * 1.5)  # headroom: edges that refit every few steps cost a recount each time
         self.edges[key] = (0.0, b) if kind in ("relu",) else (-b, b)
 
-    def __call__(self, keys, tensors, kinds):
-        """keys, tensors, kinds: parallel lists. Returns (counts, edges, stats) as numpy arrays."""
-        flat_parts = [t.detach().reshape(-1).float() for t in tensors]
-        for key, x, kind in zip(keys, flat_parts, kinds):
-            if key not in self.edges:
-                self._init_edges(key, x, kind)
-        sizes = [x.numel() for x in flat_parts]
-        thresholds = [TANH_SATURATION if k == "tanh" else math.inf for k in kinds]
-        counts, stats = self._summarize(keys, flat_parts, sizes, thresholds)
-        # edges that no longer fit the data are refit once (for the next step too) and recounted
-        refit = []
-        for i, key in enumerate(keys):
-            if kinds[i] == "tanh" or sizes[i] == 0:
-                continue
-            n_fin = sizes[i] - stats[i, 4] - stats[i, 5]
-            outside = counts[i, 0] + counts[i, -1]
-            inner = counts[i, 1:-1]
-            nz = np.nonzero(inner)[0]
-            shrunk = len(nz) and nz[0] >= self.bins * 7 // 16 and nz[-1] < self.bins * 9 // 16 and outside == 0
-            if n_fin and (outside > 0.005 * n_fin or shrunk):
-                self._init_edges(key, flat_parts[i], kinds[i])
-                refit.append(i)
-        if refit:
-            counts, stats = self._summarize(keys, flat_parts, sizes, thresholds)
-        edges = np.array([self.edges[k] for k in keys], dtype=np.float32).reshape(-1, 2)
-        return counts, edges, stats
+    def _segsum(self, x, seg, dtype=np.float64):
+        """Per row, the sum of each key's segment: (K, k)."""
+        out = np.zeros((x.shape[0], len(seg["sizes"])), dtype=dtype)
+        if seg["nz"].any():
+            out[:, seg["nz"]] = np.add.reduceat(x, seg["nzstarts"], axis=1, dtype=dtype)
+        return out
 
-    def _summarize(self, keys, flat_parts, sizes, thresholds):
-        # one float32 array for all tensors; every statistic is a segmented sum (np.add.reduceat),
-        # one pass each -- far cheaper than a torch op per tensor or torch's weighted bincount
-        k = len(keys)
-        nb = k * (self.bins + 2)
-        f = torch.cat(flat_parts).cpu().numpy() if k else np.zeros(0, np.float32)
-        lo, scale, offset, thr = self._layout(keys, sizes, thresholds)
-        sizes = np.array(sizes, dtype=np.int64)
-        stats = np.zeros((k, 6), dtype=np.float64)
-        counts = np.zeros((k, self.bins + 2), dtype=np.int32)
-        if f.size == 0:
-            stats[:, 2] = np.nan
-            return counts, stats.astype(np.float32)
+    def _stats(self, M, seg):
+        """mean, std, saturated, zero, nan, inf of every (step, key): (K, k, 6) float32."""
+        K, k = M.shape[0], len(seg["sizes"])
+        stats = np.zeros((K, k, 6), dtype=np.float64)
+        if M.size == 0:
+            stats[:, :, 2] = np.nan
+            return stats.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values give an inf std, as they should
+            return self._stats_all(M, seg, stats)
+
+    def _stats_all(self, M, seg, stats):
+        sizes = seg["sizes"]
+        total = self._segsum(M, seg)  # NaN or inf in a segment makes its sum non-finite
+        bad = ~np.isfinite(total).all(axis=1)
+        ok = ~bad
+        if ok.any():
+            Mo = M[ok] if bad.any() else M
+            n = np.maximum(sizes, 1)
+            mean = total[ok] / n
+            c = np.repeat(mean.astype(np.float32), sizes, axis=1)
+            np.subtract(Mo, c, out=c)
+            np.multiply(c, c, out=c)
+            st = stats[ok] if bad.any() else stats
+            st[:, :, 0] = mean
+            st[:, :, 1] = np.sqrt(self._segsum(c, seg) / np.maximum(sizes - 1, 1))
+            for q in seg["tanh"]:
+                a = seg["starts"][q]
+                np.abs(Mo[:, a:a + sizes[q]], out=c[:, a:a + sizes[q]])
+                st[:, q, 2] = (c[:, a:a + sizes[q]] > seg["thr"][q]).sum(axis=1) / n[q]
+            st[:, :, 3] = self._segsum(Mo == 0, seg, np.int64) / n
+            if bad.any():
+                stats[ok] = st
+        for j in np.nonzero(bad)[0]:
+            stats[j] = self._stats_nonfinite(M[j], seg)
+        stats[:, sizes == 0, :4] = 0
+        stats[:, np.isinf(seg["thr"]), 2] = np.nan  # saturation only means something for tanh
+        return stats.astype(np.float32)
+
+    def _stats_nonfinite(self, f, seg):
+        """One step with NaN/inf somewhere: they are counted, and left out of every other statistic."""
+        sizes, thr = seg["sizes"], seg["thr"]
+        stats = np.zeros((len(sizes), 6), dtype=np.float64)
         finite = np.isfinite(f)
-        all_finite = bool(finite.all())
-        if not all_finite:
-            stats[:, 4] = segment_sum(np.isnan(f), sizes)
-            stats[:, 5] = segment_sum(np.isinf(f), sizes)
-            f = np.where(finite, f, np.float32(0))
+        stats[:, 4] = segment_sum(np.isnan(f), sizes)
+        stats[:, 5] = segment_sum(np.isinf(f), sizes)
+        f = np.where(finite, f, np.float32(0))
         n_fin = np.maximum(sizes - stats[:, 4] - stats[:, 5], 1)
         mean = segment_sum(f, sizes) / n_fin
         c = f - np.repeat(mean, sizes).astype(np.float32)
-        if not all_finite:
-            c[~finite] = 0
+        c[~finite] = 0
         stats[:, 0] = mean
         stats[:, 1] = np.sqrt(segment_sum(c * c, sizes) / np.maximum(n_fin - 1, 1))
-        a = np.abs(f)
-        stats[:, 2] = segment_sum(a > np.repeat(thr, sizes), sizes) / n_fin
-        zero = f == 0
-        if not all_finite:
-            zero &= finite
-        stats[:, 3] = segment_sum(zero, sizes) / n_fin
-        idx = np.floor((f - lo) * scale)
+        stats[:, 2] = segment_sum(np.abs(f) > np.repeat(thr, sizes), sizes) / n_fin
+        stats[:, 3] = segment_sum((f == 0) & finite, sizes) / n_fin
+        return stats
+
+    def _count(self, M, seg, edges, bad):
+        """Bucket counts of every (step, key) on these edges (k, 2): (K, k, bins + 2); NaN/inf not counted
+        (`bad` marks the steps that have some)."""
+        K, k = M.shape[0], len(seg["sizes"])
+        nb = k * (self.bins + 2)
+        if M.size == 0:
+            return np.zeros((K, k, self.bins + 2), dtype=np.int32)
+        lo, scale, offset = self._rows(seg, edges)
+        # bucket = floor((x - lo) * scale) in float32, clipped to [-1, bins] (under / over), plus
+        # the key's offset; the offset is added as a float (exact: < 2**24) to save an integer pass
+        idx = np.subtract(M, lo)
+        np.multiply(idx, scale, out=idx)
+        np.floor(idx, out=idx)
         np.clip(idx, -1, self.bins, out=idx)
-        idx = idx.astype(np.int64) + offset
-        if not all_finite:
-            idx = idx[finite]
-        counts = np.bincount(idx, minlength=nb).reshape(k, self.bins + 2).astype(np.int32)
-        stats[sizes == 0, :4] = 0
-        stats[np.isinf(thr), 2] = np.nan  # saturation only means something for tanh
-        return counts, stats.astype(np.float32)
+        np.add(idx, offset, out=idx)
+        ti = torch.from_numpy(idx).to(torch.int32)
+        out = np.empty((K, k, self.bins + 2), dtype=np.int32)
+        for j in range(K):
+            r = ti[j][torch.from_numpy(np.isfinite(M[j]))] if bad[j] else ti[j]
+            out[j] = torch.bincount(r, minlength=nb).numpy().reshape(k, self.bins + 2)
+        return out
+
+    def _rows(self, seg, edges):
+        """Per value: lo, scale and the key's offset in the flat counts, for these edges (cached)."""
+        sig = edges.tobytes()
+        rows = seg["rows"]
+        if sig not in rows:
+            if len(rows) > 8:
+                rows.clear()
+            lo, hi = edges[:, 0], edges[:, 1]
+            scale = (self.bins / (hi - lo)).astype(np.float32)
+            offset = (np.arange(len(lo)) * (self.bins + 2) + 1).astype(np.float32)
+            sizes = seg["sizes"]
+            rows[sig] = (np.repeat(lo, sizes), np.repeat(scale, sizes), np.repeat(offset, sizes))
+        return rows[sig]
+
+    def _outgrown(self, counts, stats, seg):
+        """(K, k) bool: which keys' edges no longer fit that step's data (over 0.5% outside, or shrunk)."""
+        sizes = seg["sizes"]
+        n_fin = sizes - stats[:, :, 4] - stats[:, :, 5]
+        outside = counts[:, :, 0] + counts[:, :, -1]
+        inner = counts[:, :, 1:-1] > 0
+        anyin = inner.any(axis=2)
+        first = inner.argmax(axis=2)
+        last = self.bins - 1 - inner[:, :, ::-1].argmax(axis=2)
+        shrunk = anyin & (first >= self.bins * 7 // 16) & (last < self.bins * 9 // 16) & (outside == 0)
+        need = (n_fin > 0) & ((outside > 0.005 * n_fin) | shrunk)
+        need[:, seg["fixed"] | (sizes == 0)] = False
+        return need
 
 
 def segment_sum(x, sizes):
@@ -163,17 +261,27 @@ def segment_sum(x, sizes):
     return out
 
 
-def segment_std(parts):
-    """std (unbiased) of each tensor in parts, in one pass; returns a float64 numpy array."""
-    if not parts:
-        return np.zeros(0)
-    sizes = np.array([p.numel() for p in parts], dtype=np.int64)
-    f = torch.cat([p.detach().reshape(-1).float() for p in parts]).cpu().numpy()
+def segment_std(rows, sizes):
+    """
+    std (unbiased) of each consecutive segment (lengths `sizes`) of each row of a float32
+    matrix, in one pass: (R, len(sizes)) float64. A non-finite value gives a NaN std, not a crash.
+    """
+    rows = np.asarray(rows, dtype=np.float32).reshape(-1, int(np.sum(sizes)))
+    sizes = np.asarray(sizes, dtype=np.int64)
+    out = np.zeros((rows.shape[0], len(sizes)))
+    if len(sizes) == 0 or rows.shape[0] == 0:
+        return out
+    nz = sizes > 0
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[nz]
     n = np.maximum(sizes, 1)
-    with np.errstate(invalid="ignore", over="ignore"):  # a non-finite weight gives a NaN std, not a crash
-        mean = segment_sum(f, sizes) / n
-        c = f - np.repeat(mean, sizes).astype(np.float32)
-        return np.sqrt(segment_sum(c * c, sizes) / np.maximum(sizes - 1, 1))
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = np.zeros_like(out)
+        mean[:, nz] = np.add.reduceat(rows, starts, axis=1, dtype=np.float64)
+        mean /= n
+        c = rows - np.repeat(mean.astype(np.float32), sizes, axis=1)
+        np.multiply(c, c, out=c)
+        out[:, nz] = np.add.reduceat(c, starts, axis=1, dtype=np.float64)
+        return np.sqrt(out / np.maximum(sizes - 1, 1))
 
 
 # -----------------------------------------------------------------------------

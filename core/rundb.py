@@ -74,7 +74,8 @@ def _nan_to_none(x):
 def pack_capture(c):
     head = dict(step=c.step, loss=_nan_to_none(c.loss), keys=c.keys, kinds=c.kinds, weights=c.weights,
                 bins=c.counts.shape[1] - 2 if c.counts.size else 0,
-                raster={name: [list(shape), len(bits)] for name, (shape, bits) in (c.raster or {}).items()})
+                raster={name: [list(shape), len(bits)] for name, (shape, bits) in (c.raster or {}).items()},
+                raster_step=c.raster_step)
     h = json.dumps(head).encode()
     parts = [struct.pack("<I", len(h)), h, c.counts.astype(np.int32).tobytes(),
              c.edges.astype(np.float32).tobytes(), c.stats.astype(np.float32).tobytes(),
@@ -106,7 +107,7 @@ def unpack_capture(blob):
     loss = head["loss"] if head["loss"] is not None else float("nan")
     return Capture(head["step"], loss, tuple(tuple(x) for x in head["keys"]), tuple(head["kinds"]),
                    counts, edges, stats, tuple((nm, tuple(sh)) for nm, sh in head["weights"]), wratio,
-                   raster=raster)
+                   raster=raster, raster_step=head.get("raster_step"))  # older records: the capture's step
 
 
 # -----------------------------------------------------------------------------

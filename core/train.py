@@ -18,6 +18,12 @@ from .capture import Recorder
 from .models import GPT, MLP, Bigram, BigramNN, Deep, WaveNet
 from .store import RunStore
 
+# the saturation raster runs the probe batch through the model, a forward pass of its own (about a
+# third of a small model's step): it is taken on a capture step at most once every PROBE_EVERY steps
+# (and always at the last step). At the default cadence (100) every capture gets a fresh one; with
+# a capture every step one in 25 does, and the others carry the latest (Capture.raster_step says when)
+PROBE_EVERY = 25
+
 # -----------------------------------------------------------------------------
 # setup
 
@@ -141,7 +147,8 @@ class Run:
     called from any other thread and take effect before the next step.
     """
 
-    def __init__(self, model, batches, cfg, store=None, capture=True, device="cpu", meta=None, probe=None):
+    def __init__(self, model, batches, cfg, store=None, capture=True, device="cpu", meta=None, probe=None,
+                 background=True):
         self.model = model
         self.probe = probe          # a fixed batch of inputs for the saturation raster (None = no raster)
         self.batches = batches
@@ -149,7 +156,9 @@ class Run:
         self.store = store if store is not None else RunStore()
         self.device = device
         self.parameters = list(model.parameters())
-        self.recorder = Recorder(model) if (capture and cfg.capture_every and self.parameters) else None
+        self.recorder = (Recorder(model, background=background)
+                         if (capture and cfg.capture_every and self.parameters) else None)
+        self._probed = None         # the last step that ran the probe batch
         self.optimizer = None
         if cfg.optimizer == "adamw" and self.parameters:
             self.optimizer = torch.optim.AdamW(self.parameters, lr=cfg.lr)
@@ -201,18 +210,23 @@ class Run:
         n = min(n, self.cfg.steps - self.step)
         t0 = time.perf_counter()
         done = 0
-        for _ in range(n):
-            if self._stop.is_set() or self._pause.is_set():
-                break
-            if not self._train_step(self.step):
-                break
-            self.step += 1
-            done += 1
-            ev = self.cfg.eval_every
-            if ev and self.step % ev == 0 and self.step < self.cfg.steps:
-                self.train_seconds += time.perf_counter() - t0
-                self.store.add_eval(self.step, *self.estimate_loss())
-                t0 = time.perf_counter()
+        try:
+            for _ in range(n):
+                if self._stop.is_set() or self._pause.is_set():
+                    break
+                if not self._train_step(self.step):
+                    break
+                self.step += 1
+                done += 1
+                ev = self.cfg.eval_every
+                if ev and self.step % ev == 0 and self.step < self.cfg.steps:
+                    self.train_seconds += time.perf_counter() - t0
+                    self.store.add_eval(self.step, *self.estimate_loss())
+                    t0 = time.perf_counter()
+        finally:
+            # every capture of these steps lands in the store before advance() returns: a pause,
+            # stop, divergence or the end never leaves one behind
+            self._collect(wait=True)
         self.train_seconds += time.perf_counter() - t0
         if self.step >= self.cfg.steps and not self.done:
             self.finish()
@@ -270,13 +284,26 @@ class Run:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.step()
-        cap = None
         if capture:
-            cap = rec.after_update()
-            if self.probe is not None:
-                cap.raster = rec.probe(self.probe)
-        self.store.add_step(i, lossv, lr, cap)
+            probe = self.probe is not None and (self._probed is None or i - self._probed >= PROBE_EVERY
+                                                or i == cfg.steps - 1)
+            if probe:
+                self._probed = i
+            rec.after_update(probe=self.probe if probe else None)
+        self.store.add_step(i, lossv, lr)
+        if rec is not None:
+            self._collect()
         return True
+
+    def _collect(self, wait=False):
+        """Captures the recorder has finished go to the store (wait: all of them)."""
+        rec = self.recorder
+        if rec is None:
+            return
+        for cap in (rec.flush() if wait else rec.ready()):
+            self.store.add_capture(cap)
+        if wait:
+            rec.forget()
 
     def estimate_loss(self):
         return (self.batches.split_loss(self.model, "train"), self.batches.split_loss(self.model, "val"))

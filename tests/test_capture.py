@@ -178,7 +178,8 @@ def test_recorder_on_torch_nn_modules_uses_forward_hooks():
     loss.backward()
     rec.after_backward(loss.item())
     rec.before_update()
-    cap = rec.after_update()
+    rec.after_update()
+    (cap,) = rec.flush()
     names = [n for n, _, _ in cap.rows("act")]
     assert "ln_f" in names and "blocks.0.ffwd.net.1" in names
     assert len(cap.rows("agrad")) == len(names)
@@ -262,3 +263,77 @@ def test_probe_on_gpt_restores_buffers_and_rng():
     assert len(raster) == 4  # one ReLU per block
     shape, _ = next(iter(raster.values()))
     assert shape == (64, 256)
+
+
+# --- capture off the training thread, in batches of steps ------------------------------------
+
+def test_summarizing_many_steps_at_once_equals_one_at_a_time_refits_and_nan_included():
+    torch.manual_seed(3)
+    keys, kinds = [("act", "h"), ("agrad", "h"), ("wgrad", "W")], ["tanh", "tanh", "grad"]
+    steps = [[torch.tanh(torch.randn(32, 50) * s), torch.randn(32, 50) * 1e-2, torch.randn(20, 10) * g]
+             for s, g in [(1, 1), (2, 1), (1, 100), (3, 1e-4), (1, 1), (1, 1)]]
+    steps[4][2][0, 0] = float("nan")  # a NaN halfway through
+    one = Summarizer()
+    ref = [one(keys, ts, kinds) for ts in steps]
+    counts, edges, stats = Summarizer().steps(keys, kinds, steps)
+    assert len({tuple(e[2]) for _, e, _ in ref}) >= 3  # the weight's edges refit twice in the batch
+    for j, (c, e, s) in enumerate(ref):
+        assert np.array_equal(counts[j], c) and np.array_equal(edges[j], e)
+        assert np.array_equal(stats[j], s, equal_nan=True)
+        # and the oracle: torch's own numbers for this step
+        for q, t in enumerate(steps[j]):
+            fin = t[torch.isfinite(t)]
+            assert counts[j, q].sum() == fin.numel()
+            assert stats[j, q, 1] == pytest.approx(fin.std().item(), rel=1e-5)
+    assert stats[4, 2, 4] == 1
+
+
+def test_background_and_on_the_spot_summaries_are_the_same_records():
+    runs = []
+    for background in (True, False):
+        run = makemore_run("deep", "deep-bn", steps=30, capture_every=1)
+        run.recorder.background = background
+        run.run(chunk=7)
+        runs.append(run.store.captures)
+    a, b = runs
+    assert [c.step for c in a] == [c.step for c in b] == list(range(30))
+    for x, y in zip(a, b):
+        assert np.array_equal(x.counts, y.counts) and np.array_equal(x.stats, y.stats, equal_nan=True)
+        assert np.array_equal(x.wratio, y.wratio, equal_nan=True) and x.keys == y.keys
+
+
+def test_every_capture_is_in_the_store_when_advance_returns():
+    run = makemore_run("deep", "deep-bn", steps=100, capture_every=1)
+    assert run.advance(13) == 13
+    assert [c.step for c in run.store.captures] == list(range(13))
+    assert run.recorder.pending == 0
+    run.pause()
+    run.resume()
+    run.advance(5)
+    run.stop()
+    assert [c.step for c in run.store.captures] == list(range(18))
+
+
+def test_a_diverging_run_keeps_the_captures_before_the_divergence():
+    run = makemore_run("deep", "deep-linear", steps=50, capture_every=1, lr=1e6)
+    run.advance(50)
+    assert run.state == "diverged"
+    assert [c.step for c in run.store.captures] == list(range(run.diverged_at))
+
+
+def test_the_probe_runs_at_most_every_probe_every_steps_and_at_the_last(names_words):
+    from core.train import PROBE_EVERY
+    from data import WordsDataset
+    ds = WordsDataset(names_words[:2000], 3)
+    preset = get_preset("mlp", "kaiming")
+    cfg = train_config(preset, steps=2 * PROBE_EVERY + 5, capture_every=1)
+    model, g = build_model(preset, 27, cfg.seed)
+    run = Run(model, TensorBatches({"train": (ds.Xtr, ds.Ytr)}, 32, g), cfg, probe=ds.Xdev[:32])
+    run.run()
+    caps = run.store.captures
+    fresh = [c.step for c in caps if c.raster_step == c.step]
+    assert fresh == [0, PROBE_EVERY, 2 * PROBE_EVERY, cfg.steps - 1]
+    assert all(c.raster and c.raster_step == max(s for s in fresh if s <= c.step) for c in caps)
+    from core.rundb import pack_capture, unpack_capture
+    c = unpack_capture(pack_capture(caps[3]))  # the record format keeps where a raster came from
+    assert c.step == 3 and c.raster_step == 0 and c.raster == caps[0].raster
