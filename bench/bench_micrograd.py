@@ -97,7 +97,7 @@ def dot_times(repeat):
 
 
 def browser_render(points=(1, 2, 3, 4, 5)):
-    from browser import chromium_page, need_browser, streamlit_server  # noqa: F401
+    from browser import chromium_page, streamlit_server
     X, y = make_moons()
     model = demo_model()
     scores = {i: datapoint_score(model, X[i]).data for i in points}
