@@ -4,6 +4,8 @@ and return Plotly figures. No training, no hooks, no histogram math beyond
 turning counts into a density -- that lives in core.histogram.
 Histograms arrive as precomputed counts and are drawn as lines (the lecture's
 overlaid per-layer plots): ~100 points a layer, cheap for the browser.
+The still view hands these figures to Plotly; while a run trains, dashboard/svg.py draws
+the same figures as one server-made SVG picture.
 """
 
 import math
@@ -180,7 +182,7 @@ def raster_figure(matrix, dead, name, kind="tanh"):
     rows, cols = matrix.shape
     fig = _fig(f"{name}: {'|h| > 0.99' if kind == 'tanh' else 'h == 0'} (white), probe batch × units",
                height=max(180, min(420, 60 + rows * 6)))
-    fig.add_trace(dict(type="heatmap", z=matrix.astype(np.uint8).tolist(),
+    fig.add_trace(dict(type="heatmap", z=matrix.astype(np.uint8),
                        colorscale=[[0, "#111111"], [1, "#ffffff"]], showscale=False, zmin=0, zmax=1,
                        hovertemplate="example %{y}, unit %{x}: %{z}<extra></extra>"))
     if len(dead):
@@ -189,59 +191,6 @@ def raster_figure(matrix, dead, name, kind="tanh"):
     fig["layout"].update(yaxis=dict(autorange="reversed", title="example", range=[rows, -3]),
                          xaxis=dict(title="unit", range=[-0.5, cols - 0.5]), showlegend=bool(len(dead)))
     return fig
-
-
-# -----------------------------------------------------------------------------
-# the live view: every panel in ONE figure -- one Plotly render a refresh is what keeps a
-# browser on the training machine from eating the trainer's CPU (bench/bench_live.py)
-
-
-def live_figure(panels, expected_loss=None):
-    """
-    panels: figures from the builders above in reading order (loss, update ratio, activations,
-    activation gradients, weight gradients, raster); None leaves a gap. Their traces go into a
-    2-column grid laid out by hand (plain dicts: building it costs ~1/10 of make_subplots);
-    legends give way to the stats table the page shows beside it.
-    """
-    rows = (len(panels) + 1) // 2
-    gap_x, gap_y = 0.06, 0.06
-    w = (1 - gap_x) / 2
-    h = (1 - gap_y * (rows - 1)) / rows
-    # no template: validating one costs the server more than the whole figure
-    data, layout = [], dict(height=330 * rows, margin=dict(l=10, r=10, t=40, b=10),
-                            showlegend=False, hovermode=False, annotations=[], shapes=[])
-    for k, f in enumerate(panels):
-        if f is None:
-            continue
-        r, c = k // 2, k % 2
-        n = k + 1
-        xa, ya = ("x", "y") if n == 1 else (f"x{n}", f"y{n}")
-        x0 = c * (w + gap_x)
-        y1 = 1 - r * (h + gap_y)
-        layout[f"xaxis{'' if n == 1 else n}"] = dict(domain=[x0, x0 + w], anchor=ya)
-        yax = dict(domain=[y1 - h, y1], anchor=xa)
-        src = f["layout"].get("yaxis", {})
-        if src.get("autorange") == "reversed":
-            yax["autorange"] = "reversed"
-        if src.get("range") is not None:
-            yax["range"] = list(src["range"])
-        layout[f"yaxis{'' if n == 1 else n}"] = yax
-        layout["annotations"].append(dict(text=f.title, x=x0 + w / 2, y=y1 + 0.005, xref="paper",
-                                          yref="paper", showarrow=False, xanchor="center", yanchor="bottom",
-                                          font=dict(size=13)))
-        for t in f["data"]:
-            if t.get("visible") == "legendonly":
-                continue
-            d = {k: v for k, v in t.items() if k not in ("name", "legendgroup", "hovertemplate", "visible")}
-            d.update(xaxis=xa, yaxis=ya)
-            data.append(d)
-        ref = dict(xref=f"{xa} domain", yref=ya, x0=0, x1=1, type="line")
-        if k == 1:
-            layout["shapes"].append(dict(ref, y0=-3, y1=-3, line=dict(color="#222", dash="dash")))
-        if k == 0 and expected_loss:
-            y = math.log10(expected_loss)
-            layout["shapes"].append(dict(ref, y0=y, y1=y, line=dict(color="#888", dash="dot")))
-    return dict(data=data, layout=layout)
 
 
 # -----------------------------------------------------------------------------

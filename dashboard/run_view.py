@@ -10,6 +10,7 @@ import streamlit as st
 import charts
 import live
 import state
+import svg
 from core.capture import stats_table, ud_history
 from core.diagnose import dead_units, diagnose
 from registry import manager
@@ -114,14 +115,28 @@ def _frame(d, o, spec, ticking, scrub):
         if cap is None:
             st.plotly_chart(figs["loss"], key="loss_chart", width="stretch")
             st.info("No capture recorded yet: histograms appear at the first capture step.")
-        elif ticking:  # live: one figure, one render a second (see charts.live_figure)
-            order = ["loss", "ud", "act", "agrad", "wgrad", "raster"]
-            st.plotly_chart(charts.live_figure([figs.get(k) for k in order], expected), key="live_chart",
-                            width="stretch", config={"staticPlot": True})
+        elif ticking:  # live: the same panels drawn by the server as small SVGs (cheap for the browser)
+            live_panels(figs)
         else:  # still: every panel on its own, with legends, zoomable
             for k in ("loss", "ud", "act", "agrad", "wgrad", "raster"):
                 if k in figs:
                     st.plotly_chart(figs[k], key=f"{k}_chart", width="stretch")
+
+
+def live_panels(figs):
+    """The six panels as one server-drawn SVG (dashboard/svg.py), two a row: no zoom or hover while it
+    ticks, and a browser draws it in milliseconds where the Plotly figure cost most of a core. Inline
+    markdown rather than st.image: an image whose data URI changes every second was not repainted
+    (Chromium kept showing the first one), and st.html's sanitizer drops SVG."""
+    order = ["loss", "ud", "act", "agrad", "wgrad", "raster"]
+    st.markdown(svg.grid_svg([(k, figs.get(k)) for k in order]) + NO_FADE, unsafe_allow_html=True)
+
+
+# A hack, admitted: Streamlit dims a fragment's elements while it reruns (opacity with a transition);
+# for a picture replaced every second that is a flicker, and repainting the fade costs the browser
+# more than drawing the picture. This keeps the live picture's container opaque.
+NO_FADE = ("<style>[data-testid='stElementContainer']:has(svg.zth-live)"
+           "{opacity:1 !important;transition:none !important}</style>")
 
 
 def layer_table(cap):

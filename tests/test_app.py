@@ -5,6 +5,7 @@ another .run().
 """
 
 import json
+import re
 import time
 
 import pytest
@@ -12,6 +13,11 @@ import pytest
 from apptest import USE_DATA_DIR, manager, page, run_of, status, tick_until, with_data_path
 
 pytestmark = USE_DATA_DIR
+
+
+def live_svgs(at):
+    """The live panels while a run trains: the server-drawn SVG the page shows inline."""
+    return [m.value for m in at.markdown if m.value.startswith("<svg")]
 
 
 def test_home_lists_the_lectures():
@@ -52,7 +58,10 @@ def test_start_tick_histograms_diagnosis_finish_scrub_download():
 def test_pause_step_resume_stop_answer_at_once():
     at = page(model="deep", preset="deep-bn", steps=1_000_000, capture_every=100)
     at.button(key="btn_start").click().run()
-    tick_until(at, lambda a: run_of(a)["step"] > 0, 30)
+    tick_until(at, lambda a: run_of(a)["step"] > 0 and len(live_svgs(a)) == 1, 30)
+    # while it trains: the six panels in one server-drawn SVG picture, not Plotly charts
+    assert re.findall(r"data-panel='(\w+)'", live_svgs(at)[0]) == ["loss", "ud", "act", "agrad", "wgrad", "raster"]
+    assert not at.get("plotly_chart")
     at.button(key="btn_pause").click().run()
     tick_until(at, lambda a: run_of(a)["state"] == "paused", 5)
     s0 = run_of(at)["step"]

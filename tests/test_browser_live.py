@@ -18,14 +18,23 @@ def shown_step(page):
     return int(re.search(r"step ([0-9,]+) of", text).group(1).replace(",", ""))
 
 
+# the live panels are one server-drawn SVG, inline in the page
+PANELS = """() => [...document.querySelectorAll('svg[data-panel]')]"""
+
+
+def live_panels(page):
+    return page.evaluate(f"() => ({PANELS})().map(s => s.getAttribute('data-panel'))")
+
+
 def act_chart_data(page):
-    # the live figure's activation histogram (its third panel: x3/y3), as the browser has it
-    return page.evaluate("""() => {
-        const p = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.data && p.data.some(t => t.xaxis === 'x3'));
-        if (!p) return null;
-        const t = p.data.find(t => t.xaxis === 'x3');
-        return JSON.stringify(t.y) + JSON.stringify(p.layout.annotations.map(a => a.text));
-    }""")
+    # the activation histogram panel as the browser has it: its title carries the capture's step,
+    # its lines the histogram's points
+    return page.evaluate(f"""() => {{
+        const s = ({PANELS})().find(s => s.getAttribute('data-panel') === 'act');
+        if (!s) return null;
+        return {{title: s.querySelector('text').textContent,
+                 lines: [...s.querySelectorAll('path[fill="none"][stroke-width="2"]')].map(p => p.getAttribute('d')).join('|')}};
+    }}""")
 
 
 def no_exception_on_page(page):
@@ -39,20 +48,22 @@ def test_start_watch_pause_reload_stop(tmp_path, screenshot_dir):
         page.goto(f"{url}/activations?model=mlp&preset=raw&steps=1000000&capture_every=100")
         page.get_by_role("button", name="Start").click()
         first = shown_step(page)
-        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some("
-                               "p => p.data && p.data.some(t => t.xaxis === 'x3'))", timeout=30_000)
+        page.wait_for_function(f"() => ({PANELS})().some(s => s.getAttribute('data-panel') === 'act')",
+                               timeout=30_000)
+        assert live_panels(page) == ["loss", "ud", "act", "agrad", "wgrad", "raster"]
         h1 = act_chart_data(page)
         time.sleep(3)
         second = shown_step(page)
         h2 = act_chart_data(page)
         assert second > first                      # the step shown advances while training runs
-        assert h1 and h2 and h1 != h2               # and the histograms change with it
+        assert h1 and h2 and h1["title"] != h2["title"]   # the panel shows a newer capture
+        assert h1["lines"] != h2["lines"]                  # and the histogram lines moved with it
         assert page.get_by_text("The softmax is confidently wrong").count() > 0
         assert page.get_by_text("tanh units are saturated").count() > 0
         no_exception_on_page(page)
         page.screenshot(path=str(screenshot_dir / "live-raw-running.png"), full_page=True)
         page.get_by_role("button", name="Pause").click()
-        page.get_by_role("button", name="Resume").wait_for(timeout=10_000)
+        page.get_by_role("button", name="Resume").wait_for(timeout=30_000)   # a busy machine reruns slowly
         time.sleep(1.5)
         paused_at = shown_step(page)
         run_id = re.search(r"run=([0-9a-f]+)", page.url).group(1)

@@ -1,0 +1,123 @@
+"""
+The live view's server-drawn SVG panels (dashboard/svg.py), from the same figure dicts the
+still view hands to Plotly. The oracle for "it draws": the SVG parses as XML, and the numbers
+it was given come back out of its paths.
+"""
+
+import base64
+import io
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "dashboard"))
+import charts  # noqa: E402
+import svg  # noqa: E402
+
+NS = "{http://www.w3.org/2000/svg}"
+
+
+def parse(s):
+    return ET.fromstring(s)  # raises on anything a browser's SVG parser would refuse
+
+
+def line_paths(root):
+    return [p.get("d") for p in root.iter(f"{NS}path") if p.get("fill") == "none" and p.get("stroke-width") == "2"]
+
+
+def coords(d):
+    return [tuple(map(float, m)) for m in re.findall(r"[ML]([-\d.]+) ([-\d.]+)", d)]
+
+
+def test_nice_ticks_are_round_numbers_inside_the_range():
+    ticks, step = svg.nice_ticks(0.13, 0.91, 4)
+    assert step == 0.2 and ticks == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    ticks, step = svg.nice_ticks(0, 200_000, 5)
+    assert step == 50_000 and ticks[0] == 0 and ticks[-1] == 200_000
+
+
+def test_nice_ticks_of_an_empty_or_broken_range_give_one_tick():
+    assert svg.nice_ticks(1.0, 1.0)[0] == [1.0]
+    assert len(svg.nice_ticks(float("nan"), 1.0)[0]) == 1
+    assert len(svg.nice_ticks(float("-inf"), 1.0)[0]) == 1
+
+
+def test_tick_labels_for_thousands_decimals_tiny_steps_and_negatives():
+    assert svg.tick_label(20_000, 10_000) == "20k"
+    assert svg.tick_label(0.5, 0.5) == "0.5"
+    assert svg.tick_label(-2.5, 0.5) == "−2.5"
+    assert svg.tick_label(2e-4, 1e-4) == "2e-04"
+    assert svg.tick_label(1e-12, 0.5) == "0"
+
+
+def test_a_histogram_keeps_one_point_per_bin_in_order():
+    from core.capture import Capture
+    bins = 8
+    counts = np.zeros((1, bins + 2), np.int32)
+    counts[0, 1:-1] = [0, 1, 2, 8, 8, 2, 1, 0]
+    cap = Capture(step=7, loss=1.0, keys=(("act", "h"),), kinds=("tanh",), counts=counts,
+                  edges=np.array([[-1, 1]], np.float32), stats=np.array([[0, 0.5, 0.1, 0, 0, 0]], np.float32),
+                  weights=(), wratio=np.zeros((0, 3), np.float32))
+    fig = charts.histogram_figure([("A", cap)], "act", "activations at step 7")
+    root = parse(svg.figure_svg(fig, panel="act"))
+    assert root.get("data-panel") == "act"
+    (d,) = line_paths(root)
+    pts = coords(d)
+    assert len(pts) == bins
+    xs, ys = zip(*pts)
+    assert list(xs) == sorted(xs)                       # left to right
+    assert ys[3] == ys[4] == min(ys)                    # the tallest bins are highest on screen
+    assert ys[0] == ys[-1] == max(ys)
+    assert "activations at step 7" in "".join(root.itertext())
+    assert "h (tanh)" in "".join(root.itertext())       # the legend names the layer
+
+
+def test_missing_values_break_the_line_instead_of_dropping_the_panel():
+    steps = np.arange(6)
+    loss = np.array([3.0, 2.0, 0.0, np.nan, 1.5, 1.2])   # log10(0) = -inf, then a NaN
+    with np.errstate(divide="ignore"):
+        fig = charts.loss_figure([("run", steps, loss, [])])
+    root = parse(svg.figure_svg(fig, panel="loss"))
+    d = [p.get("d") for p in root.iter(f"{NS}path") if p.get("opacity") == "0.3"][0]
+    assert d.count("M") == 2 and len(coords(d)) == 4
+
+
+def test_input_with_all_same_values_still_has_a_range():
+    fig = charts.update_ratio_figure((np.array([0, 100, 200]), ["W1"], np.full((3, 1), -3.0)))
+    root = parse(svg.figure_svg(fig))
+    (d,) = [p.get("d") for p in root.iter(f"{NS}path") if p.get("stroke-width") == "1.8"]
+    ys = {y for _, y in coords(d)}
+    ref = [p.get("d") for p in root.iter(f"{NS}path") if p.get("stroke-dasharray") == "6 4"][0]
+    assert len(ys) == 1 and ys == {float(ref.split()[1].split("H")[0])}   # flat, on the -3 line
+
+
+def test_empty_figure_draws_its_frame_and_title():
+    root = parse(svg.figure_svg(charts.loss_figure([]), panel="loss"))
+    assert "loss (log10)" in "".join(root.itertext())
+
+
+def test_raster_is_one_pixel_image_with_dead_units_marked_on_top():
+    from PIL import Image
+    m = np.zeros((4, 6), bool)
+    m[:, 2] = True          # a dead column
+    m[1, 4] = True
+    fig = charts.raster_figure(m, [2], "h", "tanh")
+    root = parse(svg.figure_svg(fig, panel="raster"))
+    (img,) = root.iter(f"{NS}image")
+    png = Image.open(io.BytesIO(base64.b64decode(img.get("href").split(",", 1)[1])))
+    px = np.asarray(png) > 128
+    assert px.shape == (4, 6) and (px == m).all()          # row 0 of the raster is row 0 of the picture
+    markers = [p for p in root.iter(f"{NS}path") if p.get("fill") == "#d1495b"]
+    top = float(re.match(r"M[-\d.]+ ([-\d.]+)", markers[0].get("d")).group(1))
+    assert len(markers) == 2 and top < float(img.get("y"))   # above the first example's row (and in the legend)
+
+
+def test_names_with_markup_are_escaped():
+    fig = charts.loss_figure([("<b>&run", np.arange(3), np.ones(3), [])])
+    root = parse(svg.figure_svg(fig))
+    assert "<b>&run (step)" in "".join(root.itertext())
