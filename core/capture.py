@@ -27,6 +27,7 @@ from .histogram import BINS, Summarizer, segment_std
 KINDS = {
     "Tanh": "tanh", "ReLU": "relu", "GELU": "gelu", "Sigmoid": "sigmoid",
     "BatchNorm1d": "batchnorm", "BatchNormStd": "batchnorm", "_Dim0BatchNorm1d": "batchnorm",
+    "NinjaBatchNorm": "batchnorm",
     "LayerNorm": "layernorm",
 }
 
