@@ -21,6 +21,7 @@ pg = st.navigation({
         st.Page(PAGES / "micrograd.py", title="micrograd", icon=":material/account_tree:", url_path="micrograd"),
         st.Page(PAGES / "activations.py", title="Activations & gradients", icon=":material/monitoring:",
                 url_path="activations"),
+        st.Page(PAGES / "ninja.py", title="Backprop ninja", icon=":material/swords:", url_path="backprop-ninja"),
     ],
     "Your runs": [st.Page(PAGES / "runs.py", title="Runs", icon=":material/history:", url_path="runs")],
 })

@@ -38,6 +38,16 @@ def read_path(path, mtime):
     return data.read_text(path)
 
 
+@st.cache_resource(max_entries=4, show_spinner="Building the lecture's dataset...")
+def words_dataset(kind, path=None, mtime=0.0, block_size=3):
+    """makemore's Xtr/Ytr, Xdev/Ydev, Xte/Yte for a data source, built once per file version
+    (DataError, worded for a learner, when the file is not one word per line)."""
+    import data
+    if kind == "file":
+        return data.WordsDataset(data.load_words(path), block_size, name=os.path.basename(path))
+    return data.WordsDataset(ssa_words(), block_size, name="SSA names")
+
+
 def save_upload(raw, name):
     """Keep an uploaded file under the data directory (runs refer to it by path); returns the path."""
     folder = default_data_dir() / "uploads"
