@@ -32,8 +32,8 @@ class NinjaBatchNorm:
     """
     The lecture-5 BatchNorm: batch mean, Bessel-corrected variance, (bnvar + 1e-5)**-0.5.
     Its backward (exercise 3) sits right under its forward, as micrograd's ops do.
-    Running statistics (momentum 0.001, lecture 4's) stand in for the lecture's
-    "calibrate the batch norm at the end of training", so eval mode works at any step.
+    Running statistics (momentum 0.001, lecture 4's) make eval mode work at any step; at
+    the end of training Ninja.calibrate replaces them as the lecture does.
     """
 
     def __init__(self, bngain, bnbias, momentum=0.001):
@@ -123,6 +123,15 @@ class Ninja(LectureModel):
         # what the manual backward needs (a batch of targets, and no graph required)
         self._saved = (idx, emb, embcat, h, logits, targets)
         return logits, loss
+
+    @torch.no_grad()
+    def calibrate(self, Xtr):
+        """The lecture's "calibrate the batch norm at the end of training": mean and variance over all of Xtr."""
+        emb = self.C[Xtr]
+        embcat = emb.view(emb.shape[0], -1)
+        hpreact = embcat @ self.W1 + self.b1
+        self.bn.running_mean = hpreact.mean(0, keepdim=True)
+        self.bn.running_var = hpreact.var(0, keepdim=True, unbiased=True)
 
     @torch.no_grad()
     def manual_backward(self):
@@ -543,8 +552,8 @@ CE_STEP = Step(
     "1 - p: the forces in a row sum to zero.")
 
 BN_STEP = Step(
-    "hpreact_fast = bngain * (hprebn - hprebn.mean(0, keepdim=True)) / "
-    "torch.sqrt(hprebn.var(0, keepdim=True, unbiased=True) + 1e-5) + bnbias",
+    "hpreact_fast = (bngain * (hprebn - hprebn.mean(0, keepdim=True))\n"
+    "                / torch.sqrt(hprebn.var(0, keepdim=True, unbiased=True) + 1e-5) + bnbias)",
     "dhprebn = bngain*bnvar_inv/n * (n*dhpreact - dhpreact.sum(0) - n/(n-1)*bnraw*(dhpreact*bnraw).sum(0))",
     _d("hprebn") + r"_{ij} = \frac{\gamma_j\,\hat\sigma_j^{-1}}{n}\left(n\," + _d("hpreact") + r"_{ij} - \sum_k "
     + _d("hpreact") + r"_{kj} - \frac{n}{n-1}\," + _t("bnraw") + r"_{ij} \sum_k " + _d("hpreact") + r"_{kj}\,"

@@ -297,6 +297,9 @@ class Run:
 
     def finish(self):
         """Final split losses in eval mode (BatchNorm's running statistics)."""
+        calibrate = getattr(self.model, "calibrate", None)
+        if calibrate is not None and "train" in getattr(self.batches, "splits", {}):
+            calibrate(self.batches.splits["train"][0])  # lecture 5: BatchNorm statistics over all of Xtr
         train, val = self.estimate_loss()
         self.final = {"train": train, "val": val}
         if self.cfg.steps > 0:

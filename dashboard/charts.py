@@ -265,19 +265,19 @@ def grad_figure(name, manual, diff, title=None):
     fig = _fig(title or f"d{name}: the manual gradient, and manual − autograd",
                height=int(max(200, min(520, 120 + rows * 9))), showlegend=False)
     fig["layout"].update(
-        xaxis=dict(domain=[0, 0.47], title="column"), yaxis=dict(autorange="reversed", title="row"),
-        xaxis2=dict(domain=[0.53, 1], title="column"), yaxis2=dict(autorange="reversed", anchor="x2"),
-        annotations=[dict(text=f"d{name} (max |·| {vmax:.2e})", x=0.235, y=1.0, xref="paper", yref="paper",
+        xaxis=dict(domain=[0, 0.43], title="column"), yaxis=dict(autorange="reversed", title="row"),
+        xaxis2=dict(domain=[0.55, 0.98], title="column"), yaxis2=dict(autorange="reversed", anchor="x2"),
+        annotations=[dict(text=f"d{name} (max |·| {vmax:.2e})", x=0.215, y=1.0, xref="paper", yref="paper",
                           showarrow=False, yanchor="bottom", font=dict(size=12)),
                      dict(text="manual − autograd: " + (f"max |·| {dmax:.1e}" if dmax else "all zero, bit-exact"),
                           x=0.765, y=1.0, xref="paper", yref="paper", showarrow=False, yanchor="bottom",
                           font=dict(size=12))])
     fig["layout"]["margin"] = dict(l=10, r=10, t=56, b=10)
     fig.add_trace(dict(type="heatmap", z=m.tolist(), zmin=-vmax, zmax=vmax, colorscale="RdBu", reversescale=True,
-                       colorbar=dict(x=0.47, len=0.9, thickness=10),
+                       colorbar=dict(x=0.44, len=0.9, thickness=10),
                        hovertemplate=f"d{name}[%{{y}}, %{{x}}] = %{{z:.3e}}<extra></extra>"))
     fig.add_trace(dict(type="heatmap", z=d.tolist(), zmin=-(dmax or 1.0), zmax=dmax or 1.0, colorscale="PuOr",
-                       xaxis="x2", yaxis="y2", colorbar=dict(x=1.0, len=0.9, thickness=10),
+                       xaxis="x2", yaxis="y2", colorbar=dict(x=0.99, len=0.9, thickness=10),
                        hovertemplate="difference [%{y}, %{x}] = %{z:.2e}<extra></extra>"))
     return fig
 

@@ -85,6 +85,7 @@ def tensor_detail(ex, name):
     """The forward line, the backward line(s), the math, and the check against autograd."""
     step, check = STEPS[name], next(c for c in ex.checks if c.name == name)
     kind = "a parameter" if name in PARAMS else "an intermediate"
+    st.latex(step.latex)
     left, right = st.columns([1.1, 1])
     with left:
         st.markdown(f"**{name}** is {kind} of shape `{tuple(check.shape)}`. The forward made it with")
@@ -92,8 +93,7 @@ def tensor_detail(ex, name):
         st.markdown(f"and backward, by hand, gives **d{name}**:")
         st.code(step.backward, language="python")
     with right:
-        st.latex(step.latex)
-        st.caption(step.why)
+        st.markdown(f"**Why:** {step.why}")
         m = st.columns(3)
         m[0].metric("exact", str(check.exact), help="torch.all(d{0} == {0}.grad): every bit the same".format(name))
         m[1].metric("approximate", str(check.approx), help="torch.allclose(d{0}, {0}.grad)".format(name))
@@ -218,10 +218,13 @@ def _draw(man, auto, expected_loss, ticking):
         final = d.meta.get("final") or {}
         fin = (f" · final train **{final['train']:.4f}** / val **{final['val']:.4f}**"
                if final.get("val") is not None else "")
+        total = d.meta.get("steps") or (d.row["spec"]["train"]["steps"] if d.row else 0)
         st.markdown(f"**{d.label}** · `{d.state}` · step **{d.row['step'] if d.row else 0:,}**"
-                    f" of {d.meta.get('steps', 0):,}{rate}{fin} · run `{d.run_id}`")
+                    f" of {total:,}{rate}{fin} · run `{d.run_id}`")
         if d.meta.get("message") and d.state in ("failed", "stopped", "diverged"):
             (st.error if d.state in ("failed", "diverged") else st.warning)(f"{d.label}: {d.meta['message']}")
+    if "starting" in (man.state, auto.state):
+        st.caption("Each worker loads torch and builds the dataset before its first step: a few seconds.")
     n = min(len(man.loss), len(auto.loss))
     gap = np.abs(man.loss[:n] - auto.loss[:n])
     m = st.columns(4)

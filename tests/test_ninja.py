@@ -90,6 +90,19 @@ def test_manual_grad_is_approximate_below_1e_8_from_hpreact_down_to_C(ex, name):
     assert not c.exact, c
 
 
+def test_the_first_inexact_bits_come_from_torchs_tanh_backward(ex):
+    # the page's explanation: with torch's own tanh backward kernel in place of (1.0 - h**2) * dh,
+    # dhpreact and the next three gradients become bit-exact
+    h, dh = ex.t["h"].detach(), ex.d["h"]
+    dhpreact = torch.ops.aten.tanh_backward(dh, h)
+    assert torch.equal(dhpreact, ex.t["hpreact"].grad)
+    assert not torch.equal((1.0 - h**2) * dh, ex.t["hpreact"].grad)
+    bnraw, bngain = ex.t["bnraw"].detach(), ex.net.bngain.detach()
+    assert torch.equal((bnraw * dhpreact).sum(0, keepdim=True), ex.net.bngain.grad)
+    assert torch.equal(dhpreact.sum(0, keepdim=True), ex.net.bnbias.grad)
+    assert torch.equal(bngain * dhpreact, ex.t["bnraw"].grad)
+
+
 def test_the_table_is_in_the_lectures_cmp_order_with_shapes(ex):
     assert [c.name for c in ex.checks] == CMP_ORDER
     shapes = {c.name: c.shape for c in ex.checks}
@@ -222,6 +235,18 @@ def test_manual_training_tracks_autograd_training_for_200_steps(names_ds):
     assert abs(man.final["val"] - auto.final["val"]) < 1e-4
     for p, q in zip(man.model.parameters(), auto.model.parameters()):
         assert (p.detach() - q.detach()).abs().max() < 1e-4
+
+
+def test_a_finished_run_calibrates_batchnorm_on_the_whole_training_set(names_ds):
+    run, _ = _train(names_ds, "autograd", 20)
+    m = run.model
+    with torch.no_grad():
+        hpreact = m.C[names_ds.Xtr].view(len(names_ds.Xtr), -1) @ m.W1 + m.b1
+    torch.testing.assert_close(m.bn.running_mean, hpreact.mean(0, keepdim=True))
+    torch.testing.assert_close(m.bn.running_var, hpreact.var(0, keepdim=True))
+    with torch.no_grad():
+        m.eval()
+        assert abs(m(names_ds.Xdev, names_ds.Ydev)[1].item() - run.final["val"]) < 1e-6
 
 
 def test_manual_training_builds_no_autograd_graph(names_ds):
