@@ -277,7 +277,7 @@ def grad_figure(name, manual, diff, title=None):
                        colorbar=dict(x=0.44, len=0.9, thickness=10),
                        hovertemplate=f"d{name}[%{{y}}, %{{x}}] = %{{z:.3e}}<extra></extra>"))
     fig.add_trace(dict(type="heatmap", z=d.tolist(), zmin=-(dmax or 1.0), zmax=dmax or 1.0, colorscale="PuOr",
-                       xaxis="x2", yaxis="y2", colorbar=dict(x=0.99, len=0.9, thickness=10),
+                       xaxis="x2", yaxis="y2", colorbar=dict(x=0.99, len=0.9, thickness=10, tickformat=".0e"),
                        hovertemplate="difference [%{y}, %{x}] = %{z:.2e}<extra></extra>"))
     return fig
 
