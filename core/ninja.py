@@ -2,12 +2,14 @@
 Lecture 5, "Becoming a Backprop Ninja": the lecture's network (n_embd 10, n_hidden 64,
 BatchNorm) with its backward pass written out by hand, and autograd as the oracle.
 
-    net, g = Ninja(vocab_size, generator=g), ...     # C, W1, b1, W2, b2, bngain, bnbias from g
-    Xb, Yb = lecture_batch(Xtr, Ytr, g)              # the lecture's first minibatch
+    g = torch.Generator().manual_seed(2147483647)
+    net = Ninja(vocab_size, generator=g)             # C, W1, b1, W2, b2, bngain, bnbias from g
+    Xb, Yb = lecture_batch(Xtr, Ytr, g)              # the lecture's first minibatch, from g too
     t = chunked_forward(net, Xb, Yb)                 # exercise 1: every intermediate, by name
     t["loss"].backward()                             # autograd fills t[name].grad
     d = manual_backward(net, Xb, Yb, t)              # ... and we do it by hand: d["logprobs"], ...
     table = [cmp(name, d[name], grad_of(net, t, name)) for name in CMP_ORDER]
+    # or all of the above in one call: run_exercises(Xtr, Ytr, vocab_size)
 
 Exercise 2 is cross_entropy_backward, exercise 3 batchnorm_backward; exercise 4 is
 Ninja.manual_backward, which the training loop calls instead of loss.backward()

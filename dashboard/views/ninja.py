@@ -5,6 +5,7 @@ import streamlit as st
 import ninja_view as nv
 import state
 from core.ninja import BN_STEP, CE_STEP, CMP_ORDER
+from core.presets import MAKEMORE_SEED
 from data import DataError
 
 st.title("Backprop ninja")
@@ -13,8 +14,8 @@ st.caption("Lecture 5 · *Building makemore Part 4: Becoming a Backprop Ninja*. 
            "against autograd -- then the whole backward pass in a few lines, and training with it.")
 
 # --- the network and one minibatch (the sidebar picks the data and the seed) ---------------
-source, seed = state.get(state.DATA_SOURCE) or {"kind": "ssa"}, state.get(state.SEED, 2147483647)
-if (source or {}).get("words_error"):
+source, seed = state.get(state.DATA_SOURCE) or {"kind": "ssa"}, state.get(state.SEED, MAKEMORE_SEED)
+if source.get("words_error"):
     st.error(source["words_error"] + " This page needs one word per line, like makemore's names.txt.",
              icon=":material/error:")
     st.stop()
@@ -30,6 +31,9 @@ st.markdown(
     f"`g = torch.Generator().manual_seed({seed})` in that order, then one minibatch of 32 from `g`. "
     f"Its loss is **{ex.loss:.4f}** (a blank model's would be ln {ds.vocab_size} = "
     f"{math.log(ds.vocab_size):.4f}).  \n**Data:** {ds.describe()}.")
+if source.get("kind") == "ssa":
+    st.caption("The lecture trained on makemore's names.txt: in the sidebar choose *A file on this machine* and "
+               "give its path to see the lecture's split (182,625 / 22,655 / 22,866 examples) and numbers.")
 
 ex1, ex2, ex3, ex4 = st.tabs(["① Every tensor by hand", "② Cross-entropy in one line",
                               "③ BatchNorm in one line", "④ Train with manual gradients"])
