@@ -282,10 +282,10 @@ def grad_figure(name, manual, diff, title=None):
     return fig
 
 
-def loss_gap_figure(steps, gap, points=1500):
+def loss_gap_figure(steps, gap, points=400):
     """
     |loss(manual) − loss(autograd)| per step, log10, as the largest gap in each window of steps
-    (a 200k-step run stays ~1,500 points and no spike is thinned away). Identical steps sit at −9.
+    (a 200k-step run stays ~400 points and no spike is thinned away). Identical steps sit at −9.
     """
     steps, gap = np.asarray(steps), np.asarray(gap, dtype=np.float64)
     w = max(1, math.ceil(len(gap) / points))
@@ -298,8 +298,7 @@ def loss_gap_figure(steps, gap, points=1500):
         g = np.pad(gap, (0, m - len(gap)), constant_values=0.0).reshape(-1, w).max(1)
         x = steps[np.minimum(np.arange(0, m, w), len(steps) - 1)]
         y = np.log10(np.where(g > 0, g, 1e-9))  # identical losses are drawn on the -9 line
-    fig.add_trace(Scatter(x=_arr(x), y=_arr(y), mode="lines+markers", name="gap",
-                          line=dict(color=color(1), width=1), marker=dict(size=3),
+    fig.add_trace(Scatter(x=_arr(x), y=_arr(y), mode="markers", name="gap", marker=dict(size=4, color=color(1)),
                           hovertemplate="step %{x}: log10 gap %{y:.2f}<extra></extra>"))
     fig.add_hline(y=-9, line=dict(color="#2e933c", dash="dot"), annotation_text="−9: identical losses",
                   annotation_position="top right")
