@@ -102,10 +102,19 @@ class Bigram:
 
     def fit(self, xs, ys):
         self.N.index_put_((xs, ys), torch.ones_like(xs, dtype=torch.int32), accumulate=True)
+        return self._normalize()
+
+    def _normalize(self):
         s = self.smoothing
         P = (self.N + (int(s) if float(s).is_integer() else s)).float()
         self.P = P / P.sum(1, keepdims=True)
         return self
+
+    def smoothed(self, smoothing):
+        """The same counts with another smoothing (no recount)."""
+        m = Bigram(self.vocab_size, smoothing)
+        m.N = self.N
+        return m._normalize()
 
     def __call__(self, idx, targets=None):
         return self.forward(idx, targets)

@@ -59,16 +59,19 @@ def color(i):
 # loss
 
 
-def loss_figure(curves, init_expected=None):
+def loss_figure(curves, init_expected=None, log=True, reference=None):
     """
     curves: [(label, steps, loss, evals)] -- the run first, then a compared run.
-    log10 loss, thin; a smoothed line over it; val loss as markers.
+    log10 loss (or the loss itself, log=False), thin; a smoothed line over it; val loss as markers.
+    reference: (value, text) drawn as a line, e.g. the count model's NLL.
     """
-    fig = _fig("loss (log10)", xaxis=dict(title="step"), yaxis=dict(title="log10 loss"))
+    f = np.log10 if log else (lambda v: np.asarray(v, dtype=float))
+    fig = _fig("loss (log10)" if log else "loss", xaxis=dict(title="step"),
+               yaxis=dict(title="log10 loss" if log else "loss"))
     for k, (label, steps, loss, evals) in enumerate(curves):
         dash = "solid" if k == 0 else "dash"
         with np.errstate(divide="ignore", invalid="ignore"):
-            y = np.log10(loss)
+            y = f(loss)
         fig.add_trace(Scatter(x=steps, y=y, mode="lines", name=f"{label} (step)", opacity=0.3,
                                  line=dict(color=color(k), width=1, dash=dash)))
         if len(y) > 20:
@@ -77,14 +80,17 @@ def loss_figure(curves, init_expected=None):
                                      line=dict(color=color(k), width=2.5, dash=dash)))
         if evals:
             es = [e[0] for e in evals if e[2] is not None]
-            ev = [math.log10(e[2]) for e in evals if e[2] is not None and e[2] > 0]
+            ev = [float(f(e[2])) for e in evals if e[2] is not None and e[2] > 0]
             if ev:
                 fig.add_trace(Scatter(x=es[:len(ev)], y=ev, mode="markers+lines", name=f"{label} (val)",
                                          marker=dict(symbol="diamond", size=9, color=color(k + 3)),
                                          line=dict(width=1, dash="dot", color=color(k + 3))))
     if init_expected:
-        fig.add_hline(y=math.log10(init_expected), line=dict(color="#888", dash="dot"),
+        fig.add_hline(y=float(f(init_expected)), line=dict(color="#888", dash="dot"),
                       annotation_text="−ln(1/V): a blank model's loss", annotation_position="top right")
+    if reference is not None:
+        fig.add_hline(y=float(f(reference[0])), line=dict(color=color(1), dash="dash"),
+                      annotation_text=reference[1], annotation_position="top right")
     return fig
 
 
@@ -236,6 +242,67 @@ def live_figure(panels, expected_loss=None):
             y = math.log10(expected_loss)
             layout["shapes"].append(dict(ref, y0=y, y1=y, line=dict(color="#888", dash="dot")))
     return dict(data=data, layout=layout)
+
+
+# -----------------------------------------------------------------------------
+# lecture 2: bigrams
+
+
+def count_heatmap(N, P, itos):
+    """The lecture's 27x27 figure: each cell shows its bigram and its count; hover adds P."""
+    V = N.shape[0]
+    chars = [itos[i] for i in range(V)]
+    n = np.asarray(N)
+    p = np.asarray(P)
+    text = [[f"{chars[i]}{chars[j]}<br>{n[i, j]}" for j in range(V)] for i in range(V)]
+    custom = [[[f"{chars[i]}{chars[j]}", float(p[i, j])] for j in range(V)] for i in range(V)]
+    fig = _fig("N[ix1, ix2]: how often ix2 follows ix1", height=860, margin=dict(l=10, r=10, t=36, b=10))
+    fig.add_trace(dict(type="heatmap", z=n.tolist(), x=chars, y=chars, text=text, texttemplate="%{text}",
+                       textfont=dict(size=9), colorscale="Blues", showscale=False, customdata=custom, xgap=1,
+                       ygap=1, hovertemplate="<b>%{customdata[0]}</b>: %{z:,} times, "
+                                             "P = %{customdata[1]:.4f}<extra></extra>"))
+    fig["layout"].update(xaxis=dict(title="next character (ix2)", side="top", tickfont=dict(size=11)),
+                         yaxis=dict(title="character (ix1)", autorange="reversed", tickfont=dict(size=11)),
+                         template="plotly_white")
+    return fig
+
+
+def smoothing_figure(smoothings, nlls, current):
+    """Average NLL against the smoothing added to every count; the chosen one marked."""
+    fig = _fig("NLL vs smoothing", height=300, xaxis=dict(title="smoothing", type="log"),
+               yaxis=dict(title="average NLL"))
+    xs = [max(s, 1e-3) for s in smoothings]  # 0 drawn at the axis' left edge
+    fig.add_trace(Scatter(x=xs, y=nlls, mode="lines+markers", name="NLL", line=dict(color=color(0))))
+    i = smoothings.index(current) if current in smoothings else None
+    if i is not None:
+        fig.add_trace(Scatter(x=[xs[i]], y=[nlls[i]], mode="markers+text", name="chosen",
+                              text=[f"{nlls[i]:.4f}"], textposition="top center",
+                              marker=dict(color=color(1), size=12)))
+    fig["layout"]["showlegend"] = False
+    return fig
+
+
+def prob_rows_figure(P, Q, itos, row, labels=("counts", "neural net")):
+    """Row `row` of two probability matrices side by side: which character comes next."""
+    chars = [itos[i] for i in range(P.shape[0])]
+    fig = _fig(f"P(next character | '{itos[row]}')", height=300, yaxis=dict(title="probability"),
+               barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+    for k, (M, label) in enumerate(zip((P, Q), labels)):
+        if M is not None:
+            fig.add_trace(dict(type="bar", x=chars, y=np.asarray(M[row]).tolist(), name=label,
+                               marker=dict(color=color(k))))
+    return fig
+
+
+def prob_matrix_figure(P, itos, title):
+    """A probability matrix as a small heatmap (rows: this character, columns: the next)."""
+    chars = [itos[i] for i in range(P.shape[0])]
+    fig = _fig(title, height=380)
+    fig.add_trace(dict(type="heatmap", z=np.asarray(P).round(4).tolist(), x=chars, y=chars, colorscale="Blues",
+                       zmin=0, zmax=float(np.asarray(P).max()), showscale=False,
+                       hovertemplate="%{y}%{x}: P = %{z:.4f}<extra></extra>"))
+    fig["layout"].update(yaxis=dict(autorange="reversed"), xaxis=dict(side="top"))
+    return fig
 
 
 # -----------------------------------------------------------------------------

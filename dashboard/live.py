@@ -135,9 +135,20 @@ def validate(spec):
 # run controls
 
 
+# the page a run belongs to, by model (the url_path of a file in dashboard/views/)
+PAGE_FOR_MODEL = {"bigram-nn": "bigram", "wavenet": "wavenet", "gpt": "gpt"}
+
+
+def page_for(spec):
+    """Which page shows a run: its model's lecture page when there is one, else Activations & gradients."""
+    from pathlib import Path
+    page = spec.get("page") or PAGE_FOR_MODEL.get(spec.get("model"), "activations")
+    return page if (Path(__file__).parent / "views" / f"{page}.py").exists() else "activations"
+
+
 def current_run():
     """This session's run: the URL's ?run= (a reload re-attaches), else the session's."""
-    run_id = state.url_get("run", None) or state.get(state.RUN_ID)
+    run_id = state.url_get("run", None) or state.get(state.page_key(state.RUN_ID))
     if run_id and manager().db.get_run(run_id) is None:
         return None
     return run_id
@@ -145,11 +156,9 @@ def current_run():
 
 def _start(spec, paused=False):
     mgr = manager()
-    old = current_run()
-    if old:  # a session has at most one running run
-        r = mgr.db.get_run(old)
-        if r and r["state"] in LIVE_STATES:
-            mgr.stop(old)
+    for r in mgr.db.live_runs():  # a session has at most one running run, across all pages
+        if r["session"] == state.session_id() or r["id"] == current_run():
+            mgr.stop(r["id"])
     spec = {k: v for k, v in spec.items() if not k.startswith("_")}
     name = f"{spec['model']}/{spec['preset']}"
     try:
@@ -157,7 +166,7 @@ def _start(spec, paused=False):
     except CapacityError as e:
         state.put("flash", str(e))
         return None
-    state.put(state.RUN_ID, run_id)
+    state.put(state.page_key(state.RUN_ID), run_id)
     st.query_params["run"] = run_id
     _poke(10.0)  # a worker takes a moment to load torch and the data
     return run_id
@@ -195,6 +204,33 @@ def keep_alive(runs):
     beat()
 
 
+def watch(run_id, draw, compare_id=None):
+    """
+    draw(d, o, ticking) inside a fragment that redraws once a second while the run (or the
+    compared one) trains, and not at all while it is paused or finished (charts can then be
+    zoomed). A watched run gets heartbeats; when it stops needing ticks, one full rerun
+    stops the timer. d, o: RunData of the run and of the compared run (or None).
+    """
+    main = run_data(run_id)
+    other = run_data(compare_id) if compare_id else None
+    keep_alive([r for r in (main, other) if r is not None])
+    ticking = needs_ticks(main) or (other is not None and needs_ticks(other))
+
+    @st.fragment(run_every=1.0 if ticking else None)
+    def frame():
+        d = run_data(run_id)
+        o = run_data(compare_id) if compare_id else None
+        for r in (d, o):
+            if r is not None and r.live:
+                manager().db.heartbeat(r.run_id)  # a watched run keeps training; an orphaned one stops
+        if ticking and not (needs_ticks(d) or (o is not None and needs_ticks(o))):
+            st.rerun()  # it paused or ended: a full rerun stops the timer and redraws the still view
+        draw(d, o, ticking)
+
+    frame()
+    return ticking
+
+
 def _step(spec, n):
     run_id = current_run()
     r = manager().db.get_run(run_id) if run_id else None
@@ -213,8 +249,8 @@ def _stop():
 
 def _reset():
     _stop()
-    state.put(state.RUN_ID, None)
-    state.put(state.COMPARE_ID, None)
+    state.put(state.page_key(state.RUN_ID), None)
+    state.put(state.page_key(state.COMPARE_ID), None)
     st.query_params.pop("run", None)
     st.query_params.pop("compare", None)
 

@@ -7,7 +7,6 @@ and reads.
 """
 
 import inspect
-import os
 import textwrap
 import time
 
@@ -22,7 +21,7 @@ from core.jobs import SpecError, check_spec
 from core.ninja import PARAMS, STEPS, Ninja, run_exercises
 from core.rundb import LIVE_STATES
 from core.worker import CapacityError
-from registry import manager, words_dataset
+from registry import dataset_key, manager, words_dataset
 
 # --- session keys ------------------------------------------------------------------------
 NJ_TENSOR = "nj_tensor"      # selectbox: the tensor looked at in exercise 1
@@ -46,21 +45,14 @@ def put(key, value):
 # --- the lecture's computations, once per dataset and seed --------------------------------
 
 
-def _source_key(source):
-    path = source.get("path") if source.get("kind") == "file" else None
-    mtime = os.path.getmtime(path) if path and os.path.exists(path) else 0.0
-    return source.get("kind", "ssa"), path, mtime
-
-
 def exercises(source, seed):
     """(dataset, core.ninja.Exercises) for the sidebar's data and seed. DataError for a file of non-words."""
-    key = _source_key(source)
-    return words_dataset(*key), _exercises(*key, seed)
+    return words_dataset(source, 3), _exercises(*dataset_key(source), source.get("name"), seed)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Running the lecture's forward and backward passes...")
-def _exercises(kind, path, mtime, seed):
-    ds = words_dataset(kind, path, mtime)
+def _exercises(kind, path, mtime, name, seed):
+    ds = words_dataset({"kind": kind, "path": path, "name": name}, 3)
     return run_exercises(ds.Xtr, ds.Ytr, ds.vocab_size, seed)
 
 

@@ -38,16 +38,6 @@ def read_path(path, mtime):
     return data.read_text(path)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Building the lecture's dataset...")
-def words_dataset(kind, path=None, mtime=0.0, block_size=3):
-    """makemore's Xtr/Ytr, Xdev/Ydev, Xte/Yte for a data source, built once per file version
-    (DataError, worded for a learner, when the file is not one word per line)."""
-    import data
-    if kind == "file":
-        return data.WordsDataset(data.load_words(path), block_size, name=os.path.basename(path))
-    return data.WordsDataset(ssa_words(), block_size, name="SSA names")
-
-
 def save_upload(raw, name):
     """Keep an uploaded file under the data directory (runs refer to it by path); returns the path."""
     folder = default_data_dir() / "uploads"
@@ -57,3 +47,34 @@ def save_upload(raw, name):
     if not path.exists():
         path.write_bytes(raw)
     return str(path)
+
+
+def dataset_key(source):
+    """What identifies a dataset's content: (kind, path, mtime)."""
+    path = source.get("path") if source.get("kind") == "file" else None
+    return source.get("kind", "ssa"), path, os.path.getmtime(path) if path and os.path.exists(path) else 0
+
+
+def words_dataset(source, block_size=3):
+    """The sidebar's dataset as the lectures' WordsDataset (DataError with the data layer's message)."""
+    return _words_dataset(*dataset_key(source), block_size, source.get("name"))
+
+
+def words_bigrams(source):
+    """(xs, ys): every bigram of the dataset's words, in the lecture's order."""
+    return _words_bigrams(*dataset_key(source), source.get("name"))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _words_bigrams(kind, path, mtime, name):
+    from data import bigrams
+    ds = _words_dataset(kind, path, mtime, 1, name)
+    return bigrams(ds.words, ds.stoi)
+
+
+@st.cache_resource(show_spinner="Building the dataset...", max_entries=6)
+def _words_dataset(kind, path, mtime, block_size, name):
+    import data
+    if kind == "file":
+        return data.WordsDataset(data.load_words(path), block_size, name=name or path)
+    return data.WordsDataset(ssa_words(), block_size, name="SSA names")

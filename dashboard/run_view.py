@@ -19,10 +19,8 @@ def show(run_id, spec, compare=True, samples=True):
     """Everything below a page's controls, for the run `run_id`. Returns its RunData."""
     compare_id = compare_picker(run_id) if compare else None
     main = live.run_data(run_id)
-    other = live.run_data(compare_id) if compare_id else None
-    live.keep_alive([r for r in (main, other) if r is not None])
-    ticking = live.needs_ticks(main) or (other is not None and live.needs_ticks(other))
-    panels(run_id, compare_id, spec, ticking, scrubber(main))
+    scrub = scrubber(main)
+    live.watch(run_id, lambda d, o, ticking: _frame(d, o, spec, ticking, scrub), compare_id)
     if samples:
         samples_and_downloads(main)
     return main
@@ -32,7 +30,7 @@ def compare_picker(run_id):
     """A second run overlaid on this one (its id in the URL)."""
     others = [r for r in manager().db.list_runs() if r["id"] != run_id]
     labels = {r["id"]: f"{r['name']} · {r['state']} · step {r['step']:,} · {r['id']}" for r in others}
-    with st.expander("Compare with another run", expanded=bool(state.get(state.COMPARE_ID))):
+    with st.expander("Compare with another run", expanded=bool(state.get(state.page_key(state.COMPARE_ID)))):
         c1, c2 = st.columns([2, 1])
         ids = [None] + list(labels)
         cur = state.url_get("compare", None)
@@ -40,7 +38,7 @@ def compare_picker(run_id):
                                   format_func=lambda i: "none" if i is None else labels[i], key="compare_pick")
         c2.caption("Tip: set the other scenario above and press Start -- the seed and data order are the same, "
                    "so the runs differ only by the scenario. Then pick the earlier run here.")
-    state.put(state.COMPARE_ID, compare_id)
+    state.put(state.page_key(state.COMPARE_ID), compare_id)
     state.url_set(compare=compare_id)
     return compare_id
 
@@ -54,23 +52,6 @@ def scrubber(d):
         return None
     return st.select_slider("Recorded step", options=steps, value=steps[-1], key=f"scrub_{d.run_id}",
                             help="Histograms, raster and diagnosis at any captured step.")
-
-
-def panels(run_id, compare_id, spec, ticking, scrub=None):
-    """The panels, redrawn once a second by a fragment while the run trains; still (zoomable) otherwise."""
-
-    @st.fragment(run_every=1.0 if ticking else None)
-    def frame():
-        d = live.run_data(run_id)
-        o = live.run_data(compare_id) if compare_id else None
-        for r in (d, o):
-            if r is not None and r.live:
-                manager().db.heartbeat(r.run_id)  # a watched run keeps training; an orphaned one stops
-        if ticking and not (live.needs_ticks(d) or (o is not None and live.needs_ticks(o))):
-            st.rerun()  # it paused or ended: one full rerun stops the timer (charts can be zoomed), shows the scrubber
-        _frame(d, o, spec, ticking, scrub)
-
-    frame()
 
 
 def _frame(d, o, spec, ticking, scrub):

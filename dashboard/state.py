@@ -13,8 +13,9 @@ DATA_SOURCE = "data_source"     # {"kind": "ssa"} | {"kind": "file", "path": ...
 DATA_ERROR = "data_error"       # the data layer's message for a rejected file, or None
 SEED = "seed"
 DEVICE = "device"
-RUN_ID = "run_id"               # this session's current run
-COMPARE_ID = "compare_id"       # the run overlaid on it
+RUN_ID = "run_id"               # this session's current run on a page (one slot per page, see run_key)
+COMPARE_ID = "compare_id"       # the run overlaid on it (also per page)
+PAGE = "page"                   # the url_path of the page being shown (set by app.py)
 SESSION_ID = "session_id"
 
 
@@ -24,6 +25,11 @@ def get(key, default=None):
 
 def put(key, value):
     st.session_state[key] = value
+
+
+def page_key(key, page=None):
+    """A session key scoped to one page: each training page keeps its own current run."""
+    return f"{key}:{get(PAGE, '') if page is None else page}"
 
 
 def session_id():

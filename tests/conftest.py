@@ -61,3 +61,14 @@ def data_dir_env(path):
             os.environ.pop("ZTH_DATA_DIR", None)
         else:
             os.environ["ZTH_DATA_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def app_data_dir(tmp_path_factory):
+    """Each test module gets its own runs file; its workers are stopped at the end."""
+    with data_dir_env(tmp_path_factory.mktemp("zth-data")) as d:
+        yield d
+        reg = sys.modules.get("registry")
+        if reg is not None:  # stop this module's workers; the next module gets a fresh manager
+            reg.manager().stop_all()
+            reg.manager.clear()

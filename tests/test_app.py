@@ -5,61 +5,13 @@ another .run().
 """
 
 import json
-import sys
 import time
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, data_dir_env
+from apptest import USE_DATA_DIR, manager, page, run_of, status, tick_until, with_data_path
 
-APP = str(ROOT / "dashboard" / "app.py")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def data_dir(tmp_path_factory):
-    with data_dir_env(tmp_path_factory.mktemp("zth-data")) as d:
-        yield d
-        reg = sys.modules.get("registry")
-        if reg is not None:  # stop this module's workers; the next module gets a fresh manager
-            reg.manager().stop_all()
-            reg.manager.clear()
-
-
-def page(name="activations", **params):
-    at = AppTest.from_file(APP, default_timeout=60)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    at.run()
-    if name != "home":
-        at.switch_page(f"views/{name}.py")
-        at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def status(at):
-    return next((m.value for m in at.markdown if "` · step **" in m.value), "")
-
-
-def tick_until(at, pred, timeout=60):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        time.sleep(0.3)
-        at.run()
-        assert not at.exception, at.exception
-        if pred(at):
-            return at
-    raise AssertionError(f"timed out; status: {status(at)}; errors: {[e.value for e in at.error]}")
-
-
-def manager():
-    return sys.modules["registry"].manager()
-
-
-def run_of(at):
-    return manager().db.get_run(at.query_params["run"][0] if isinstance(at.query_params["run"], list)
-                                else at.query_params["run"])
+pytestmark = USE_DATA_DIR
 
 
 def test_home_lists_the_lectures():
@@ -163,23 +115,6 @@ def test_nan_in_a_link_falls_back_with_a_warning():
     assert any("lr='nan' is not a finite number; using 0.1" in w.value for w in at.warning)
     assert any("n_hidden='abc'" in w.value for w in at.warning)
     assert at.number_input(key="ctl_lr_mlp").value == 0.1 and not at.button(key="btn_start").proto.disabled
-
-
-def with_data_path(path, **params):
-    """Choose a dataset path in the sidebar (on the home page: AppTest drops the entry script's
-    sidebar after switch_page, a browser does not), then open the activations page."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    # through session state, before the first run: AppTest loses the entry script's sidebar on reruns
-    at.session_state["data_how"] = "A file on this machine"
-    at.session_state["data_path"] = str(path)
-    at.run()
-    sidebar = [e.value for e in at.sidebar.error], [c.value for c in at.sidebar.caption]
-    at.switch_page("views/activations.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at, sidebar
 
 
 def test_a_bad_data_file_is_refused_in_the_sidebar(tmp_path):

@@ -34,18 +34,19 @@ row = next(r for r in runs if r["id"] == pick)
 
 
 def open_run():
+    """The run's own page, attached to it (and to the compared run)."""
     spec = row["spec"]
-    state.put(state.RUN_ID, pick)
-    st.query_params.clear()
-    st.query_params.update(run=pick, model=spec["model"], preset=spec["preset"])
+    page = live.page_for(spec)
+    state.put(state.page_key(state.RUN_ID, page), pick)
+    params = dict(run=pick, model=spec["model"], preset=spec["preset"])
     if other:
-        st.query_params["compare"] = other
+        params["compare"] = other
+    st.switch_page(f"views/{page}.py", query_params=params)
 
 
 b = st.columns(4)
 if b[0].button("Open", icon=":material/open_in_new:", key="runs_open", width="stretch"):
     open_run()
-    st.switch_page("views/activations.py", query_params=dict(st.query_params))
 d = live.run_data(pick)
 b[1].download_button("Export (JSON)", live.export_json(d) if row["state"] not in LIVE_STATES else "{}",
                      f"{pick}.json", "application/json", disabled=row["state"] in LIVE_STATES,
@@ -53,8 +54,8 @@ b[1].download_button("Export (JSON)", live.export_json(d) if row["state"] not in
 if b[2].button("Delete", icon=":material/delete:", key="runs_delete", disabled=row["state"] in LIVE_STATES,
                width="stretch"):
     manager().db.delete_run(pick)
-    if state.get(state.RUN_ID) == pick:
-        state.put(state.RUN_ID, None)
+    if state.get(state.page_key(state.RUN_ID, live.page_for(row["spec"]))) == pick:
+        state.put(state.page_key(state.RUN_ID, live.page_for(row["spec"])), None)
     st.rerun()
 if row["state"] in LIVE_STATES:
     st.caption("A live run can be exported or deleted once it is stopped or finished.")
