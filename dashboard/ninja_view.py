@@ -122,12 +122,18 @@ def check_table(ex):
 
 
 def current_runs():
-    """This session's pair: the URL's ?ninja_runs=a,b (a reload re-attaches), else the session's."""
+    """
+    This session's pair: the URL's ?ninja_runs=a,b (a reload re-attaches), else the session's,
+    else the pair of a ?run= the Runs page opened here (each run of a pair names both in its meta).
+    """
     raw = state.url_get("ninja_runs", None)
     ids = raw.split(",") if raw else get(NJ_RUNS)
+    if not ids and state.url_get("run", None):
+        r = manager().db.get_run(state.url_get("run", None))
+        ids = (r or {}).get("meta", {}).get("pair")
     if not ids or len(ids) != 2 or any(manager().db.get_run(i) is None for i in ids):
         return None
-    return ids
+    return list(ids)
 
 
 def spec_for(preset, steps, seed):
@@ -155,9 +161,14 @@ def train_errors(steps, seed):
 
 
 def start_both(steps, seed):
-    """Stop this session's pair, then start a worker for each preset: same seed, same data, same batches."""
-    stop_both()
+    """
+    Stop this session's live runs (on any page: the pair counts as the session's one training),
+    then start a worker for each preset: same seed, same data, same batches.
+    """
     mgr, ids = manager(), []
+    for r in mgr.db.live_runs():
+        if r["session"] == state.session_id() or r["id"] in (current_runs() or []):
+            mgr.stop(r["id"])
     try:
         for preset in RUNS:
             ids.append(mgr.start(spec_for(preset, steps, seed), f"ninja/{preset}", session=state.session_id()))
@@ -166,7 +177,10 @@ def start_both(steps, seed):
             mgr.stop(run_id)
         put(NJ_FLASH, f"{e} Both runs need a free slot: the comparison trains them at the same time.")
         return
+    for run_id in ids:
+        mgr.db.update_run(run_id, meta=dict(pair=ids))  # so the Runs page can reopen the pair from either
     put(NJ_RUNS, ids)
+    st.query_params.pop("run", None)
     st.query_params["ninja_runs"] = ",".join(ids)
     put(NJ_POKE, time.time() + 10.0)  # a worker takes a moment to load torch and the data
 

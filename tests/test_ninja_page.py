@@ -145,6 +145,39 @@ def test_train_both_tracks_autograd_live(names_path):
     assert "ninja/manual (step)" in names and "ninja/autograd (step)" in names
     assert "final train" in text(at)
     assert at.button(key="nj_stop").proto.disabled
+    assert all(r["meta"]["pair"] == ids for r in runs)
+    # the Runs page opens either run of the pair back on this page, with both runs
+    runs_page = AppTest.from_file(APP, default_timeout=60)
+    runs_page.run()
+    runs_page.switch_page("views/runs.py")
+    runs_page.run()
+    runs_page.selectbox(key="runs_pick").set_value(ids[1]).run()
+    runs_page.button(key="runs_open").click().run()
+    ok(runs_page)
+    assert runs_page.selectbox(key="nj_tensor").value == "logprobs"  # it is the ninja page
+    assert text(runs_page).count("`finished`") == 2 and ids[0] in text(runs_page)
+
+
+def test_train_both_stops_the_sessions_run_on_another_page():
+    at = page()
+    at.session_state["session_id"] = "ninja-test"  # this browser session, as state.session_id() reads it
+    mgr = manager()
+    spec = {"model": "mlp", "preset": "raw", "model_kw": {}, "train": {"steps": 10_000_000},
+            "data": {"kind": "ssa"}}
+    other = mgr.start(spec, "mlp/raw", session="ninja-test")
+    try:
+        at.number_input(key="nj_steps").set_value(100_000).run()
+        at.button(key="nj_start").click().run()
+        ok(at)
+        assert mgr.db.get_run(other)["state"] == "stopped"
+        raw = at.query_params["ninja_runs"]
+        ids = (raw[0] if isinstance(raw, list) else raw).split(",")
+        assert {r["id"] for r in mgr.db.live_runs()} == set(ids)
+        at.button(key="nj_stop").click().run()
+        ok(at)
+        assert not mgr.db.live_runs()
+    finally:
+        mgr.stop_all()
 
 
 def test_train_both_needs_two_free_slots():
