@@ -41,6 +41,7 @@ MAX_BATCH = 4                   # queued steps summarized in one go (more only t
 KINDS = {
     "Tanh": "tanh", "ReLU": "relu", "GELU": "gelu", "Sigmoid": "sigmoid",
     "BatchNorm1d": "batchnorm", "BatchNormStd": "batchnorm", "_Dim0BatchNorm1d": "batchnorm",
+    "NinjaBatchNorm": "batchnorm",
     "LayerNorm": "layernorm",
 }
 

@@ -68,6 +68,12 @@ def check_spec(spec):
             if v not in ("sgd", "adamw"):
                 raise SpecError(f"optimizer must be sgd or adamw (got {v!r}).")
             continue
+        if k == "backward":
+            if v not in ("autograd", "manual"):
+                raise SpecError(f"backward must be autograd or manual (got {v!r}).")
+            if v == "manual" and preset.model != "ninja":
+                raise SpecError("a manual backward is written for the backprop-ninja network only (model ninja).")
+            continue
         if k not in TRAIN_KW:
             raise SpecError(f"unknown training setting {k!r}")
         lo, hi = TRAIN_KW[k]
@@ -81,7 +87,7 @@ def check_spec(spec):
     cfg = train_config(preset, **spec.get("train", {}))
     if cfg.batch_size == 0 and preset.model not in ("bigram-nn",):
         raise SpecError("batch size 0 (the full training set) is only for the neural bigram.")
-    if preset.model in ("mlp", "deep", "wavenet", "gpt") and cfg.batch_size < 1:
+    if preset.model in ("mlp", "deep", "wavenet", "ninja", "gpt") and cfg.batch_size < 1:
         raise SpecError("batch size must be at least 1.")
     return preset, cfg
 

@@ -18,6 +18,7 @@ class TrainConfig:
     lr_decay_step: int = 100_000  # step at which lr drops to lr_final (0 = never)
     lr_final: float = 0.01        # learning rate after the decay
     optimizer: str = "sgd"        # "sgd" is the lectures' p.data += -lr * p.grad; "adamw" for GPT
+    backward: str = "autograd"    # "autograd" is loss.backward(); "manual" is lecture 5's by-hand backward
     eval_every: int = 0           # estimate train/val loss every this many steps (0 = only at the end)
     eval_iters: int = 0           # GPT's estimate_loss: batches averaged (0 = the full split)
     capture_every: int = 100      # record histograms and ratios every k steps (0 = off)
@@ -31,7 +32,7 @@ class TrainConfig:
 
 @dataclass
 class Preset:
-    model: str                      # "bigram", "bigram-nn", "mlp", "deep", "wavenet", "gpt"
+    model: str                      # "bigram", "bigram-nn", "mlp", "deep", "wavenet", "ninja", "gpt"
     name: str
     note: str                       # what the learner should see
     kwargs: dict = field(default_factory=dict)   # model constructor arguments
@@ -102,6 +103,17 @@ PRESETS = {
                          kwargs=dict(n_embd=24, n_hidden=128, flatten=(2, 2, 2)),
                          train=dict(lr_decay_step=150_000, seed=WAVENET_SEED), block_size=8),
     },
+    # lecture 5: the backprop-ninja network (n_embd 10, n_hidden 64, BatchNorm, 4,137 params),
+    # trained once with loss.backward() and once with the gradients written out by hand
+    "ninja": {
+        "manual": Preset("ninja", "manual",
+                         "Exercise 4: no loss.backward() -- every gradient by hand (closed-form cross-entropy "
+                         "and BatchNorm). Its loss tracks the autograd run's step for step.",
+                         train=dict(backward="manual")),
+        "autograd": Preset("ninja", "autograd",
+                           "The same network, data order and updates, with loss.backward(): the oracle "
+                           "the manual run is compared with."),
+    },
     "gpt": {
         "small": Preset("gpt", "small",
                         "A CPU-sized Transformer: n_embd 64, 4 heads, 4 layers, block 32 (~200k params).",
@@ -120,7 +132,8 @@ PRESETS = {
 }
 
 DEFAULT_PRESET = {"bigram": "default", "bigram-nn": "default", "mlp": "kaiming", "deep": "deep-bn",
-                  "wavenet": "scaled", "gpt": "small"}
+                  "wavenet": "scaled", "ninja": "manual",
+                  "gpt": "small"}
 MODELS = list(PRESETS)
 
 

@@ -7,6 +7,7 @@ Data reaches the loop as a batch source: anything with get_batch(split) ->
 (X, Y) and split_loss(model, split) -> float. core never imports data/.
 """
 
+import contextlib
 import math
 import os
 import threading
@@ -16,6 +17,7 @@ import torch
 
 from .capture import Recorder
 from .models import GPT, MLP, Bigram, BigramNN, Deep, WaveNet
+from .ninja import Ninja
 from .store import RunStore
 
 # the saturation raster runs the probe batch through the model, a forward pass of its own (about a
@@ -129,6 +131,8 @@ def build_model(preset, vocab_size, seed, **overrides):
         return Deep(vocab_size, block_size=preset.block_size, generator=g, **kw), g
     if m == "wavenet":
         return WaveNet(vocab_size, block_size=preset.block_size, generator=g, **kw), g
+    if m == "ninja":
+        return Ninja(vocab_size, block_size=preset.block_size, generator=g, **kw), g
     if m == "gpt":
         torch.manual_seed(seed)
         kw.setdefault("block_size", preset.block_size)
@@ -164,6 +168,12 @@ class Run:
             self.optimizer = torch.optim.AdamW(self.parameters, lr=cfg.lr)
         elif cfg.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be sgd or adamw (got {cfg.optimizer!r}).")
+        # lecture 5's exercise 4: the model fills every p.grad itself; the forward builds no graph
+        self.manual = cfg.backward == "manual"
+        if cfg.backward not in ("autograd", "manual"):
+            raise ValueError(f"backward must be autograd or manual (got {cfg.backward!r}).")
+        if self.manual and not hasattr(model, "manual_backward"):
+            raise ValueError(f"{type(model).__name__} has no manual backward; only the ninja network does.")
         self.step = 0               # the next step to run
         self.state = "ready"
         self.init_loss = None
@@ -247,7 +257,8 @@ class Run:
         Xb, Yb = self.batches.get_batch("train")
         if capture:
             rec.begin(i)
-        logits, loss = self.model(Xb, Yb)
+        with torch.no_grad() if self.manual else contextlib.nullcontext():
+            logits, loss = self.model(Xb, Yb)
         if capture:
             rec.after_forward()
         lossv = loss.item()
@@ -271,7 +282,10 @@ class Run:
                 p.grad = None
         else:
             self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.manual:
+            self.model.manual_backward()  # sets every p.grad by hand, no autograd
+        else:
+            loss.backward()
         # update
         lr = cfg.lr_at(i)
         if capture:
@@ -310,6 +324,9 @@ class Run:
 
     def finish(self):
         """Final split losses in eval mode (BatchNorm's running statistics)."""
+        calibrate = getattr(self.model, "calibrate", None)
+        if calibrate is not None and "train" in getattr(self.batches, "splits", {}):
+            calibrate(self.batches.splits["train"][0])  # lecture 5: BatchNorm statistics over all of Xtr
         train, val = self.estimate_loss()
         self.final = {"train": train, "val": val}
         if self.cfg.steps > 0:

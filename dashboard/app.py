@@ -23,6 +23,7 @@ pg = st.navigation({
         st.Page(PAGES / "bigram.py", title="Bigrams", icon=":material/grid_on:", url_path="bigram"),
         st.Page(PAGES / "activations.py", title="Activations & gradients", icon=":material/monitoring:",
                 url_path="activations"),
+        st.Page(PAGES / "ninja.py", title="Backprop ninja", icon=":material/swords:", url_path="backprop-ninja"),
     ],
     "Your runs": [st.Page(PAGES / "runs.py", title="Runs", icon=":material/history:", url_path="runs")],
 })

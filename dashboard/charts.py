@@ -252,3 +252,70 @@ def prob_matrix_figure(P, itos, title):
                        hovertemplate="%{y}%{x}: P = %{z:.4f}<extra></extra>"))
     fig["layout"].update(yaxis=dict(autorange="reversed"), xaxis=dict(side="top"))
     return fig
+
+
+# -----------------------------------------------------------------------------
+# lecture 5: a gradient as a picture, and two runs' loss gap
+
+
+def as_matrix(t):
+    """A tensor as the 2-D picture the lecture would imshow: a vector is one row, (B, T, C) is (B, T*C)."""
+    a = np.asarray(t, dtype=np.float64)
+    if a.ndim == 0:
+        return a.reshape(1, 1)
+    if a.ndim == 1:
+        return a.reshape(1, -1)
+    return a.reshape(a.shape[0], -1)
+
+
+def grad_figure(name, manual, diff, title=None):
+    """
+    Two heatmaps side by side: the manual gradient d<name> (blue-white-red, symmetric around 0)
+    and manual minus autograd (its own scale, so float rounding shows up as speckle, and an
+    exact match as a flat field).
+    """
+    m, d = as_matrix(manual), as_matrix(diff)
+    rows, cols = m.shape
+    vmax = float(np.abs(m).max()) or 1.0
+    dmax = float(np.abs(d).max())
+    fig = _fig(title or f"d{name}: the manual gradient, and manual − autograd",
+               height=int(max(200, min(520, 120 + rows * 9))), showlegend=False)
+    fig["layout"].update(
+        xaxis=dict(domain=[0, 0.43], title="column"), yaxis=dict(autorange="reversed", title="row"),
+        xaxis2=dict(domain=[0.55, 0.98], title="column"), yaxis2=dict(autorange="reversed", anchor="x2"),
+        annotations=[dict(text=f"d{name} (max |·| {vmax:.2e})", x=0.215, y=1.0, xref="paper", yref="paper",
+                          showarrow=False, yanchor="bottom", font=dict(size=12)),
+                     dict(text="manual − autograd: " + (f"max |·| {dmax:.1e}" if dmax else "all zero, bit-exact"),
+                          x=0.765, y=1.0, xref="paper", yref="paper", showarrow=False, yanchor="bottom",
+                          font=dict(size=12))])
+    fig["layout"]["margin"] = dict(l=10, r=10, t=56, b=10)
+    fig.add_trace(dict(type="heatmap", z=m.tolist(), zmin=-vmax, zmax=vmax, colorscale="RdBu", reversescale=True,
+                       colorbar=dict(x=0.44, len=0.9, thickness=10),
+                       hovertemplate=f"d{name}[%{{y}}, %{{x}}] = %{{z:.3e}}<extra></extra>"))
+    fig.add_trace(dict(type="heatmap", z=d.tolist(), zmin=-(dmax or 1.0), zmax=dmax or 1.0, colorscale="PuOr",
+                       xaxis="x2", yaxis="y2", colorbar=dict(x=0.99, len=0.9, thickness=10, tickformat=".0e"),
+                       hovertemplate="difference [%{y}, %{x}] = %{z:.2e}<extra></extra>"))
+    return fig
+
+
+def loss_gap_figure(steps, gap, points=400):
+    """
+    |loss(manual) − loss(autograd)| per step, log10, as the largest gap in each window of steps
+    (a 200k-step run stays ~400 points and no spike is thinned away). Identical steps sit at −9.
+    """
+    steps, gap = np.asarray(steps), np.asarray(gap, dtype=np.float64)
+    w = max(1, math.ceil(len(gap) / points))
+    title = "|loss with manual gradients − loss with autograd|" + (f" (max per {w:,} steps)" if w > 1 else "")
+    fig = _fig(title, xaxis=dict(title="step"), yaxis=dict(title="log10 |difference|", range=[-9.5, 0]),
+               showlegend=False)
+    x = y = np.zeros(0)
+    if len(gap):
+        m = (len(gap) + w - 1) // w * w
+        g = np.pad(gap, (0, m - len(gap)), constant_values=0.0).reshape(-1, w).max(1)
+        x = steps[np.minimum(np.arange(0, m, w), len(steps) - 1)]
+        y = np.log10(np.where(g > 0, g, 1e-9))  # identical losses are drawn on the -9 line
+    fig.add_trace(Scatter(x=_arr(x), y=_arr(y), mode="markers", name="gap", marker=dict(size=4, color=color(1)),
+                          hovertemplate="step %{x}: log10 gap %{y:.2f}<extra></extra>"))
+    fig.add_hline(y=-9, line=dict(color="#2e933c", dash="dot"), annotation_text="−9: identical losses",
+                  annotation_position="top right")
+    return fig

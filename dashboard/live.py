@@ -136,7 +136,7 @@ def validate(spec):
 
 
 # the page a run belongs to, by model (the url_path of a file in dashboard/views/)
-PAGE_FOR_MODEL = {"bigram-nn": "bigram", "wavenet": "wavenet", "gpt": "gpt"}
+PAGE_FOR_MODEL = {"bigram-nn": "bigram", "ninja": "ninja", "wavenet": "wavenet", "gpt": "gpt"}
 
 
 def page_for(spec):

@@ -10,6 +10,7 @@ st.markdown("""
 | **micrograd** | a scalar autograd engine: the computation graph with data and grad on every node, backprop one node at a time, a small MLP learning two moons | 1 · *The spelled-out intro to neural networks and backpropagation* (≈ 0:19 the graph, ≈ 1:09 the neuron, ≈ 2:00 the MLP) |
 | **Bigrams** | the 27×27 count matrix with every bigram and its count, smoothing and the NLL, the lecture's samples, one word's loss bigram by bigram, and the neural bigram learning the same probabilities | 2 · *Building makemore* (≈ 0:12 the counts figure, ≈ 0:50 the loss, ≈ 1:02 the neural net) |
 | **Activations & gradients** | a lecture model training live: loss, activation and gradient histograms per layer, grad:data and update:data ratios, the saturation raster, and a diagnosis in plain words with the lecture's fix | 4 · *Building makemore Part 3* (≈ 0:04 the first loss, ≈ 0:12 tanh saturation, ≈ 0:27 Kaiming init, ≈ 0:40 BatchNorm, ≈ 1:26 the diagnostic plots) |
+| **Backprop ninja** | the lecture's network (4,137 parameters) with `loss.backward()` taken away: every intermediate from `logprobs` to `emb` with its manual gradient, the formula, and a check against autograd (exact, approximate, max difference); cross-entropy and BatchNorm backward in one line each; a run trained with manual gradients only, its loss overlaid on the autograd run's | 5 · *Building makemore Part 4: Becoming a Backprop Ninja* (its four exercises, in order) |
 | **Runs** | every run kept on disk: reopen, compare, export, delete | — |
 """)
 
@@ -25,6 +26,7 @@ Every lecture model also trains headless through the same core:
 | 2 · bigrams | `python -m core train --model bigram` |
 | 3 · MLP | `python -m core train --model mlp` |
 | 4 · activations & BatchNorm | `python -m core train --model mlp --preset raw` |
+| 5 · backprop ninja | `python -m core train --model ninja --preset manual` (or `autograd`) |
 | 6 · WaveNet | `python -m core train --model wavenet` |
 | 7 · GPT | `python -m core train --model gpt` |
 """)
