@@ -141,9 +141,11 @@ class Run:
     called from any other thread and take effect before the next step.
     """
 
-    def __init__(self, model, batches, cfg, store=None, capture=True, device="cpu", meta=None, probe=None):
+    def __init__(self, model, batches, cfg, store=None, capture=True, device="cpu", meta=None, probe=None,
+                 on_eval=None):
         self.model = model
         self.probe = probe          # a fixed batch of inputs for the saturation raster (None = no raster)
+        self.on_eval = on_eval      # called with the step after each loss estimate (the worker samples text there)
         self.batches = batches
         self.cfg = cfg
         self.store = store if store is not None else RunStore()
@@ -212,6 +214,8 @@ class Run:
             if ev and self.step % ev == 0 and self.step < self.cfg.steps:
                 self.train_seconds += time.perf_counter() - t0
                 self.store.add_eval(self.step, *self.estimate_loss())
+                if self.on_eval is not None:
+                    self.on_eval(self.step)
                 t0 = time.perf_counter()
         self.train_seconds += time.perf_counter() - t0
         if self.step >= self.cfg.steps and not self.done:
@@ -287,6 +291,8 @@ class Run:
         self.final = {"train": train, "val": val}
         if self.cfg.steps > 0:
             self.store.add_eval(self.step, train, val)
+            if self.on_eval is not None:
+                self.on_eval(self.step)
         self._set_state("finished", final=self.final)
 
     @property
