@@ -86,31 +86,23 @@ def layer_table(spec, run_id, errors):
 # during a run
 
 
-def ticking(run_id):
-    return live.needs_ticks(live.run_data(run_id))
-
-
 def window_loss(run_id):
-    """Lecture 6's loss plot, refreshed every few seconds while the run trains."""
+    """Lecture 6's loss plot, redrawn with the run."""
 
-    @st.fragment(run_every=3.0 if ticking(run_id) else None)
-    def frame():
-        d = live.run_data(run_id)
+    def draw(d, o, ticking):
         if len(d.loss) < 1000:
             st.caption(f"The lecture averages the loss over windows of 1,000 steps: the first point appears at "
                        f"step 1,000 (now {len(d.loss):,}).")
         st.plotly_chart(charts.window_loss_figure([(d.label, d.steps, d.loss, d.evals())]),
                         key="window_loss_chart", width="stretch")
 
-    frame()
+    live.watch(run_id, draw)
 
 
 def gpt_progress(run_id, preset):
     """Train/val estimates next to the lecture's val, and the text generated at each estimate."""
 
-    @st.fragment(run_every=2.0 if ticking(run_id) else None)
-    def frame():
-        d = live.run_data(run_id)
+    def draw(d, o, ticking):
         left, right = st.columns([2, 3])
         with left:
             st.plotly_chart(charts.eval_figure(d.evals(), preset.expected.get("val"), d.label),
@@ -124,13 +116,13 @@ def gpt_progress(run_id, preset):
             st.markdown(f"**Generated at step {latest['step']:,}** (300 characters from the same seed every "
                         f"time, so only the model changes)")
             st.code(latest["text"], language=None, height=230)
-            if len(generated) > 1:
+            if len(generated) > 1 and not ticking:
                 with st.expander("Every sample so far"):
                     for g in reversed(generated[:-1]):
                         st.caption(f"step {g['step']:,}")
                         st.code(g["text"], language=None, height=120)
 
-    frame()
+    live.watch(run_id, draw)
 
 
 def _default_prompt(chars, block_size):
@@ -165,8 +157,11 @@ def attention(run_id):
     prompt = prompt[-show:]
     stoi = {c: i for i, c in enumerate(chars)}
 
-    @st.fragment(run_every=3.0 if ticking(run_id) else None)
-    def frame():
+    n_layer = len(getattr((live.checkpoint(run_id) or (None,))[0], "blocks", [])) or 1
+    layer = st.segmented_control("Block", list(range(n_layer)), default=0, key=f"att_layer_{run_id}",
+                                 format_func=lambda i: f"block {i}") if n_layer > 1 else 0
+
+    def draw(d, o, ticking):
         import torch
         ck = live.checkpoint(run_id)
         if ck is None:
@@ -179,18 +174,15 @@ def attention(run_id):
             st.info("This model has no self-attention (the bigram step): every character predicts the next on "
                     "its own. Pick **one-head** or later to see attention.", icon=":material/info:")
             return
-        n_layer = att.shape[0]
-        layer = st.segmented_control("Layer", list(range(n_layer)), default=0, key=f"att_layer_{run_id}",
-                                     format_func=lambda i: f"block {i}") if n_layer > 1 else 0
-        layer = 0 if layer is None else layer
-        st.plotly_chart(charts.attention_figure(att[layer].numpy(), prompt,
-                                                f"attention in block {layer} at step {step:,}: row = a position, "
+        b = min(layer or 0, att.shape[0] - 1)
+        st.plotly_chart(charts.attention_figure(att[b].numpy(), prompt,
+                                                f"attention in block {b} at step {step:,}: row = a position, "
                                                 f"columns = what it reads (each row sums to 1)"),
                         key="attention_chart", width="stretch")
         st.caption("Grey cells are the causal mask: a character never reads the future. Early in training "
                    "every row is spread evenly over the past; as the model learns, heads pick what to read.")
 
-    frame()
+    live.watch(run_id, draw)
 
 
 # -----------------------------------------------------------------------------

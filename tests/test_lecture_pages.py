@@ -4,58 +4,13 @@ processes, tiny real trainings. A tick is another .run() (AppTest never fires ru
 """
 
 import json
-import sys
-import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, data_dir_env
+from apptest import APP, USE_DATA_DIR, manager, page, status, tick_until, with_data_path
 
-APP = str(ROOT / "dashboard" / "app.py")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def data_dir(tmp_path_factory):
-    with data_dir_env(tmp_path_factory.mktemp("zth-lectures")) as d:
-        yield d
-        reg = sys.modules.get("registry")
-        if reg is not None:  # stop this module's workers; the next module gets a fresh manager
-            reg.manager().stop_all()
-            reg.manager.clear()
-
-
-def page(name, data_path=None, **params):
-    at = AppTest.from_file(APP, default_timeout=90)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    if data_path:  # the sidebar through session state, before the first run (see test_app.with_data_path)
-        at.session_state["data_how"] = "A file on this machine"
-        at.session_state["data_path"] = str(data_path)
-    at.run()
-    at.switch_page(f"views/{name}.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def status(at):
-    return next((m.value for m in at.markdown if "` · step **" in m.value), "")
-
-
-def tick_until(at, pred, timeout=90):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        time.sleep(0.3)
-        at.run()
-        assert not at.exception, at.exception
-        if pred(at):
-            return at
-    raise AssertionError(f"timed out; status: {status(at)}; errors: {[e.value for e in at.error]}")
-
-
-def manager():
-    return sys.modules["registry"].manager()
+pytestmark = USE_DATA_DIR
 
 
 def run_id_of(at):
@@ -102,9 +57,9 @@ def test_a_new_scenario_starts_from_its_own_hyperparameters():
 
 
 def test_a_short_wavenet_run_fills_the_windowed_loss_and_the_results_table(names_path):
-    at = page("wavenet", data_path=names_path, preset="bnfix", steps=2500, capture_every=500)
+    at, _ = with_data_path(names_path, "wavenet", preset="bnfix", steps=2500, capture_every=500)
     at.button(key="btn_start").click().run()
-    tick_until(at, lambda a: "`finished`" in status(a), 120).run()  # one more: every panel has read the end
+    tick_until(at, lambda a: "`finished`" in status(a), 150).run()  # one more: every panel has read the end
     figs = figures(at)
     title = next(t for t in figs if t.startswith("log10 loss, mean of every 1,000 steps"))
     train = figs[title]["data"][0]
@@ -133,14 +88,14 @@ def test_gpt_page_controls_size_and_bad_settings():
 
 
 def test_gpt_page_counts_the_vocabulary_of_tiny_shakespeare(shakespeare_path):
-    at = page("gpt", data_path=shakespeare_path, preset="blocks")
+    at, _ = with_data_path(shakespeare_path, "gpt", preset="blocks")
     assert "**42,369 parameters** (vocabulary 65)" in " ".join(c.value for c in at.caption)
 
 
 def test_a_short_gpt_run_shows_estimates_generated_text_and_attention_maps(names_path):
     at = page("gpt", preset="four-heads", steps=200, capture_every=50)
     at.button(key="btn_start").click().run()
-    tick_until(at, lambda a: "`finished`" in status(a), 120).run()  # one more: every panel has read the end
+    tick_until(at, lambda a: "`finished`" in status(a), 150).run()  # one more: every panel has read the end
     run = manager().db.get_run(run_id_of(at))
     assert [g["step"] for g in run["meta"]["generated"]] == [0, 200]
     assert any("Generated at step 200" in m.value for m in at.markdown)

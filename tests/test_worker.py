@@ -199,3 +199,22 @@ def test_a_gpt_worker_samples_text_at_every_estimate_without_changing_the_run(ma
     assert [g["step"] for g in generated] == [0, 20, 40, 60]
     assert all(len(g["text"]) == 300 and set(g["text"]) <= set(info["chars"]) for g in generated)
     assert generated[0]["text"] != generated[-1]["text"]
+
+
+def test_a_gpt_checkpoint_saves_without_the_recorders_hooks_and_keeps_them(tmp_path):
+    from core.capture import Recorder
+    from core.presets import get_preset
+    from core.train import build_model
+    model, _ = build_model(get_preset("gpt", "blocks"), 65, 1337)
+    rec = Recorder(model)                       # forward hooks on every ReLU and LayerNorm
+    n_hooks = sum(len(m._forward_hooks) for m in model.modules())
+    assert n_hooks == 3 + 6 + 1
+    db = RunDB(tmp_path / "runs.sqlite")
+    db.save_checkpoint("r1", model, 5)
+    loaded, step = db.load_checkpoint("r1")
+    assert step == 5 and sum(len(m._forward_hooks) for m in loaded.modules()) == 0
+    assert sum(len(m._forward_hooks) for m in model.modules()) == n_hooks   # the run keeps recording
+    x = torch.randint(0, 65, (2, 8))
+    model.eval()
+    torch.testing.assert_close(loaded(x)[0], model(x)[0])
+    rec.close()
