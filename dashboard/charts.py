@@ -361,7 +361,7 @@ def attention_figure(att, chars, title):
     """
     att: (n_head, T, T) attention weights of one layer; chars: the prompt's T characters.
     One heatmap per head, side by side: row t = what position t reads from. The causal
-    mask's cells (the future) are left empty, so the grey triangle is the mask itself.
+    mask's cells (the future) are drawn grey on their own layer: the grey triangle is the mask.
     """
     n_head, T, _ = att.shape
     labels = [f"{i}:{_char_label(c)}" for i, c in enumerate(chars)]  # positions keep repeated characters apart
@@ -371,7 +371,7 @@ def attention_figure(att, chars, title):
     size = min(520, max(260, 1300 // max(n_head, 1)))
     fig = Fig(data=[], layout=dict(title=dict(text=title, font=dict(size=14)), template="plotly_white",
                                    height=size + 90, margin=dict(l=10, r=10, t=60, b=10),
-                                   plot_bgcolor="#e6e6e6", annotations=[]))
+                                   plot_bgcolor="#ffffff", annotations=[]))
     for h in range(n_head):
         z = np.where(masked, np.nan, np.asarray(att[h], dtype=np.float64))
         n = "" if h == 0 else str(h + 1)
@@ -381,6 +381,10 @@ def attention_figure(att, chars, title):
                            colorscale="Viridis", showscale=h == n_head - 1, xgap=1, ygap=1,
                            colorbar=dict(title="weight", thickness=12),
                            hovertemplate="%{y} reads %{x}: %{z:.3f}<extra>head " + str(h) + "</extra>"))
+        fig.add_trace(dict(type="heatmap", z=[[1 if m else None for m in row] for row in masked], x=labels,
+                           y=labels, xaxis=f"x{n}", yaxis=f"y{n}", zmin=0, zmax=1, showscale=False,
+                           colorscale=[[0, "#c8c8c8"], [1, "#c8c8c8"]], xgap=1, ygap=1,
+                           hovertemplate="%{y} cannot read %{x}: the future is masked<extra></extra>"))
         tick = dict(tickfont=dict(size=10 if T <= 24 else 8), showgrid=False)
         fig["layout"][f"xaxis{n}"] = dict(domain=[x0, x0 + w], anchor=f"y{n}", tickangle=0 if T <= 16 else -90,
                                           title=dict(text="reads from (key)", font=dict(size=11)), **tick)

@@ -91,10 +91,13 @@ def window_loss(run_id):
 
     def draw(d, o, ticking):
         if len(d.loss) < 1000:
-            st.caption(f"The lecture averages the loss over windows of 1,000 steps: the first point appears at "
-                       f"step 1,000 (now {len(d.loss):,}).")
-        st.plotly_chart(charts.window_loss_figure([(d.label, d.steps, d.loss, d.evals())]),
-                        key="window_loss_chart", width="stretch")
+            st.info(f"The lecture averages the loss over windows of 1,000 steps: the first point appears at "
+                    f"step 1,000 (now {len(d.loss):,}).", icon=":material/hourglass:")
+        else:
+            st.plotly_chart(charts.window_loss_figure([(d.label, d.steps, d.loss, d.evals())]),
+                            key="window_loss_chart", width="stretch")
+        st.markdown("**Your runs next to the lecture's log**")
+        results_table("wavenet")
 
     live.watch(run_id, draw)
 
@@ -105,8 +108,13 @@ def gpt_progress(run_id, preset):
     def draw(d, o, ticking):
         left, right = st.columns([2, 3])
         with left:
-            st.plotly_chart(charts.eval_figure(d.evals(), preset.expected.get("val"), d.label),
-                            key="eval_chart", width="stretch")
+            if d.evals():
+                st.plotly_chart(charts.eval_figure(d.evals(), preset.expected.get("val"), d.label),
+                                key="eval_chart", width="stretch")
+            else:
+                st.caption(f"Train and val loss are estimated every {d.meta.get('eval_every') or 500:,} steps "
+                           f"(the mean of eval_iters batches); the lecture reached val ≈ "
+                           f"{preset.expected.get('val', '?')} with this step.")
         with right:
             generated = d.meta.get("generated") or []
             if not generated:
@@ -115,12 +123,12 @@ def gpt_progress(run_id, preset):
             latest = generated[-1]
             st.markdown(f"**Generated at step {latest['step']:,}** (300 characters from the same seed every "
                         f"time, so only the model changes)")
-            st.code(latest["text"], language=None, height=230)
+            st.code(latest["text"], language=None, height=230, wrap_lines=True)
             if len(generated) > 1 and not ticking:
                 with st.expander("Every sample so far"):
                     for g in reversed(generated[:-1]):
                         st.caption(f"step {g['step']:,}")
-                        st.code(g["text"], language=None, height=120)
+                        st.code(g["text"], language=None, height=120, wrap_lines=True)
 
     live.watch(run_id, draw)
 
@@ -133,18 +141,33 @@ def _default_prompt(chars, block_size):
 
 
 def attention(run_id):
-    """Every head's attention for a typed prompt, on the run's latest saved model."""
+    """Every head's attention for a typed prompt, on the run's latest saved model (redrawn as it trains)."""
+    live.watch(run_id, lambda d, o, ticking: _attention(run_id, d.meta))
+
+
+def _attention(run_id, meta):
+    import torch
     from core.inspector import attention_maps
-    meta = live.run_data(run_id).meta
-    chars, run_block_size = meta.get("chars"), meta.get("block_size")
-    if not chars or not run_block_size:
-        st.info("The attention maps appear once the worker has loaded the data.", icon=":material/hourglass:")
+    chars, block_size = meta.get("chars"), meta.get("block_size")
+    ck = live.checkpoint(run_id)
+    if not chars or not block_size or ck is None:
+        st.info("The worker saves its model every 2 s: the maps appear with the first save.",
+                icon=":material/hourglass:")
         return
-    show = min(run_block_size, 48)
-    prompt = st.text_area("Prompt (Enter for a new line)", value=_default_prompt(chars, show),
+    model, step = ck
+    if not getattr(model, "blocks", None):
+        st.info("This model has no self-attention (the bigram step): every character predicts the next on "
+                "its own. Pick **one-head** or later to see attention.", icon=":material/info:")
+        return
+    show = min(block_size, 48)
+    c1, c2 = st.columns([3, 1])
+    prompt = c1.text_area("Prompt (Enter for a new line)", value=_default_prompt(chars, show),
                           key=f"att_prompt_{run_id}", height=80,
-                          help=f"The model sees at most block_size = {run_block_size} characters; "
-                               f"the maps show the last {show}.")
+                          help=f"The model sees at most block_size = {block_size} characters; the maps show "
+                               f"the last {min(show, block_size)}.")
+    n_layer = len(model.blocks)
+    layer = c2.segmented_control("Block", list(range(n_layer)), default=0, key=f"att_layer_{run_id}",
+                                 format_func=lambda i: f"block {i}") if n_layer > 1 else 0
     unknown = sorted(set(prompt) - set(chars))
     if not prompt:
         st.info("Type a prompt to see where each character looks.", icon=":material/keyboard:")
@@ -156,33 +179,14 @@ def attention(run_id):
         return
     prompt = prompt[-show:]
     stoi = {c: i for i, c in enumerate(chars)}
-
-    n_layer = len(getattr((live.checkpoint(run_id) or (None,))[0], "blocks", [])) or 1
-    layer = st.segmented_control("Block", list(range(n_layer)), default=0, key=f"att_layer_{run_id}",
-                                 format_func=lambda i: f"block {i}") if n_layer > 1 else 0
-
-    def draw(d, o, ticking):
-        import torch
-        ck = live.checkpoint(run_id)
-        if ck is None:
-            st.info("The worker saves its model every 2 s: the maps appear with the first save.",
-                    icon=":material/hourglass:")
-            return
-        model, step = ck
-        att = attention_maps(model, torch.tensor([[stoi[c] for c in prompt]]))
-        if att is None:
-            st.info("This model has no self-attention (the bigram step): every character predicts the next on "
-                    "its own. Pick **one-head** or later to see attention.", icon=":material/info:")
-            return
-        b = min(layer or 0, att.shape[0] - 1)
-        st.plotly_chart(charts.attention_figure(att[b].numpy(), prompt,
-                                                f"attention in block {b} at step {step:,}: row = a position, "
-                                                f"columns = what it reads (each row sums to 1)"),
-                        key="attention_chart", width="stretch")
-        st.caption("Grey cells are the causal mask: a character never reads the future. Early in training "
-                   "every row is spread evenly over the past; as the model learns, heads pick what to read.")
-
-    live.watch(run_id, draw)
+    att = attention_maps(model, torch.tensor([[stoi[c] for c in prompt]]))
+    b = min(layer or 0, att.shape[0] - 1)
+    st.plotly_chart(charts.attention_figure(att[b].numpy(), prompt,
+                                            f"attention in block {b} at step {step:,}: row = a position, "
+                                            f"columns = what it reads (each row sums to 1)"),
+                    key="attention_chart", width="stretch")
+    st.caption("Grey cells are the causal mask: a character never reads the future. Early in training "
+               "every row is spread evenly over the past; as the model learns, heads pick what to read.")
 
 
 # -----------------------------------------------------------------------------
@@ -211,6 +215,7 @@ def results_table(model):
     df["val − lecture"] = df["val"].astype(float) - df["lecture val"].astype(float)
     num = {c: st.column_config.NumberColumn(format="%.4f") for c in ("train", "val", "lecture train",
                                                                      "lecture val", "val − lecture")}
+    num.update({c: st.column_config.NumberColumn(format="localized") for c in ("step", "params", "lecture params")})
     st.dataframe(df, hide_index=True, width="stretch", column_config=num, key=f"results_{model}")
     st.caption("train / val: the final numbers of a finished run (eval mode), else its latest estimate. The "
                "lecture's numbers are on makemore's names.txt (WaveNet) and tiny Shakespeare (GPT): choose the "
@@ -218,10 +223,17 @@ def results_table(model):
     return df
 
 
+def _loss(v):
+    return f"{v:.4f}".rstrip("0").rstrip(".")  # the lecture's digits: 2.28 stays 2.28, 1.99365150 becomes 1.9937
+
+
 def lecture_log(model, presets):
     """The lecture's own log, before any run."""
-    rows = [{"scenario": name, "what": PRESETS[model][name].note, **PRESETS[model][name].expected}
-            for name in presets]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key=f"lecture_log_{model}",
-                 column_config={"what": st.column_config.TextColumn(width="large")})
-
+    cols = [c for c in ("params", "train", "val") if any(c in PRESETS[model][n].expected for n in presets)]
+    fmt = {"params": "{:,}".format, "train": _loss, "val": _loss}
+    rows = ["| scenario | " + " | ".join(cols) + " | what to see |", "|---|" + "---:|" * len(cols) + "---|"]
+    for n in presets:
+        p = PRESETS[model][n]
+        cells = [fmt[c](p.expected[c]) if c in p.expected else "" for c in cols]
+        rows.append(f"| **{n}** | " + " | ".join(cells) + f" | {p.note} |")
+    st.markdown("\n".join(rows))

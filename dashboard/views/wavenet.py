@@ -26,8 +26,6 @@ if run_id is None:
     st.stop()
 
 # --- the run: the lecture's loss plot, then the live diagnostics ----------------------------
-lv.window_loss(run_id)
-st.markdown("**Your runs next to the lecture's log**")
-lv.results_table("wavenet")
+lv.window_loss(run_id)  # with the table of your runs next to the lecture's log
 st.subheader("Live diagnostics")
 run_view.show(run_id, spec)
