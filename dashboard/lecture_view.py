@@ -112,25 +112,31 @@ def gpt_progress(run_id, preset):
                 st.plotly_chart(charts.eval_figure(d.evals(), preset.expected.get("val"), d.label),
                                 key="eval_chart", width="stretch")
             else:
+                exp = preset.expected.get("val")
                 st.caption(f"Train and val loss are estimated every {d.meta.get('eval_every') or 500:,} steps "
-                           f"(the mean of eval_iters batches); the lecture reached val ≈ "
-                           f"{preset.expected.get('val', '?')} with this step.")
+                           f"(the mean of eval_iters batches)" +
+                           (f"; the lecture reached val ≈ {exp:g} with this step." if exp else "."))
         with right:
-            generated = d.meta.get("generated") or []
-            if not generated:
-                st.caption("Generated text appears when the worker has built the model.")
-                return
-            latest = generated[-1]
-            st.markdown(f"**Generated at step {latest['step']:,}** (300 characters from the same seed every "
-                        f"time, so only the model changes)")
-            st.code(latest["text"], language=None, height=230, wrap_lines=True)
-            if len(generated) > 1 and not ticking:
-                with st.expander("Every sample so far"):
-                    for g in reversed(generated[:-1]):
-                        st.caption(f"step {g['step']:,}")
-                        st.code(g["text"], language=None, height=120, wrap_lines=True)
+            _generated(d.meta.get("generated") or [], ticking)
+        st.markdown("**Your runs next to the lecture's steps**")
+        results_table("gpt")
 
     live.watch(run_id, draw)
+
+
+def _generated(generated, ticking):
+    if not generated:
+        st.caption("Generated text appears when the worker has built the model.")
+        return
+    latest = generated[-1]
+    st.markdown(f"**Generated at step {latest['step']:,}** (300 characters from the same seed every "
+                f"time, so only the model changes)")
+    st.code(latest["text"], language=None, height=230, wrap_lines=True)
+    if len(generated) > 1 and not ticking:
+        with st.expander("Every sample so far"):
+            for g in reversed(generated[:-1]):
+                st.caption(f"step {g['step']:,}")
+                st.code(g["text"], language=None, height=120, wrap_lines=True)
 
 
 def _default_prompt(chars, block_size):

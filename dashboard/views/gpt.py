@@ -26,10 +26,8 @@ if run_id is None:
     st.stop()
 
 # --- the run: loss estimates and generated text, attention, diagnostics --------------------------
-lv.gpt_progress(run_id, get_preset("gpt", spec["preset"]))
+lv.gpt_progress(run_id, get_preset("gpt", spec["preset"]))  # with the table of your runs next to the lecture's
 st.subheader("Attention maps")
 lv.attention(run_id)
-st.markdown("**Your runs next to the lecture's steps**")
-lv.results_table("gpt")
 st.subheader("Live diagnostics")
 run_view.show(run_id, spec)
