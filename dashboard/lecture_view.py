@@ -13,7 +13,7 @@ import streamlit as st
 
 import charts
 import live
-from core.jobs import SpecError, fresh_model, seconds_per_1000_steps
+from core.jobs import count_params, fresh_model, seconds_per_1000_steps
 from core.presets import PRESETS
 from registry import manager, read_path
 
@@ -49,13 +49,13 @@ def size_and_speed(spec, errors):
     V = vocab_size(spec)
     spec = {k: v for k, v in spec.items() if not k.startswith("_")}
     try:
-        model, _ = fresh_model(spec, V)
+        n = count_params(spec, V)  # on the meta device: free even for the lecture's 10.8M model
         per_1000 = _seconds_per_1000(json.dumps(spec, sort_keys=True), V)
-    except (SpecError, RuntimeError) as e:
+    except (ValueError, RuntimeError) as e:  # SpecError, DataError, a shape torch refuses
         st.error(f"This model cannot be built: {e}", icon=":material/error:")
         return
     steps = spec["train"].get("steps") or 0
-    st.caption(f"**{model.num_params():,} parameters** (vocabulary {V}) · about **{_duration(per_1000)} per "
+    st.caption(f"**{n:,} parameters** (vocabulary {V}) · about **{_duration(per_1000)} per "
                f"1,000 steps** on one core here (timed just now on random batches, loss estimates included), "
                f"so ~{_duration(per_1000 * steps / 1000)} for {steps:,} steps. The diagnostics add a little.")
 
@@ -71,7 +71,10 @@ def layer_table(spec, run_id, errors):
     elif errors:
         return
     else:
-        model, _ = fresh_model({k: v for k, v in spec.items() if not k.startswith("_")}, vocab_size(spec))
+        try:
+            model, _ = fresh_model({k: v for k, v in spec.items() if not k.startswith("_")}, vocab_size(spec))
+        except (ValueError, RuntimeError):  # size_and_speed above already said why
+            return
         source = "a fresh model of these settings"
     B, T = 32, model.get_block_size()
     rows = layer_shapes(model, torch.zeros((B, T), dtype=torch.long))
