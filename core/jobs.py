@@ -22,7 +22,7 @@ MAX_PARAMS = 12_000_000  # the lecture's full GPT (10.8M) fits; beyond that a CP
 
 # model arguments a page may change, with their allowed ranges (ints unless a float range)
 MODEL_KW = {
-    "n_embd": (1, 1024), "n_hidden": (1, 4096), "n_layer": (1, 24), "n_head": (1, 32),
+    "n_embd": (1, 1024), "n_hidden": (1, 4096), "n_layer": (0, 24), "n_head": (1, 32),
     "block_size": (1, 512), "gain": (1e-3, 100.0), "dropout": (0.0, 0.9),
 }
 BOOL_KW = ("batchnorm", "tanh")
@@ -82,6 +82,8 @@ def check_spec(spec):
     if preset.model == "gpt" and kw.get("n_embd", preset.kwargs.get("n_embd")) % kw.get(
             "n_head", preset.kwargs.get("n_head")):
         raise SpecError("n_embd must be a multiple of the number of heads (each head gets n_embd // n_head).")
+    if kw.get("n_layer", preset.kwargs.get("n_layer")) == 0 and preset.model != "gpt":
+        raise SpecError("n_layer must be at least 1 (only the GPT has a bigram step with no layers).")
     if "gain" in kw and preset.model != "deep":
         raise SpecError("gain applies to the deep stack only.")
     cfg = train_config(preset, **spec.get("train", {}))
@@ -161,5 +163,31 @@ def build_job(spec, dataset=None):
                 expected_init_loss=math.log(ds.vocab_size), dataset=ds.describe(), device=device,
                 batchnorm=any("BatchNorm" in type(l).__name__ for _, l in getattr(model, "named_layers", list)()),
                 chars=[ds.itos[i] for i in range(ds.vocab_size)], block_size=block_size,
-                steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr)
+                steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.eval_every)
     return model, batches, cfg, probe, info, ds
+
+
+
+def fresh_model(spec, vocab_size=27):
+    """(model, block_size): the spec's model as a run would start it, without touching the caller's
+    global RNG (GPT's build seeds it, as the lecture's torch.manual_seed(1337) does)."""
+    import torch
+    from .train import build_model
+    preset, cfg = check_spec(spec)
+    kw = dict(spec.get("model_kw", {}))
+    block_size = kw.get("block_size", preset.block_size) if preset.model == "gpt" else preset.block_size
+    rng = torch.get_rng_state()
+    try:
+        model, _ = build_model(preset, vocab_size, cfg.seed, **kw)
+    finally:
+        torch.set_rng_state(rng)
+    return model, block_size
+
+
+def seconds_per_1000_steps(spec, vocab_size=27, budget=1.5):
+    """How long 1,000 steps of the spec's model take here (one torch thread, as a worker trains),
+    measured on a fresh copy with random batches for about `budget` seconds."""
+    from .inspector import time_per_1000_steps
+    _, cfg = check_spec(spec)
+    model, block_size = fresh_model(spec, vocab_size)
+    return time_per_1000_steps(model, cfg.batch_size, block_size, vocab_size, cfg, budget=budget)

@@ -415,46 +415,62 @@ class Head(nn.Module):
 class MultiHeadAttention(nn.Module):
     """ multiple heads of self-attention in parallel """
 
-    def __init__(self, n_embd, num_heads, head_size, block_size, dropout):
+    def __init__(self, n_embd, num_heads, head_size, block_size, dropout, proj=True):
         super().__init__()
         self.heads = nn.ModuleList([Head(n_embd, head_size, block_size, dropout) for _ in range(num_heads)])
-        self.proj = nn.Linear(head_size * num_heads, n_embd)
+        # the projection back into the residual pathway arrives with the residual connections
+        self.proj = nn.Linear(head_size * num_heads, n_embd) if proj else None
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
         out = torch.cat([h(x) for h in self.heads], dim=-1)
-        out = self.dropout(self.proj(out))
+        if self.proj is not None:
+            out = self.dropout(self.proj(out))
         return out
 
 
 class FeedForward(nn.Module):
     """ a simple linear layer followed by a non-linearity """
 
-    def __init__(self, n_embd, dropout):
+    def __init__(self, n_embd, dropout, proj=True):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(n_embd, 4 * n_embd),
-            nn.ReLU(),
-            nn.Linear(4 * n_embd, n_embd),
-            nn.Dropout(dropout),
-        )
+        if proj:  # the Transformer's: 4x wider inside, projected back into the residual pathway
+            self.net = nn.Sequential(
+                nn.Linear(n_embd, 4 * n_embd),
+                nn.ReLU(),
+                nn.Linear(4 * n_embd, n_embd),
+                nn.Dropout(dropout),
+            )
+        else:  # the lecture's first feed-forward, before residual connections (≈ 1:24 in the video)
+            self.net = nn.Sequential(nn.Linear(n_embd, n_embd), nn.ReLU())
 
     def forward(self, x):
         return self.net(x)
 
 
 class Block(nn.Module):
-    """ Transformer block: communication followed by computation """
+    """
+    Transformer block: communication followed by computation. residual=False is the
+    lecture's model before the residual pathway: x = sa(x), then x = ffwd(x) (if any),
+    with no projections and no LayerNorm.
+    """
 
-    def __init__(self, n_embd, n_head, block_size, dropout):
+    residual = True  # (a class default, so models saved before the option existed still load)
+
+    def __init__(self, n_embd, n_head, block_size, dropout, residual=True, ffwd=True):
         super().__init__()
         head_size = n_embd // n_head
-        self.sa = MultiHeadAttention(n_embd, n_head, head_size, block_size, dropout)
-        self.ffwd = FeedForward(n_embd, dropout)
-        self.ln1 = nn.LayerNorm(n_embd)
-        self.ln2 = nn.LayerNorm(n_embd)
+        self.residual = residual
+        self.sa = MultiHeadAttention(n_embd, n_head, head_size, block_size, dropout, proj=residual)
+        self.ffwd = FeedForward(n_embd, dropout, proj=residual) if ffwd else None
+        if residual:
+            self.ln1 = nn.LayerNorm(n_embd)
+            self.ln2 = nn.LayerNorm(n_embd)
 
     def forward(self, x):
+        if not self.residual:
+            x = self.sa(x)  # apply one (or several) heads of self-attention. (B,T,C)
+            return x if self.ffwd is None else self.ffwd(x)  # (B,T,C)
         x = x + self.sa(self.ln1(x))
         x = x + self.ffwd(self.ln2(x))
         return x
@@ -464,9 +480,17 @@ class GPT(nn.Module):
     """
     The lecture's GPTLanguageModel. Built from the global torch RNG, as the lecture
     does after torch.manual_seed(1337): build_model seeds it first.
+
+    The lecture builds it in steps, and so can this class: n_layer=0 is the bigram
+    model (embeddings straight into lm_head); residual=False with n_layer=1 the
+    self-attention heads (ffwd=False), then + feed-forward; the defaults are the
+    final Transformer of Blocks with residual connections and LayerNorm. The steps were
+    trained with PyTorch's default initialization (torch_init=True); the normal(0, 0.02)
+    init came with the final gpt.py.
     """
 
-    def __init__(self, vocab_size, block_size=32, n_embd=64, n_head=4, n_layer=4, dropout=0.0):
+    def __init__(self, vocab_size, block_size=32, n_embd=64, n_head=4, n_layer=4, dropout=0.0,
+                 residual=True, ffwd=True, torch_init=False):
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd ({n_embd}) must be divisible by the number of heads ({n_head}).")
@@ -474,11 +498,14 @@ class GPT(nn.Module):
         # each token directly reads off the logits for the next token from a lookup table
         self.token_embedding_table = nn.Embedding(vocab_size, n_embd)
         self.position_embedding_table = nn.Embedding(block_size, n_embd)
-        self.blocks = nn.Sequential(*[Block(n_embd, n_head, block_size, dropout) for _ in range(n_layer)])
-        self.ln_f = nn.LayerNorm(n_embd)  # final layer norm
+        self.blocks = nn.Sequential(*[Block(n_embd, n_head, block_size, dropout, residual, ffwd)
+                                      for _ in range(n_layer)])
+        # final layer norm (it came with the residual blocks)
+        self.ln_f = nn.LayerNorm(n_embd) if residual and n_layer else nn.Identity()
         self.lm_head = nn.Linear(n_embd, vocab_size)
-        # better init, not covered in the original GPT video, but important (the lecture's gpt.py)
-        self.apply(self._init_weights)
+        if not torch_init:
+            # better init, not covered in the original GPT video, but important (the lecture's gpt.py)
+            self.apply(self._init_weights)
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):

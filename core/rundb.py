@@ -182,7 +182,17 @@ class RunDB:
         path = self.checkpoint_path(run_id)
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"step": step, "model": model}, tmp)
+        # a torch.nn model carries the recorder's forward hooks (closures: they cannot be pickled, and
+        # a page has no use for them): set them aside while saving. The worker is between steps here.
+        modules = list(model.modules()) if isinstance(model, torch.nn.Module) else []
+        hooks = [m._forward_hooks for m in modules]
+        for m in modules:
+            m._forward_hooks = type(m._forward_hooks)()
+        try:
+            torch.save({"step": step, "model": model}, tmp)
+        finally:
+            for m, h in zip(modules, hooks):
+                m._forward_hooks = h
         os.replace(tmp, path)
 
     def load_checkpoint(self, run_id):

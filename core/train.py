@@ -152,9 +152,10 @@ class Run:
     """
 
     def __init__(self, model, batches, cfg, store=None, capture=True, device="cpu", meta=None, probe=None,
-                 background=True):
+                 background=True, on_eval=None):
         self.model = model
         self.probe = probe          # a fixed batch of inputs for the saturation raster (None = no raster)
+        self.on_eval = on_eval      # called with the step after each loss estimate (the worker samples text there)
         self.batches = batches
         self.cfg = cfg
         self.store = store if store is not None else RunStore()
@@ -232,6 +233,8 @@ class Run:
                 if ev and self.step % ev == 0 and self.step < self.cfg.steps:
                     self.train_seconds += time.perf_counter() - t0
                     self.store.add_eval(self.step, *self.estimate_loss())
+                    if self.on_eval is not None:
+                        self.on_eval(self.step)
                     t0 = time.perf_counter()
         finally:
             # every capture of these steps lands in the store before advance() returns: a pause,
@@ -331,6 +334,8 @@ class Run:
         self.final = {"train": train, "val": val}
         if self.cfg.steps > 0:
             self.store.add_eval(self.step, train, val)
+            if self.on_eval is not None:
+                self.on_eval(self.step)
         self._set_state("finished", final=self.final)
 
     @property

@@ -28,6 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK_SECONDS = 0.05   # train this long between looks at the command slot
 FLUSH_SECONDS = 0.2    # write to disk this often (a page refreshes once a second)
 CHECKPOINT_SECONDS = 2.0  # save the model this often while training (and at every pause and at the end)
+GENERATED_CHARS = 300  # GPT: characters generated at every loss estimate...
+GENERATED_KEPT = 12    # ...of which the run's meta keeps the first and the latest few
 
 
 class CapacityError(RuntimeError):
@@ -87,8 +89,17 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
         db.update_run(run_id, state="failed", meta=dict(message=f"the worker failed: {e!r}"))
         return
     box = Outbox()
+    generated = []  # GPT: text sampled from a fixed seed at every loss estimate, to watch it improve
+
+    def generate(step):
+        generated.append(_generate(run, info, step))
+        box.set_meta(generated=generated[:1] + generated[1:][1 - GENERATED_KEPT:])
+
     run = Run(model, batches, cfg, store=box, device=info["device"], probe=probe,
-              meta=dict(model=info["model"], preset=info["preset"]))
+              meta=dict(model=info["model"], preset=info["preset"]),
+              on_eval=generate if info["model"] == "gpt" else None)
+    if info["model"] == "gpt":
+        generate(0)  # the fresh model's gibberish, to compare with
     db.update_run(run_id, state="paused" if start_paused else "running", meta=dict(info, pid=os.getpid()))
     if start_paused:
         run.pause()
@@ -173,6 +184,14 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
         box.set_meta(samples=_samples(run, info, 10, False))
     checkpoint(force=True)
     flush(final=True)
+
+
+def _generate(run, info, step):
+    """GPT: GENERATED_CHARS characters from the lecture's zeros((1, 1)) context, always from the same seed,
+    so what changes between two of them is the model, not the dice."""
+    from .inspector import generate_text
+    ix = generate_text(run.model, GENERATED_CHARS, seed=run.cfg.seed + 10)
+    return dict(step=step, text="".join(info["chars"][i] for i in ix))
 
 
 def _samples(run, info, n, train_mode):

@@ -24,6 +24,8 @@ pg = st.navigation({
         st.Page(PAGES / "activations.py", title="Activations & gradients", icon=":material/monitoring:",
                 url_path="activations"),
         st.Page(PAGES / "ninja.py", title="Backprop ninja", icon=":material/swords:", url_path="backprop-ninja"),
+        st.Page(PAGES / "wavenet.py", title="WaveNet", icon=":material/stacks:", url_path="wavenet"),
+        st.Page(PAGES / "gpt.py", title="GPT", icon=":material/auto_stories:", url_path="gpt"),
     ],
     "Your runs": [st.Page(PAGES / "runs.py", title="Runs", icon=":material/history:", url_path="runs")],
 })

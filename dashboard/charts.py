@@ -157,6 +157,10 @@ def histogram_figure(caps, group, title, only_2d=False):
                                      line=dict(color=color(j), width=2, dash="solid" if k == 0 else "dash"),
                                      visible=True if (group != "wgrad" or only_2d or len(shapes.get(name, ())) == 2)
                                      else "legendonly"))
+    if not fig["data"]:  # e.g. GPT's attention-only steps: no tanh, ReLU or norm layer to watch
+        fig.add_trace(Scatter(x=[], y=[], mode="lines", showlegend=False))
+        fig["layout"]["annotations"] = [dict(text="this model has no watched layer of this kind", showarrow=False,
+                                             xref="paper", yref="paper", x=0.5, y=0.5, font=dict(color="#666"))]
     fig["layout"].update(height=340, legend=dict(font=dict(size=10), orientation="v"))
     return fig
 
@@ -318,4 +322,92 @@ def loss_gap_figure(steps, gap, points=400):
                           hovertemplate="step %{x}: log10 gap %{y:.2f}<extra></extra>"))
     fig.add_hline(y=-9, line=dict(color="#2e933c", dash="dot"), annotation_text="−9: identical losses",
                   annotation_position="top right")
+    return fig
+
+
+# -----------------------------------------------------------------------------
+# lecture 6: the loss averaged over windows of 1,000 steps; lecture 7: train/val estimates, attention
+
+
+def window_mean(steps, loss, window=1000):
+    """The lecture's torch.tensor(lossi).view(-1, 1000).mean(1) on log10 loss: one point per full
+    window, at the window's last step (a partial last window waits until it is full)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.log10(np.asarray(loss, dtype=np.float64))
+    m = (len(y) // window) * window
+    if m == 0:
+        return np.zeros(0), np.zeros(0)
+    return np.asarray(steps[:m]).reshape(-1, window)[:, -1], np.nanmean(y[:m].reshape(-1, window), axis=1)
+
+
+def window_loss_figure(curves, window=1000):
+    """curves: [(label, steps, loss, evals)]; the windowed mean of log10 loss, val estimates as diamonds."""
+    fig = _fig(f"log10 loss, mean of every {window:,} steps (the lecture's lossi.view(-1, {window}).mean(1))",
+               xaxis=dict(title="step"), yaxis=dict(title="log10 loss"))
+    for k, (label, steps, loss, evals) in enumerate(curves):
+        xs, ys = window_mean(steps, loss, window)
+        fig.add_trace(Scatter(x=_arr(xs), y=_arr(ys), mode="lines", name=f"{label} (train, mean of {window:,})",
+                              line=dict(color=color(k), width=2)))
+        val = [(s, math.log10(v)) for s, _, v in evals or () if v is not None and v > 0]
+        if val:
+            fig.add_trace(Scatter(x=[s for s, _ in val], y=[v for _, v in val], mode="markers+lines",
+                                  name=f"{label} (val)", marker=dict(symbol="diamond", size=9, color=color(k + 3)),
+                                  line=dict(width=1, dash="dot", color=color(k + 3))))
+    return fig
+
+
+def eval_figure(evals, expected_val=None, label="run"):
+    """GPT's estimate_loss over the run: train and val at every eval step; the lecture's val as a line."""
+    fig = _fig("estimated loss (mean of eval_iters batches)", xaxis=dict(title="step"), yaxis=dict(title="loss"))
+    rows = [e for e in evals if e[1] is not None and e[2] is not None]
+    for j, name in ((1, "train"), (2, "val")):
+        fig.add_trace(Scatter(x=[e[0] for e in rows], y=[e[j] for e in rows], mode="markers+lines",
+                              name=f"{label} {name}", marker=dict(size=8), line=dict(color=color(j - 1), width=2)))
+    if expected_val:
+        fig.add_hline(y=expected_val, line=dict(color="#d1495b", dash="dash"),
+                      annotation_text=f"the lecture's val ≈ {expected_val:g}", annotation_position="top right")
+    return fig
+
+
+def _char_label(c):
+    return {"\n": "⏎", " ": "␣", "\t": "⇥"}.get(c, c)
+
+
+def attention_figure(att, chars, title):
+    """
+    att: (n_head, T, T) attention weights of one layer; chars: the prompt's T characters.
+    One heatmap per head, side by side: row t = what position t reads from. The causal
+    mask's cells (the future) are drawn grey on their own layer: the grey triangle is the mask.
+    """
+    n_head, T, _ = att.shape
+    labels = [f"{i}:{_char_label(c)}" for i, c in enumerate(chars)]  # positions keep repeated characters apart
+    gap = 0.02 if n_head > 1 else 0.0
+    w = (1 - gap * (n_head - 1)) / n_head
+    masked = np.triu(np.ones((T, T), dtype=bool), k=1)
+    size = min(520, max(260, 1300 // max(n_head, 1)))
+    fig = Fig(data=[], layout=dict(title=dict(text=title, font=dict(size=14)), template="plotly_white",
+                                   height=size + 90, margin=dict(l=10, r=10, t=60, b=10),
+                                   plot_bgcolor="#ffffff", annotations=[]))
+    for h in range(n_head):
+        z = np.where(masked, np.nan, np.asarray(att[h], dtype=np.float64))
+        n = "" if h == 0 else str(h + 1)
+        x0 = h * (w + gap)
+        fig.add_trace(dict(type="heatmap", z=[[None if v != v else round(float(v), 4) for v in row] for row in z],
+                           x=labels, y=labels, xaxis=f"x{n}", yaxis=f"y{n}", zmin=0, zmax=1,
+                           colorscale="Viridis", showscale=h == n_head - 1, xgap=1, ygap=1,
+                           colorbar=dict(title="weight", thickness=12),
+                           hovertemplate="%{y} reads %{x}: %{z:.3f}<extra>head " + str(h) + "</extra>"))
+        fig.add_trace(dict(type="heatmap", z=[[1 if m else None for m in row] for row in masked], x=labels,
+                           y=labels, xaxis=f"x{n}", yaxis=f"y{n}", zmin=0, zmax=1, showscale=False,
+                           colorscale=[[0, "#c8c8c8"], [1, "#c8c8c8"]], xgap=1, ygap=1,
+                           hovertemplate="%{y} cannot read %{x}: the future is masked<extra></extra>"))
+        tick = dict(tickfont=dict(size=10 if T <= 24 else 8), showgrid=False)
+        fig["layout"][f"xaxis{n}"] = dict(domain=[x0, x0 + w], anchor=f"y{n}", tickangle=0 if T <= 16 else -90,
+                                          title=dict(text="reads from (key)", font=dict(size=11)), **tick)
+        fig["layout"][f"yaxis{n}"] = dict(anchor=f"x{n}", autorange="reversed", scaleanchor=f"x{n}",
+                                          showticklabels=h == 0, **tick,
+                                          **({"title": dict(text="position (query)", font=dict(size=11))}
+                                             if h == 0 else {}))
+        fig["layout"]["annotations"].append(dict(text=f"head {h}", x=x0 + w / 2, y=1.0, xref="paper", yref="paper",
+                                                 showarrow=False, yanchor="bottom", font=dict(size=12)))
     return fig

@@ -33,14 +33,17 @@ def scenario_controls(models=("mlp", "deep", "wavenet", "gpt")):
     models = list(models)
     model = state.url_get("model", models[0])
     model = model if model in models else models[0]
-    c1, c2 = st.columns([1, 2])
-    model = c1.selectbox("Model", models, index=models.index(model), key="ctl_model")
+    if len(models) > 1:
+        c1, c2 = st.columns([1, 2])
+        model = c1.selectbox("Model", models, index=models.index(model), key="ctl_model", on_change=_new_scenario)
+    else:  # a lecture page has one model: its scenarios are the choice
+        c2 = st.container()
     presets = list(PRESETS[model])
     preset = state.url_get("preset", None)
     if preset not in presets:
-        preset = {"mlp": "raw", "deep": "deep-bn"}.get(model, presets[0])
+        preset = {"mlp": "raw", "deep": "deep-bn", "gpt": "blocks"}.get(model, presets[0])
     preset = c2.selectbox("Scenario", presets, index=presets.index(preset), key=f"ctl_preset_{model}",
-                          help="The lecture's scenarios, one after another.")
+                          help="The lecture's scenarios, one after another.", on_change=_new_scenario)
     p = get_preset(model, preset)
     c2.caption(p.note)
     cfg = train_config(p)
@@ -55,6 +58,9 @@ def scenario_controls(models=("mlp", "deep", "wavenet", "gpt")):
             kw["n_layer"] = _int(cols[2], "n_layer", p.kwargs.get("n_layer", 5), model, label="depth (n_layer)")
         if model == "gpt":
             kw["n_head"] = _int(cols[3], "n_head", p.kwargs.get("n_head", 4), model)
+            cols = st.columns(4)
+            kw["block_size"] = _int(cols[0], "block_size", p.block_size, model, label="block_size (context)")
+            kw["dropout"] = _float(cols[1], "dropout", p.kwargs.get("dropout", 0.0), model)
         if model == "deep":
             gains = list(GAINS)
             g0 = state.url_get("gain", None)
@@ -76,14 +82,24 @@ def scenario_controls(models=("mlp", "deep", "wavenet", "gpt")):
         train["lr_final"] = _float(cols[3], "lr_final", cfg.lr_final, model, label="lr after decay")
         cols = st.columns(4)
         train["steps"] = _int(cols[0], "steps", min(cfg.steps, 200_000), model, label="steps")
-        train["capture_every"] = _int(cols[1], "capture_every", _default_capture(model), model,
-                                      label="capture every (steps)")
+        capture = p.train.get("capture_every", _default_capture(model))
+        train["capture_every"] = _int(cols[1], "capture_every", capture, model, label="capture every (steps)")
     state.url_set(model=model, preset=preset)
     spec = {"model": model, "preset": preset, "model_kw": kw, "train": train,
             "data": state.get(state.DATA_SOURCE, {"kind": "ssa"}), "device": state.get(state.DEVICE, "cpu")}
     seed = state.get(state.SEED, MAKEMORE_SEED)
     train["seed"] = cfg.seed if seed == MAKEMORE_SEED else seed  # the preset's own (42 WaveNet, 1337 GPT) by default
     return spec, validate(spec)
+
+
+# the hyperparameter fields; a new scenario starts from its own values, not the last scenario's
+HYPER = ("n_embd", "n_hidden", "n_layer", "n_head", "block_size", "dropout", "gain", "bn", "tanh", "batch_size",
+         "lr", "lr_decay_step", "lr_final", "steps", "capture_every")
+
+
+def _new_scenario():
+    state.url_set(**dict.fromkeys(HYPER))
+    state.forget_widgets("ctl_", keep=("ctl_model", "ctl_preset_"))
 
 
 def _default_capture(model):

@@ -32,6 +32,13 @@ def page_key(key, page=None):
     return f"{key}:{get(PAGE, '') if page is None else page}"
 
 
+def forget_widgets(prefix, keep=()):
+    """Drop the state of widgets whose key starts with prefix (not those starting with one of keep):
+    on the next run they start again from the value their page gives them."""
+    for k in [k for k in st.session_state if str(k).startswith(prefix) and not str(k).startswith(tuple(keep))]:
+        del st.session_state[k]
+
+
 def session_id():
     if SESSION_ID not in st.session_state:
         import uuid

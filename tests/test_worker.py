@@ -179,3 +179,42 @@ def test_a_long_run_keeps_captures_bounded(tmp_path):
     steps = db.capture_steps(run_id)
     assert len(steps) <= MAX_CAPTURES and steps[0] == 0 and steps[-1] == 2999
     assert steps[-100:] == list(range(2900, 3000))
+
+
+def test_a_gpt_worker_samples_text_at_every_estimate_without_changing_the_run(manager, shakespeare_path):
+    from core.jobs import build_job
+    from core.train import Run
+    s = {"model": "gpt", "preset": "ffwd", "model_kw": {},
+         "train": {"steps": 60, "eval_every": 20, "eval_iters": 5, "capture_every": 20},
+         "data": {"kind": "file", "path": str(shakespeare_path)}}
+    model, batches, cfg, probe, info, _ = build_job(s)
+    local = Run(model, batches, cfg, probe=probe)   # no text sampling here
+    local.run()
+    run_id = manager.start(s, "gpt")
+    r = manager.wait(run_id, 120)
+    _, loss, _ = manager.db.steps_since(run_id)
+    assert np.array_equal(loss, local.store.snapshot()["loss"])   # sampling text drew nothing from the run's RNG
+    assert [e[2] for e in manager.db.evals(run_id)] == [e[2] for e in local.store.snapshot()["evals"]]
+    generated = r["meta"]["generated"]
+    assert [g["step"] for g in generated] == [0, 20, 40, 60]
+    assert all(len(g["text"]) == 300 and set(g["text"]) <= set(info["chars"]) for g in generated)
+    assert generated[0]["text"] != generated[-1]["text"]
+
+
+def test_a_gpt_checkpoint_saves_without_the_recorders_hooks_and_keeps_them(tmp_path):
+    from core.capture import Recorder
+    from core.presets import get_preset
+    from core.train import build_model
+    model, _ = build_model(get_preset("gpt", "blocks"), 65, 1337)
+    rec = Recorder(model)                       # forward hooks on every ReLU and LayerNorm
+    n_hooks = sum(len(m._forward_hooks) for m in model.modules())
+    assert n_hooks == 3 + 6 + 1
+    db = RunDB(tmp_path / "runs.sqlite")
+    db.save_checkpoint("r1", model, 5)
+    loaded, step = db.load_checkpoint("r1")
+    assert step == 5 and sum(len(m._forward_hooks) for m in loaded.modules()) == 0
+    assert sum(len(m._forward_hooks) for m in model.modules()) == n_hooks   # the run keeps recording
+    x = torch.randint(0, 65, (2, 8))
+    model.eval()
+    torch.testing.assert_close(loaded(x)[0], model(x)[0])
+    rec.close()

@@ -1,0 +1,33 @@
+import streamlit as st
+
+import lecture_view as lv
+import live
+import run_view
+from core.presets import get_preset
+
+st.title("GPT")
+st.caption("Lecture 7 · *Let's build GPT: from scratch, in code, spelled out*. A character-level Transformer on "
+           "names (the default dataset) or any running text: upload tiny Shakespeare in the sidebar to follow "
+           "the lecture. Its steps are the scenarios: bigram only, one head, four heads, + feed-forward, "
+           "+ residual blocks and LayerNorm.")
+
+# --- controls: the lecture's step, the model's size and speed ---------------------------------
+spec, errors = live.scenario_controls(models=("gpt",))
+lv.size_and_speed(spec, errors)
+run_id = live.run_controls(spec, errors)
+
+if run_id is None:
+    st.info("Pick a step and press **Start**. Each one trains 5,000 steps of AdamW (lr 1e-3, batch 32, "
+            "block_size 8, n_embd 32) and estimates train/val loss every 500 steps -- and samples text there, "
+            "so you can read it improve.", icon=":material/school:")
+    st.markdown("**The lecture's steps** (val loss on tiny Shakespeare)")
+    lv.lecture_log("gpt", ["bigram", "one-head", "four-heads", "ffwd", "blocks", "small", "full"])
+    lv.results_table("gpt")
+    st.stop()
+
+# --- the run: loss estimates and generated text, attention, diagnostics --------------------------
+lv.gpt_progress(run_id, get_preset("gpt", spec["preset"]))  # with the table of your runs next to the lecture's
+st.subheader("Attention maps")
+lv.attention(run_id)
+st.subheader("Live diagnostics")
+run_view.show(run_id, spec)
