@@ -16,19 +16,27 @@ import state  # noqa: E402  (after the sys.path fix above)
 from settings import shared_settings  # noqa: E402
 
 PAGES = Path(__file__).parent / "views"  # not pages/: that name switches on the old automatic multipage mode
+FILES = {}  # url_path -> the page's file name (state.PAGE: each page keeps its own current run)
+
+
+def page(file, title, icon, url_path=None, **kw):
+    p = st.Page(PAGES / file, title=title, icon=icon, url_path=url_path, **kw)
+    FILES[p.url_path] = Path(file).stem
+    return p
+
+
 pg = st.navigation({
-    "Zero to Hero Lab": [st.Page(PAGES / "home.py", title="Home", icon=":material/home:", default=True)],
+    "Zero to Hero Lab": [page("home.py", "Home", ":material/home:", default=True)],
     "Lectures": [
-        st.Page(PAGES / "micrograd.py", title="micrograd", icon=":material/account_tree:", url_path="micrograd"),
-        st.Page(PAGES / "bigram.py", title="Bigrams", icon=":material/grid_on:", url_path="bigram"),
-        st.Page(PAGES / "activations.py", title="Activations & gradients", icon=":material/monitoring:",
-                url_path="activations"),
-        st.Page(PAGES / "ninja.py", title="Backprop ninja", icon=":material/swords:", url_path="backprop-ninja"),
-        st.Page(PAGES / "wavenet.py", title="WaveNet", icon=":material/stacks:", url_path="wavenet"),
-        st.Page(PAGES / "gpt.py", title="GPT", icon=":material/auto_stories:", url_path="gpt"),
+        page("micrograd.py", "micrograd", ":material/account_tree:", "micrograd"),
+        page("bigram.py", "Bigrams", ":material/grid_on:", "bigram"),
+        page("activations.py", "Activations & gradients", ":material/monitoring:", "activations"),
+        page("ninja.py", "Backprop ninja", ":material/swords:", "backprop-ninja"),
+        page("wavenet.py", "WaveNet", ":material/stacks:", "wavenet"),
+        page("gpt.py", "GPT", ":material/auto_stories:", "gpt"),
     ],
-    "Your runs": [st.Page(PAGES / "runs.py", title="Runs", icon=":material/history:", url_path="runs")],
+    "Your runs": [page("runs.py", "Runs", ":material/history:", "runs")],
 })
-state.put(state.PAGE, pg.url_path)  # each page keeps its own current run (state.page_key)
+state.put(state.PAGE, FILES.get(pg.url_path, pg.url_path))  # the file's name, as live.page_for gives it
 shared_settings()
 pg.run()

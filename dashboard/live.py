@@ -151,7 +151,7 @@ def validate(spec):
 # run controls
 
 
-# the page a run belongs to, by model (the url_path of a file in dashboard/views/)
+# the page a run belongs to, by model (a file in dashboard/views/, without .py)
 PAGE_FOR_MODEL = {"bigram-nn": "bigram", "ninja": "ninja", "wavenet": "wavenet", "gpt": "gpt"}
 
 

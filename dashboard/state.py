@@ -15,7 +15,7 @@ SEED = "seed"
 DEVICE = "device"
 RUN_ID = "run_id"               # this session's current run on a page (one slot per page, see run_key)
 COMPARE_ID = "compare_id"       # the run overlaid on it (also per page)
-PAGE = "page"                   # the url_path of the page being shown (set by app.py)
+PAGE = "page"                   # the file name (no .py) of the page being shown (set by app.py)
 SESSION_ID = "session_id"
 
 
