@@ -89,6 +89,8 @@ class TextBatches:
 
     @torch.no_grad()
     def split_loss(self, model, split):
+        if split not in ("train", "val"):  # running text has no test split
+            return None
         model.eval()
         losses = torch.zeros(self.eval_iters)
         for k in range(self.eval_iters):
@@ -282,9 +284,13 @@ class Run:
         return (self.batches.split_loss(self.model, "train"), self.batches.split_loss(self.model, "val"))
 
     def finish(self):
-        """Final split losses in eval mode (BatchNorm's running statistics)."""
+        """Final split losses in eval mode (BatchNorm's running statistics); the test split too, when
+        the batch source has one -- the lectures look at it once, at the very end."""
         train, val = self.estimate_loss()
         self.final = {"train": train, "val": val}
+        test = self.batches.split_loss(self.model, "test")
+        if test is not None:
+            self.final["test"] = test
         if self.cfg.steps > 0:
             self.store.add_eval(self.step, train, val)
         self._set_state("finished", final=self.final)
