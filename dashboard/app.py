@@ -19,6 +19,7 @@ pg = st.navigation({
     "Zero to Hero Lab": [st.Page(PAGES / "home.py", title="Home", icon=":material/home:", default=True)],
     "Lectures": [
         st.Page(PAGES / "micrograd.py", title="micrograd", icon=":material/account_tree:", url_path="micrograd"),
+        st.Page(PAGES / "mlp.py", title="MLP", icon=":material/scatter_plot:", url_path="mlp"),
         st.Page(PAGES / "activations.py", title="Activations & gradients", icon=":material/monitoring:",
                 url_path="activations"),
     ],

@@ -28,19 +28,23 @@ GAINS = {"5/3": 5 / 3, "1": 1.0, "0.5": 0.5, "3": 3.0}
 # scenario controls -> a job spec
 
 
-def scenario_controls(models=("mlp", "deep", "wavenet", "gpt")):
-    """Model, scenario and hyperparameters, read from and written to the URL. Returns (spec, errors)."""
+def scenario_controls(models=("mlp", "deep", "wavenet", "gpt"), presets=None):
+    """Model, scenario and hyperparameters, read from and written to the URL. Returns (spec, errors).
+    presets: the scenarios a page offers, per model (None = all of them)."""
     models = list(models)
     model = state.url_get("model", models[0])
     model = model if model in models else models[0]
     c1, c2 = st.columns([1, 2])
     model = c1.selectbox("Model", models, index=models.index(model), key="ctl_model")
-    presets = list(PRESETS[model])
+    offered = (presets or {}).get(model)
+    presets = list(offered or PRESETS[model])
     preset = state.url_get("preset", None)
     if preset not in presets:
         preset = {"mlp": "raw", "deep": "deep-bn"}.get(model, presets[0])
+        preset = preset if preset in presets else presets[0]
     preset = c2.selectbox("Scenario", presets, index=presets.index(preset), key=f"ctl_preset_{model}",
-                          help="The lecture's scenarios, one after another.")
+                          help="The lecture's scenarios, one after another.", on_change=_scenario_changed,
+                          args=(model,))
     p = get_preset(model, preset)
     c2.caption(p.note)
     cfg = train_config(p)
@@ -84,6 +88,14 @@ def scenario_controls(models=("mlp", "deep", "wavenet", "gpt")):
     seed = state.get(state.SEED, MAKEMORE_SEED)
     train["seed"] = cfg.seed if seed == MAKEMORE_SEED else seed  # the preset's own (42 WaveNet, 1337 GPT) by default
     return spec, validate(spec)
+
+
+def _scenario_changed(model):
+    """A new scenario brings its own sizes (lecture 3's n_embd 2 -> 10): forget the previous one's, in the
+    fields and in the link. Training settings (steps, lr) stay, so two scenarios can be compared."""
+    for name in ("n_embd", "n_hidden", "n_layer", "n_head"):
+        state.drop(f"ctl_{name}_{model}")
+    state.url_set(n_embd=None, n_hidden=None, n_layer=None, n_head=None, gain=None, bn=None, tanh=None)
 
 
 def _default_capture(model):
@@ -135,32 +147,48 @@ def validate(spec):
 # run controls
 
 
-def current_run():
-    """This session's run: the URL's ?run= (a reload re-attaches), else the session's."""
-    run_id = state.url_get("run", None) or state.get(state.RUN_ID)
+def set_number(name, model, value):
+    """Set a hyperparameter field from a callback (e.g. the lr finder's suggestion), and the link with it."""
+    state.put(f"ctl_{name}_{model}", value)
+    state.url_set(**{name: value})
+
+
+def current_run(slot="run"):
+    """This session's run: the URL's ?run= (a reload re-attaches), else the session's.
+    A page's second run (lecture 3's lr finder) lives in its own slot, e.g. ?lrf=."""
+    run_id = state.url_get(slot, None) or state.get(_slot_key(slot))
     if run_id and manager().db.get_run(run_id) is None:
         return None
     return run_id
 
 
-def _start(spec, paused=False):
+def _slot_key(slot):
+    return state.RUN_ID if slot == "run" else f"{state.RUN_ID}_{slot}"
+
+
+def _start(spec, paused=False, slot="run"):
     mgr = manager()
-    old = current_run()
-    if old:  # a session has at most one running run
+    old = current_run(slot)
+    if old:  # a session has at most one running run per slot
         r = mgr.db.get_run(old)
         if r and r["state"] in LIVE_STATES:
             mgr.stop(old)
     spec = {k: v for k, v in spec.items() if not k.startswith("_")}
-    name = f"{spec['model']}/{spec['preset']}"
+    name = f"{spec['model']}/{spec['preset']}" + (" lr sweep" if spec["train"].get("lre_sweep") else "")
     try:
         run_id = mgr.start(spec, name, session=state.session_id(), paused=paused)
     except CapacityError as e:
         state.put("flash", str(e))
         return None
-    state.put(state.RUN_ID, run_id)
-    st.query_params["run"] = run_id
+    state.put(_slot_key(slot), run_id)
+    st.query_params[slot] = run_id
     _poke(10.0)  # a worker takes a moment to load torch and the data
     return run_id
+
+
+def start_in_slot(spec, slot):
+    """Start a page's second run (the lr finder) without touching its main run."""
+    _start(spec, slot=slot)
 
 
 def _command(cmd):

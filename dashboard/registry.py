@@ -47,3 +47,17 @@ def save_upload(raw, name):
     if not path.exists():
         path.write_bytes(raw)
     return str(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _file_words(path, mtime):
+    import data
+    return data.words_from_text(read_path(path, mtime), os.path.basename(path))
+
+
+def dataset_words(source):
+    """The sidebar's dataset as a word list, cached (DataError when the file is not one word a line)."""
+    if source.get("kind", "ssa") == "ssa":
+        return ssa_words()
+    path = source["path"]
+    return _file_words(path, os.path.getmtime(path) if os.path.exists(path) else 0)

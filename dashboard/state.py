@@ -26,6 +26,12 @@ def put(key, value):
     st.session_state[key] = value
 
 
+def drop(*keys):
+    """Forget session values (a widget's key: it starts again from its default)."""
+    for key in keys:
+        st.session_state.pop(key, None)
+
+
 def session_id():
     if SESSION_ID not in st.session_state:
         import uuid

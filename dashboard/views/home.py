@@ -8,6 +8,7 @@ st.markdown("""
 | Page | What it shows | Lecture (≈ minute in the video) |
 |---|---|---|
 | **micrograd** | a scalar autograd engine: the computation graph with data and grad on every node, backprop one node at a time, a small MLP learning two moons | 1 · *The spelled-out intro to neural networks and backpropagation* (≈ 0:19 the graph, ≈ 1:09 the neuron, ≈ 2:00 the MLP) |
+| **MLP** | the dataset builder (`... ---> e`), a learning-rate sweep with a suggested rate, training with the step decay, train / dev / test losses, the 2-D embedding of the 27 characters redrawn while it trains, samples | 3 · *Building makemore Part 2: MLP* (≈ 0:09 the dataset, ≈ 0:45 the learning-rate finder, ≈ 0:53 train / dev / test, ≈ 1:05 the embedding, ≈ 1:13 sampling) |
 | **Activations & gradients** | a lecture model training live: loss, activation and gradient histograms per layer, grad:data and update:data ratios, the saturation raster, and a diagnosis in plain words with the lecture's fix | 4 · *Building makemore Part 3* (≈ 0:04 the first loss, ≈ 0:12 tanh saturation, ≈ 0:27 Kaiming init, ≈ 0:40 BatchNorm, ≈ 1:26 the diagnostic plots) |
 | **Runs** | every run kept on disk: reopen, compare, export, delete | — |
 """)
