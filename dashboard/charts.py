@@ -275,7 +275,7 @@ def embedding_figure(C, chars, step=None):
     title = "the embedding C: each character a point in 2-D" + (f" at step {step:,}" if step is not None else "")
     fig = _fig(title, xaxis=dict(title="C[:, 0]", zeroline=False),
                yaxis=dict(title="C[:, 1]", zeroline=False, scaleanchor="x", scaleratio=1))
-    groups = (("vowels", lambda ch: ch in VOWELS, color(1)), ("'.' (start / end)", lambda ch: ch == ".", "#444"),
+    groups = (("vowels", lambda ch: ch in VOWELS, color(1)), (". (start / end)", lambda ch: ch == ".", "#444"),
               ("consonants", lambda ch: ch not in VOWELS and ch != ".", color(0)))
     for name, keep, c in groups:
         ix = [i for i, ch in enumerate(chars) if keep(ch)]
@@ -283,7 +283,7 @@ def embedding_figure(C, chars, step=None):
             continue
         fig.add_trace(Scatter(x=C[ix, 0].tolist(), y=C[ix, 1].tolist(), mode="markers+text", name=name,
                               text=[chars[i] for i in ix], textposition="middle center",
-                              textfont=dict(color="white", size=13), marker=dict(size=24, color=c),
+                              textfont=dict(color="white", size=12), marker=dict(size=20, color=c),
                               hovertemplate="%{text}: (%{x:.2f}, %{y:.2f})<extra></extra>"))
-    fig["layout"].update(height=460, legend=dict(orientation="h", y=-0.15))
+    fig["layout"].update(height=480, legend=dict(orientation="h", y=-0.15))
     return fig

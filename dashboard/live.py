@@ -34,8 +34,9 @@ def scenario_controls(models=("mlp", "deep", "wavenet", "gpt"), presets=None):
     models = list(models)
     model = state.url_get("model", models[0])
     model = model if model in models else models[0]
-    c1, c2 = st.columns([1, 2])
-    model = c1.selectbox("Model", models, index=models.index(model), key="ctl_model")
+    c1, c2 = st.columns([1, 2]) if len(models) > 1 else (None, st.container())
+    if c1 is not None:  # a page about one model does not offer a choice of one
+        model = c1.selectbox("Model", models, index=models.index(model), key="ctl_model")
     offered = (presets or {}).get(model)
     presets = list(offered or PRESETS[model])
     preset = state.url_get("preset", None)

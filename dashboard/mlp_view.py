@@ -12,6 +12,7 @@ import charts
 import live
 import state
 from core.lr_finder import describe, smooth_loss, suggest_lr
+from core.presets import get_preset
 from registry import dataset_words, manager
 
 LECTURE3_PRESETS = ["lecture3-2d", "lecture3"]
@@ -67,18 +68,23 @@ def model_summary(spec, errors):
     if errors:
         return
     kw = spec["model_kw"]
-    n_embd, n_hidden, block = kw["n_embd"], kw["n_hidden"], 3
+    n_embd, n_hidden, block = kw["n_embd"], kw["n_hidden"], get_preset("mlp", spec["preset"]).block_size
+    B = spec["train"]["batch_size"]
     fan_in = block * n_embd
-    st.code(f"""C  = torch.randn((27, {n_embd}), generator=g)          # the embedding: one row per character
-W1 = torch.randn(({fan_in}, {n_hidden}), generator=g)        # block_size * n_embd = {block} * {n_embd} inputs
-b1 = torch.randn({n_hidden}, generator=g)
-W2 = torch.randn(({n_hidden}, 27), generator=g)
-b2 = torch.randn(27, generator=g)                # {spec.get('_params', 0):,} parameters in all
-
-emb = C[Xb]                                      # (32, {block}, {n_embd})
-h = torch.tanh(emb.view(-1, {fan_in}) @ W1 + b1)      # (32, {n_hidden})
-logits = h @ W2 + b2                             # (32, 27)
-loss = F.cross_entropy(logits, Yb)""", language="python")
+    lines = [
+        (f"C  = torch.randn((27, {n_embd}), generator=g)", "the embedding: one row per character"),
+        (f"W1 = torch.randn(({fan_in}, {n_hidden}), generator=g)", f"block_size * n_embd = {block} * {n_embd} inputs"),
+        (f"b1 = torch.randn({n_hidden}, generator=g)", ""),
+        (f"W2 = torch.randn(({n_hidden}, 27), generator=g)", ""),
+        ("b2 = torch.randn(27, generator=g)", f"{spec.get('_params', 0):,} parameters in all"),
+        ("", ""),
+        ("emb = C[Xb]", f"({B}, {block}, {n_embd})"),
+        (f"h = torch.tanh(emb.view(-1, {fan_in}) @ W1 + b1)", f"({B}, {n_hidden})"),
+        ("logits = h @ W2 + b2", f"({B}, 27)"),
+        ("loss = F.cross_entropy(logits, Yb)", ""),
+    ]
+    width = max(len(code) for code, _ in lines) + 3
+    st.code("\n".join(f"{code:<{width}}# {note}" if note else code for code, note in lines), language="python")
 
 
 # -----------------------------------------------------------------------------
@@ -174,7 +180,11 @@ def embedding(d, spec):
         chars = r.meta.get("chars") or [chr(96 + i) if i else "." for i in range(model.C.shape[0])]
         st.plotly_chart(charts.embedding_figure(model.C.detach().numpy(), chars, step), key="embedding_chart",
                         width="stretch")
-    scatter()
-    st.caption("At step 0 the points are random. As the net trains, characters that play the same role move "
-               "together: the vowels a e i o u gather, `.` (start and end of a name) sits apart, and rare "
-               "letters such as q drift off on their own.")
+    left, right = st.columns([3, 2])
+    with left:
+        scatter()
+    right.markdown("`plt.scatter(C[:,0].data, C[:,1].data)`, one dot per row of `C`, as the lecture draws it.")
+    right.caption("At step 0 the points are random. As the net trains, characters that play the same role move "
+                  "together: the vowels a e i o u gather, `.` (the start and end of a name) sits apart, and "
+                  "rare letters such as q drift off on their own. The picture is redrawn from the model the "
+                  "worker saves every ~2 s.")

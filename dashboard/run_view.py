@@ -15,14 +15,15 @@ from core.diagnose import dead_units, diagnose
 from registry import manager
 
 
-def show(run_id, spec, compare=True, samples=True):
-    """Everything below a page's controls, for the run `run_id`. Returns its RunData."""
+def show(run_id, spec, compare=True, samples=True, diagnostics=True):
+    """Everything below a page's controls, for the run `run_id`. Returns its RunData.
+    diagnostics=False keeps to the loss (a lecture before lecture 4's histograms and diagnosis)."""
     compare_id = compare_picker(run_id) if compare else None
     main = live.run_data(run_id)
     other = live.run_data(compare_id) if compare_id else None
     live.keep_alive([r for r in (main, other) if r is not None])
     ticking = live.needs_ticks(main) or (other is not None and live.needs_ticks(other))
-    panels(run_id, compare_id, spec, ticking, scrubber(main))
+    panels(run_id, compare_id, spec, ticking, scrubber(main) if diagnostics else None, diagnostics)
     if samples:
         samples_and_downloads(main)
     return main
@@ -56,7 +57,7 @@ def scrubber(d):
                             help="Histograms, raster and diagnosis at any captured step.")
 
 
-def panels(run_id, compare_id, spec, ticking, scrub=None):
+def panels(run_id, compare_id, spec, ticking, scrub=None, diagnostics=True):
     """The panels, redrawn once a second by a fragment while the run trains; still (zoomable) otherwise."""
 
     @st.fragment(run_every=1.0 if ticking else None)
@@ -68,12 +69,12 @@ def panels(run_id, compare_id, spec, ticking, scrub=None):
                 manager().db.heartbeat(r.run_id)  # a watched run keeps training; an orphaned one stops
         if ticking and not (live.needs_ticks(d) or (o is not None and live.needs_ticks(o))):
             st.rerun()  # it paused or ended: one full rerun stops the timer (charts can be zoomed), shows the scrubber
-        _frame(d, o, spec, ticking, scrub)
+        _frame(d, o, spec, ticking, scrub, diagnostics)
 
     frame()
 
 
-def _frame(d, o, spec, ticking, scrub):
+def _frame(d, o, spec, ticking, scrub, diagnostics=True):
     meta, s = d.meta, d.row
     rate = f" · {s['steps_per_s']:,.0f} steps/s" if s["steps_per_s"] else ""
     total = meta.get("steps") or spec["train"]["steps"]
@@ -92,6 +93,14 @@ def _frame(d, o, spec, ticking, scrub):
         curves.append((f"B: {o.label}", *charts.downsample(o.steps, o.loss, points), o.evals()))
     expected = meta.get("expected_init_loss")
     figs = {"loss": charts.loss_figure(curves, init_expected=expected)}
+    if not diagnostics:
+        left, right = st.columns([3, 2])
+        left.plotly_chart(figs["loss"], key="loss_chart", width="stretch", config={"staticPlot": ticking})
+        first = d.init_loss()
+        if first is not None and expected:
+            right.metric("First loss vs −ln(1/vocab_size)", f"{first:.3f}",
+                         f"{first - expected:+.3f} vs {expected:.3f}", delta_color="inverse")
+        return
     dead = m = None
     if cap is not None:
         pair = [("A", cap)] + ([("B", ocap)] if ocap is not None else [])
@@ -158,7 +167,7 @@ def layer_table(cap):
     return "\n".join(rows)
 
 
-def samples_and_downloads(main):
+def samples_and_downloads(main, train_mode_option=True):
     """Sample from the run (eval or the BatchNorm-bug train mode) and download its records."""
     run_id = main.run_id
     c1, c2 = st.columns(2)
@@ -167,12 +176,14 @@ def samples_and_downloads(main):
         samples = main.meta.get("samples")
         if main.live:
             a, b = st.columns(2)
-            train_mode = b.checkbox("in training mode (the BatchNorm bug)", key="sample_train_mode")
+            train_mode = train_mode_option and b.checkbox("in training mode (the BatchNorm bug)",
+                                                          key="sample_train_mode")
             a.button("Sample 10 names", key="btn_sample",
                      on_click=lambda: manager().send(run_id, f"sample:10:{'train' if train_mode else 'eval'}"))
         if samples:
             st.caption(f"at step {samples.get('step', '?'):,}, {samples['mode']} mode")
-            st.code(" ".join(samples["words"]) if samples["words"] else samples.get("error", ""), language=None)
+            st.code(" ".join(samples["words"]) if samples["words"] else samples.get("error", ""), language=None,
+                    wrap_lines=True)
     with c2:
         st.markdown("**Download**")
         if main.state not in ("starting", "ready", "running"):
