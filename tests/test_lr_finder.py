@@ -101,3 +101,9 @@ def test_a_finished_run_reports_the_test_split_too(names_path):
     assert set(run.final) == {"train", "val", "test"}
     assert run.final["test"] == pytest.approx(batches.split_loss(model, "test"))
     assert run.final["test"] != run.final["val"]
+
+
+def test_running_text_has_no_test_split_to_report():
+    from core.train import TextBatches
+    batches = TextBatches(lambda split: None, eval_iters=1)
+    assert batches.split_loss(model=None, split="test") is None   # GPT's final losses stay train / val
