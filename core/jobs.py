@@ -8,6 +8,7 @@ worker process:
     {"model": "mlp", "preset": "raw",                   # a lecture scenario
      "model_kw": {"n_hidden": 200},                     # overrides of the preset's model arguments
      "train": {"steps": 20000, "lr": 0.1, ...},         # overrides of its TrainConfig
+                                                        # ("lre_sweep": [-3, 0]: lecture 3's lr finder)
      "data": {"kind": "ssa"} | {"kind": "file", "path": "..."},
      "device": "cpu"}
 
@@ -74,6 +75,14 @@ def check_spec(spec):
             if v == "manual" and preset.model != "ninja":
                 raise SpecError("a manual backward is written for the backprop-ninja network only (model ninja).")
             continue
+        if k == "lre_sweep":  # lecture 3's lr finder: [lo, hi] exponents of 10
+            if not isinstance(v, (list, tuple)) or len(v) not in (0, 2):
+                raise SpecError(f"lre_sweep must be two exponents [lo, hi], e.g. [-3, 0] (got {v!r}).")
+            for name, x in zip(("lre_sweep low", "lre_sweep high"), v):
+                _check_number(name, x, -10.0, 3.0, integer=False)
+            if v and not v[0] < v[1]:
+                raise SpecError(f"lre_sweep goes from low to high (got {list(v)}).")
+            continue
         if k not in TRAIN_KW:
             raise SpecError(f"unknown training setting {k!r}")
         lo, hi = TRAIN_KW[k]
@@ -87,6 +96,8 @@ def check_spec(spec):
     if "gain" in kw and preset.model != "deep":
         raise SpecError("gain applies to the deep stack only.")
     cfg = train_config(preset, **spec.get("train", {}))
+    if cfg.lre_sweep and cfg.steps < 2:
+        raise SpecError("a learning-rate sweep needs at least 2 steps (the lecture's has 1,000).")
     if cfg.batch_size == 0 and preset.model not in ("bigram-nn",):
         raise SpecError("batch size 0 (the full training set) is only for the neural bigram.")
     if preset.model in ("mlp", "deep", "wavenet", "ninja", "gpt") and cfg.batch_size < 1:

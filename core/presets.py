@@ -4,6 +4,7 @@ initialized, how it is trained, and what a learner should see.
 """
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 MAKEMORE_SEED = 2147483647  # torch.Generator().manual_seed(...) in lectures 2-5
 WAVENET_SEED = 42           # torch.manual_seed(42) in lecture 6
@@ -23,11 +24,24 @@ class TrainConfig:
     eval_iters: int = 0           # GPT's estimate_loss: batches averaged (0 = the full split)
     capture_every: int = 100      # record histograms and ratios every k steps (0 = off)
     seed: int = MAKEMORE_SEED     # parameters and batches are drawn from a generator with this seed
+    lre_sweep: tuple = ()         # (lo, hi): lecture 3's learning-rate finder, lr at step i = lrs[i] (see lr_sweep)
 
     def lr_at(self, i):
+        if self.lre_sweep:
+            return lr_sweep(*self.lre_sweep, self.steps)[1][i]
         if self.lr_decay_step and i >= self.lr_decay_step:
             return self.lr_final
         return self.lr
+
+
+@lru_cache(maxsize=4)
+def lr_sweep(lo, hi, steps):
+    """Lecture 3: lre = torch.linspace(-3, 0, 1000); lrs = 10**lre -- in float32, as the lecture
+    computes them, so the rate at step i is the lecture's to the last digit. Returns (lre, lrs) as lists."""
+    import torch
+    lre = torch.linspace(lo, hi, steps)
+    lrs = 10**lre
+    return lre.tolist(), lrs.tolist()
 
 
 @dataclass
@@ -78,6 +92,15 @@ PRESETS = {
                             "BatchNorm before tanh: hpreact is unit gaussian at every step; no b1.",
                             kwargs=dict(_mlp, w1_scale=5 / 3, w1_kaiming=True, w2_scale=0.01, b2_scale=0.0,
                                         batchnorm=True)),
+        # lecture 3: the same C, W1, b1, W2, b2 with plain randn (before lecture 4's fixes)
+        "lecture3-2d": Preset("mlp", "lecture3-2d",
+                              "Lecture 3's first net: each character a point in 2-D (n_embd 2, n_hidden 100, "
+                              "3,481 parameters). Watch the embedding: the vowels drift together.",
+                              kwargs=dict(n_embd=2, n_hidden=100), train=dict(eval_every=10_000)),
+        "lecture3": Preset("mlp", "lecture3",
+                           "Lecture 3's final net: n_embd 10, n_hidden 200 (11,897 parameters), 200,000 steps, "
+                           "lr 0.1 then 0.01: train ~2.13, dev ~2.17 on names.txt.",
+                           kwargs=dict(_mlp), train=dict(eval_every=10_000)),
     },
     "deep": {
         "deep-bn": Preset("deep", "deep-bn",

@@ -97,6 +97,8 @@ class TextBatches:
 
     @torch.no_grad()
     def split_loss(self, model, split):
+        if split not in ("train", "val"):  # running text has no test split
+            return None
         model.eval()
         losses = torch.zeros(self.eval_iters)
         for k in range(self.eval_iters):
@@ -326,12 +328,16 @@ class Run:
         return (self.batches.split_loss(self.model, "train"), self.batches.split_loss(self.model, "val"))
 
     def finish(self):
-        """Final split losses in eval mode (BatchNorm's running statistics)."""
+        """Final split losses in eval mode (BatchNorm's running statistics); the test split too, when
+        the batch source has one -- the lectures look at it once, at the very end."""
         calibrate = getattr(self.model, "calibrate", None)
         if calibrate is not None and "train" in getattr(self.batches, "splits", {}):
             calibrate(self.batches.splits["train"][0])  # lecture 5: BatchNorm statistics over all of Xtr
         train, val = self.estimate_loss()
         self.final = {"train": train, "val": val}
+        test = self.batches.split_loss(self.model, "test")
+        if test is not None:
+            self.final["test"] = test
         if self.cfg.steps > 0:
             self.store.add_eval(self.step, train, val)
             if self.on_eval is not None:

@@ -30,6 +30,7 @@ pg = st.navigation({
     "Lectures": [
         page("micrograd.py", "micrograd", ":material/account_tree:", "micrograd"),
         page("bigram.py", "Bigrams", ":material/grid_on:", "bigram"),
+        page("mlp.py", "MLP", ":material/scatter_plot:", "mlp"),
         page("activations.py", "Activations & gradients", ":material/monitoring:", "activations"),
         page("ninja.py", "Backprop ninja", ":material/swords:", "backprop-ninja"),
         page("wavenet.py", "WaveNet", ":material/stacks:", "wavenet"),

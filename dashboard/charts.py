@@ -411,3 +411,54 @@ def attention_figure(att, chars, title):
         fig["layout"]["annotations"].append(dict(text=f"head {h}", x=x0 + w / 2, y=1.0, xref="paper", yref="paper",
                                                  showarrow=False, yanchor="bottom", font=dict(size=12)))
     return fig
+
+
+# -----------------------------------------------------------------------------
+# lecture 3: the learning-rate finder and the 2-D embedding
+
+
+def lr_finder_figure(lri, lossi, smoothed=None, suggestion=None):
+    """The lecture's plt.plot(lri, lossi): loss against the exponent of the rate it was trained at;
+    a smoothed line, the bottom of the valley and the suggested exponent as vertical lines."""
+    fig = _fig("learning-rate sweep: loss vs lre (lr = 10**lre)", xaxis=dict(title="lre (log10 of the learning rate)"),
+               yaxis=dict(title="loss"))
+    fig.add_trace(Scatter(x=_arr(lri), y=_arr(lossi), mode="lines", name="loss (one minibatch)",
+                          line=dict(color=color(0), width=1), opacity=0.45))
+    if smoothed is not None:
+        fig.add_trace(Scatter(x=_arr(lri), y=[None if v != v else v for v in _arr(smoothed)], mode="lines",
+                              name="smoothed (50 steps)", line=dict(color=color(0), width=2.5)))
+    if suggestion is not None:
+        exponent, lr, bottom = suggestion
+        for x, text, c, dash in ((bottom, f"lowest: {bottom:.2f}", "#888", "dot"),
+                                 (exponent, f"suggested: {exponent:.1f} (lr {lr:.2g})", color(1), "dash")):
+            fig["layout"].setdefault("shapes", []).append(dict(type="line", xref="x", yref="y domain", x0=x, x1=x,
+                                                               y0=0, y1=1, line=dict(color=c, dash=dash, width=2)))
+            fig["layout"].setdefault("annotations", []).append(
+                dict(text=text, xref="x", yref="y domain", x=x, y=1, showarrow=False, xanchor="right",
+                     yanchor="top", textangle=-90, font=dict(size=11, color=c)))
+    fig["layout"].update(height=340, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+VOWELS = set("aeiou")
+
+
+def embedding_figure(C, chars, step=None):
+    """The lecture's scatter of C[:, 0] vs C[:, 1], each point labelled with its character;
+    vowels, the '.' token and consonants in their own colours (the lecture's vowels cluster)."""
+    C = np.asarray(C, dtype=float)
+    title = "the embedding C: each character a point in 2-D" + (f" at step {step:,}" if step is not None else "")
+    fig = _fig(title, xaxis=dict(title="C[:, 0]", zeroline=False),
+               yaxis=dict(title="C[:, 1]", zeroline=False, scaleanchor="x", scaleratio=1))
+    groups = (("vowels", lambda ch: ch in VOWELS, color(1)), (". (start / end)", lambda ch: ch == ".", "#444"),
+              ("consonants", lambda ch: ch not in VOWELS and ch != ".", color(0)))
+    for name, keep, c in groups:
+        ix = [i for i, ch in enumerate(chars) if keep(ch)]
+        if not ix:
+            continue
+        fig.add_trace(Scatter(x=C[ix, 0].tolist(), y=C[ix, 1].tolist(), mode="markers+text", name=name,
+                              text=[chars[i] for i in ix], textposition="middle center",
+                              textfont=dict(color="white", size=12), marker=dict(size=20, color=c),
+                              hovertemplate="%{text}: (%{x:.2f}, %{y:.2f})<extra></extra>"))
+    fig["layout"].update(height=480, legend=dict(orientation="h", y=-0.15))
+    return fig

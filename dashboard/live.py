@@ -28,8 +28,9 @@ GAINS = {"5/3": 5 / 3, "1": 1.0, "0.5": 0.5, "3": 3.0}
 # scenario controls -> a job spec
 
 
-def scenario_controls(models=("mlp", "deep", "wavenet", "gpt")):
-    """Model, scenario and hyperparameters, read from and written to the URL. Returns (spec, errors)."""
+def scenario_controls(models=("mlp", "deep", "wavenet", "gpt"), presets=None):
+    """Model, scenario and hyperparameters, read from and written to the URL. Returns (spec, errors).
+    presets: the scenarios a page offers, per model (None = all of them)."""
     models = list(models)
     model = state.url_get("model", models[0])
     model = model if model in models else models[0]
@@ -38,10 +39,12 @@ def scenario_controls(models=("mlp", "deep", "wavenet", "gpt")):
         model = c1.selectbox("Model", models, index=models.index(model), key="ctl_model", on_change=_new_scenario)
     else:  # a lecture page has one model: its scenarios are the choice
         c2 = st.container()
-    presets = list(PRESETS[model])
+    offered = (presets or {}).get(model)
+    presets = list(offered or PRESETS[model])
     preset = state.url_get("preset", None)
     if preset not in presets:
         preset = {"mlp": "raw", "deep": "deep-bn", "gpt": "blocks"}.get(model, presets[0])
+        preset = preset if preset in presets else presets[0]
     preset = c2.selectbox("Scenario", presets, index=presets.index(preset), key=f"ctl_preset_{model}",
                           help="The lecture's scenarios, one after another.", on_change=_new_scenario)
     p = get_preset(model, preset)
@@ -162,30 +165,51 @@ def page_for(spec):
     return page if (Path(__file__).parent / "views" / f"{page}.py").exists() else "activations"
 
 
-def current_run():
-    """This session's run: the URL's ?run= (a reload re-attaches), else the session's."""
-    run_id = state.url_get("run", None) or state.get(state.page_key(state.RUN_ID))
+def set_number(name, model, value):
+    """Set a hyperparameter field from a callback (e.g. the lr finder's suggestion), and the link with it."""
+    state.put(f"ctl_{name}_{model}", value)
+    state.url_set(**{name: value})
+
+
+def current_run(slot="run"):
+    """This page's run: the URL's ?run= (a reload re-attaches), else the session's for this page.
+    A page's second run (lecture 3's lr finder) lives in its own slot, e.g. ?lrf=."""
+    run_id = state.url_get(slot, None) or state.get(_slot_key(slot))
     if run_id and manager().db.get_run(run_id) is None:
         return None
     return run_id
 
 
-def _start(spec, paused=False):
+SLOTS = "run_slots"  # the slots this session has used
+
+
+def _slot_key(slot):
+    return state.page_key(state.RUN_ID if slot == "run" else f"{state.RUN_ID}_{slot}")
+
+
+def _start(spec, paused=False, slot="run"):
     mgr = manager()
-    for r in mgr.db.live_runs():  # a session has at most one running run, across all pages
-        if r["session"] == state.session_id() or r["id"] == current_run():
+    held = {state.get(_slot_key(s)) for s in state.get(SLOTS, set()) if s != slot}  # this page's other slots
+    for r in mgr.db.live_runs():  # one live run per slot; starting on one page stops the session's others
+        if (r["session"] == state.session_id() and r["id"] not in held) or r["id"] == current_run(slot):
             mgr.stop(r["id"])
     spec = {k: v for k, v in spec.items() if not k.startswith("_")}
-    name = f"{spec['model']}/{spec['preset']}"
+    name = f"{spec['model']}/{spec['preset']}" + (" lr sweep" if spec["train"].get("lre_sweep") else "")
     try:
         run_id = mgr.start(spec, name, session=state.session_id(), paused=paused)
     except CapacityError as e:
         state.put("flash", str(e))
         return None
-    state.put(state.page_key(state.RUN_ID), run_id)
-    st.query_params["run"] = run_id
+    state.put(_slot_key(slot), run_id)
+    state.put(SLOTS, state.get(SLOTS, set()) | {slot})
+    st.query_params[slot] = run_id
     _poke(10.0)  # a worker takes a moment to load torch and the data
     return run_id
+
+
+def start_in_slot(spec, slot):
+    """Start a page's second run (the lr finder) without touching its main run."""
+    _start(spec, slot=slot)
 
 
 def _command(cmd):

@@ -16,12 +16,13 @@ from core.diagnose import dead_units, diagnose
 from registry import manager
 
 
-def show(run_id, spec, compare=True, samples=True):
-    """Everything below a page's controls, for the run `run_id`. Returns its RunData."""
+def show(run_id, spec, compare=True, samples=True, diagnostics=True):
+    """Everything below a page's controls, for the run `run_id`. Returns its RunData.
+    diagnostics=False keeps to the loss (a lecture before lecture 4's histograms and diagnosis)."""
     compare_id = compare_picker(run_id) if compare else None
     main = live.run_data(run_id)
-    scrub = scrubber(main)
-    live.watch(run_id, lambda d, o, ticking: _frame(d, o, spec, ticking, scrub), compare_id)
+    scrub = scrubber(main) if diagnostics else None
+    live.watch(run_id, lambda d, o, ticking: _frame(d, o, spec, ticking, scrub, diagnostics), compare_id)
     if samples:
         samples_and_downloads(main)
     return main
@@ -55,7 +56,7 @@ def scrubber(d):
                             help="Histograms, raster and diagnosis at any captured step.")
 
 
-def _frame(d, o, spec, ticking, scrub):
+def _frame(d, o, spec, ticking, scrub, diagnostics=True):
     meta, s = d.meta, d.row
     rate = f" · {s['steps_per_s']:,.0f} steps/s" if s["steps_per_s"] else ""
     total = meta.get("steps") or spec["train"]["steps"]
@@ -74,6 +75,14 @@ def _frame(d, o, spec, ticking, scrub):
         curves.append((f"B: {o.label}", *charts.downsample(o.steps, o.loss, points), o.evals()))
     expected = meta.get("expected_init_loss")
     figs = {"loss": charts.loss_figure(curves, init_expected=expected)}
+    if not diagnostics:
+        left, right = st.columns([3, 2])
+        left.plotly_chart(figs["loss"], key="loss_chart", width="stretch", config={"staticPlot": ticking})
+        first = d.init_loss()
+        if first is not None and expected:
+            right.metric("First loss vs −ln(1/vocab_size)", f"{first:.3f}",
+                         f"{first - expected:+.3f} vs {expected:.3f}", delta_color="inverse")
+        return
     dead = m = None
     if cap is not None:
         pair = [("A", cap)] + ([("B", ocap)] if ocap is not None else [])
@@ -154,7 +163,7 @@ def layer_table(cap):
     return "\n".join(rows)
 
 
-def samples_and_downloads(main):
+def samples_and_downloads(main, train_mode_option=True):
     """Sample from the run (eval or the BatchNorm-bug train mode) and download its records."""
     run_id = main.run_id
     c1, c2 = st.columns(2)
@@ -163,12 +172,14 @@ def samples_and_downloads(main):
         samples = main.meta.get("samples")
         if main.live:
             a, b = st.columns(2)
-            train_mode = b.checkbox("in training mode (the BatchNorm bug)", key="sample_train_mode")
+            train_mode = train_mode_option and b.checkbox("in training mode (the BatchNorm bug)",
+                                                          key="sample_train_mode")
             a.button("Sample 10 names", key="btn_sample",
                      on_click=lambda: manager().send(run_id, f"sample:10:{'train' if train_mode else 'eval'}"))
         if samples:
             st.caption(f"at step {samples.get('step', '?'):,}, {samples['mode']} mode")
-            st.code(" ".join(samples["words"]) if samples["words"] else samples.get("error", ""), language=None)
+            st.code(" ".join(samples["words"]) if samples["words"] else samples.get("error", ""), language=None,
+                    wrap_lines=True)
     with c2:
         st.markdown("**Download**")
         if main.state not in ("starting", "ready", "running"):

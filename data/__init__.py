@@ -11,7 +11,7 @@ can be shown to the user as is.
 from .loading import (MAX_FILE_BYTES, MAX_VOCAB, MAX_WORD_LEN, DataError, decode_bytes,
                       load_text, load_words, read_text, ssa_names, text_from_text,
                       words_from_text)
-from .dataset import TextDataset, Vocab, WordsDataset, bigrams, build_dataset, split_words
+from .dataset import TextDataset, Vocab, WordsDataset, bigrams, build_dataset, split_words, word_examples
 
 
 def default_words():
@@ -30,6 +30,6 @@ def text_from_upload(raw, name="uploaded file"):
 
 
 __all__ = ["DataError", "Vocab", "WordsDataset", "TextDataset", "build_dataset", "split_words",
-           "bigrams", "default_words", "load_words", "load_text", "read_text", "ssa_names",
+           "bigrams", "word_examples", "default_words", "load_words", "load_text", "read_text", "ssa_names",
            "words_from_text", "text_from_text", "words_from_upload", "text_from_upload",
            "decode_bytes", "MAX_FILE_BYTES", "MAX_VOCAB", "MAX_WORD_LEN"]

@@ -68,6 +68,20 @@ def build_dataset(words, block_size, stoi):
     return X, Y
 
 
+def word_examples(word, block_size, vocab):
+    """
+    One word through build_dataset, as the lecture prints it (`... ---> e`): returns (X, Y)
+    for that word alone. DataError for an empty word, a '.' inside it (the start/end token)
+    or a character outside the vocabulary.
+    """
+    if not word:
+        raise DataError("Type a word, e.g. emma.")
+    if vocab.special and vocab.special in word:
+        raise DataError(f"'{vocab.special}' marks the start and end of every word; type the word without it.")
+    vocab.encode(word)  # names the first unknown character
+    return build_dataset([word], block_size, vocab.stoi)
+
+
 def split_words(words, seed=42):
     """random.seed(42); random.shuffle(words); 80/10/10 -- without touching the global random."""
     words = list(words)
