@@ -85,10 +85,12 @@ def test_contract_and_fresh_loss(model_name, preset_name):
     assert loss.ndim == 0 and math.isfinite(loss.item())
     logits2, none = model(X)
     assert none is None
-    if model_name in ("gpt", "deep", "wavenet") or preset_name not in ("raw",):
+    if model_name in ("gpt", "deep", "wavenet") or preset_name not in ("raw", "lecture3-2d", "lecture3"):
         # a well-initialized model starts near the uniform guess -ln(1/27) = 3.2958
         limit = 0.6 if model_name != "bigram-nn" else 5  # bigram-nn's W is plain randn
         assert abs(loss.item() - math.log(V)) < limit, loss.item()
+    else:  # plain randn (lecture 3, and lecture 4's starting point): confidently wrong from the start
+        assert loss.item() > 3 * math.log(V), loss.item()
     assert all(p_.requires_grad for p_ in model.parameters())
 
 
