@@ -7,26 +7,16 @@ AppTest never fires run_every by itself, so a tick of Play or of training is ano
 import re
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, data_dir_env
+from apptest import USE_DATA_DIR
+from apptest import page as app_page
 
-APP = str(ROOT / "dashboard" / "app.py")
+pytestmark = USE_DATA_DIR
 NEURON = "neuron: o = tanh(x1*w1 + x2*w2 + b)"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def data_dir(tmp_path_factory):
-    with data_dir_env(tmp_path_factory.mktemp("zth-data")) as d:
-        yield d
-
-
 def page(preset=None):
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.run()
-    at.switch_page("views/micrograd.py")
-    at.run()
-    ok(at)
+    at = app_page("micrograd")
     if preset:
         at.selectbox(key="mg_preset").set_value(preset).run()
         ok(at)

@@ -5,36 +5,18 @@ losses, embedding and samples. AppTest never fires run_every: a tick is a .run()
 """
 
 import json
-import sys
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import data_dir_env
-from test_app import APP, tick_until
+from apptest import USE_DATA_DIR, manager, page, tick_until, with_data_path
 
-
-@pytest.fixture(scope="module", autouse=True)
-def data_dir(tmp_path_factory):
-    with data_dir_env(tmp_path_factory.mktemp("zth-mlp")) as d:
-        yield d
-        reg = sys.modules.get("registry")
-        if reg is not None:  # stop this module's workers; the next module gets a fresh manager
-            reg.manager().stop_all()
-            reg.manager.clear()
+pytestmark = USE_DATA_DIR
 
 
 def mlp_page(data_path=None, **params):
-    at = AppTest.from_file(APP, default_timeout=60)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    if data_path is not None:  # the sidebar, through session state before the first run (see test_app)
-        at.session_state["data_how"] = "A file on this machine"
-        at.session_state["data_path"] = str(data_path)
-    at.run()
-    at.switch_page("views/mlp.py")
-    at.run()
-    assert not at.exception, at.exception
+    if data_path is None:
+        return page("mlp", **params)
+    at, _ = with_data_path(data_path, "mlp", **params)
     return at
 
 
@@ -47,7 +29,7 @@ def figure(at, key):
 def run_state(at, slot="run"):
     run_id = at.query_params[slot]
     run_id = run_id[0] if isinstance(run_id, list) else run_id
-    return sys.modules["registry"].manager().db.get_run(run_id)
+    return manager().db.get_run(run_id)
 
 
 def test_the_dataset_builder_prints_the_lectures_rows():

@@ -6,38 +6,21 @@ run_every by itself, so a tick is another .run().
 """
 
 import json
-import sys
 import time
 
-import pytest
-from streamlit.testing.v1 import AppTest
+import apptest
+from apptest import USE_DATA_DIR
+from apptest import page as app_page
+from apptest import with_data_path
 
-from conftest import ROOT, data_dir_env
-
-APP = str(ROOT / "dashboard" / "app.py")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def data_dir(tmp_path_factory):
-    with data_dir_env(tmp_path_factory.mktemp("zth-data")) as d:
-        yield d
-        reg = sys.modules.get("registry")
-        if reg is not None:  # stop this module's workers; the next module gets a fresh manager
-            reg.manager().stop_all()
-            reg.manager.clear()
+pytestmark = USE_DATA_DIR
 
 
 def page(path=None, **params):
     """The ninja page; with a path, the sidebar's dataset is that file (set before the first run)."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    if path is not None:
-        at.session_state["data_how"] = "A file on this machine"
-        at.session_state["data_path"] = str(path)
-    at.run()
-    at.switch_page("views/ninja.py")
-    at.run()
+    if path is None:
+        return app_page("ninja", **params)
+    at, _ = with_data_path(path, "ninja", **params)
     ok(at)
     return at
 
@@ -59,7 +42,7 @@ def figure_titles(at):
 
 
 def manager():
-    return sys.modules["registry"].manager()
+    return apptest.manager()
 
 
 def test_the_lectures_network_and_table_on_names_txt(names_path):
@@ -147,10 +130,7 @@ def test_train_both_tracks_autograd_live(names_path):
     assert at.button(key="nj_stop").proto.disabled
     assert all(r["meta"]["pair"] == ids for r in runs)
     # the Runs page opens either run of the pair back on this page, with both runs
-    runs_page = AppTest.from_file(APP, default_timeout=60)
-    runs_page.run()
-    runs_page.switch_page("views/runs.py")
-    runs_page.run()
+    runs_page = app_page("runs")
     runs_page.selectbox(key="runs_pick").set_value(ids[1]).run()
     runs_page.button(key="runs_open").click().run()
     ok(runs_page)
