@@ -148,9 +148,10 @@ class Run:
     """
 
     def __init__(self, model, batches, cfg, store=None, capture=True, device="cpu", meta=None, probe=None,
-                 background=True):
+                 background=False):
         self.model = model
         self.probe = probe          # a fixed batch of inputs for the saturation raster (None = no raster)
+        # background=True: capture summaries in a thread (core.capture); helps only with an idle core
         self.batches = batches
         self.cfg = cfg
         self.store = store if store is not None else RunStore()
