@@ -5,7 +5,7 @@ Core speed and memory, measured in one process against the plain lecture loop.
 
 1. Capture overhead on the lecture-4 deep stack (deep-bn): the plain notebook loop (no
    diagnostics) against core's Run with capture off, at the default cadence (every 100 steps)
-   and at every step (summaries made by the recorder's background thread, and made on the spot);
+   and at every step (summaries made on the spot, the default, and by the recorder's background thread);
    and the lecture's own diagnostic loop (retain_grad on every layer output plus the `ud` list
    every step) against core's every-step capture. Rounds alternate; medians. Besides steps/s
    (wall clock), CPU time per step of the whole process and of the training thread alone: the
@@ -77,7 +77,7 @@ def plain_loop(ds, seconds, lecture_diagnostics=False):
                     1e3 * (time.thread_time() - h0) / i)
 
 
-def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", background=True):
+def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", background=False):
     """core's Run on the same model and data. Returns steps/s, CPU ms/step (process, training thread)."""
     p = get_preset(model, preset)
     cfg = train_config(p, steps=10_000_000, capture_every=capture_every)
@@ -127,7 +127,7 @@ def main():
         "Run, capture off": lambda: core_run(ds, s, 0),
         "Run, capture every 100 (default)": lambda: core_run(ds, s, 100),
         "Run, capture every step": lambda: core_run(ds, s, 1),
-        "Run, capture every step, on the spot": lambda: core_run(ds, s, 1, background=False),
+        "Run, capture every step, background thread": lambda: core_run(ds, s, 1, background=True),
         "lecture loop with retain_grad + ud every step": lambda: plain_loop(ds, s, lecture_diagnostics=True),
     }, args.rounds)
     base, base_cpu, _ = r["plain notebook loop"]

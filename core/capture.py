@@ -16,13 +16,13 @@ and takes the finished Capture records with rec.ready() (those done so far) or
 rec.flush() (waits for all). On other steps the recorder costs nothing (nn forward
 hooks return at once).
 
-Why records are finished later: a capture step only keeps references to what it saw
-(activations and gradients are new tensors every step; p.grad is replaced, never
-written into) plus one flat copy of the parameters before and after the update.
-Turning those ~100k values into histograms and statistics costs about as much as a
-small model's whole training step, so a background thread does it while training
-goes on: in step order, with the numbers the step would have given on the spot
-(background=False does it on the spot).
+A capture step only keeps references to what it saw (activations and gradients are
+new tensors every step; p.grad is replaced, never written into) plus one flat copy of
+the parameters after the update (the next capture step's "before"). Turning those
+~100k values into histograms and statistics costs about as much as a small model's
+whole training step. By default that is done on the spot, at the end of the step;
+background=True hands it to a thread instead (same records, same order), which only
+pays when a second core is idle: see BENCHMARKS.md.
 """
 
 import math
@@ -133,7 +133,7 @@ class Capture:
 
 class Recorder:
 
-    def __init__(self, model, bins=BINS, background=True):
+    def __init__(self, model, bins=BINS, background=False):
         self.model = model
         self.summarizer = Summarizer(bins)
         self.background = background
