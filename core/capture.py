@@ -333,8 +333,11 @@ class Recorder:
 
     def _summarize_same(self, jobs):
         _, _, keys, kinds, _, weights, _, _, _ = jobs[0]
+        # a layer's gradient is binned like any gradient: edges fitted to its values, no saturation --
+        # not on tanh's fixed (-1, 1) or ReLU's (0, b), which fit the activations only
+        binning = tuple(k if g == "act" else "grad" for (g, _), k in zip(keys, kinds))
         with torch.no_grad():
-            counts, edges, stats = self.summarizer.steps(keys, kinds, [job[4] for job in jobs])
+            counts, edges, stats = self.summarizer.steps(keys, binning, [job[4] for job in jobs])
         wgrad = [i for i, (g, _) in enumerate(keys) if g == "wgrad"]  # in weights' order
         sizes = [math.prod(shape) for _, shape in weights]
         if weights:

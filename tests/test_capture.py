@@ -133,6 +133,15 @@ def test_activation_gradients_match_retain_grad_oracle():
             assert stats[name]["std"] == pytest.approx(layer.out.std().item(), rel=1e-4)
             assert stats[name]["grad_std"] == pytest.approx(layer.out.grad.std().item(), rel=1e-4)
     assert len(stats) == 5  # five Tanh layers, no BatchNorm in this preset
+    # the gradient histograms are binned on the gradients' own range (not tanh's fixed -1..1):
+    # the lecture's picture of each layer's gradient distribution, checked against torch.histc
+    for name, kind, i in cap.rows("agrad"):
+        lo, hi = (float(v) for v in cap.edges[i])
+        grad = dict(twin.named_layers())[name].out.grad
+        assert kind == "tanh" and -hi == lo and grad.abs().max() <= hi < 0.1
+        inner = cap.counts[i, 1:-1]
+        assert (inner > 0).sum() > 10   # spread over many bins, not one spike at 0
+        assert np.array_equal(inner, torch.histc(grad.double(), len(inner), lo, hi).numpy().astype(inner.dtype))
 
 
 def test_update_to_data_ratio_equals_the_lectures_formula_for_sgd():
