@@ -282,9 +282,12 @@ def _step(spec, n):
 
 
 def _stop():
+    """Stop answers at once: the worker gets the command, writes its last rows and ends on its own
+    (the page ticks until it has); Start waits for it before starting another."""
     run_id = current_run()
     if run_id:
-        manager().stop(run_id)
+        manager().send(run_id, "stop")
+        _poke(10.0)
 
 
 def _reset():
