@@ -16,6 +16,7 @@ Core speed and memory, measured in one process against the plain lecture loop.
 """
 
 import argparse
+import gc
 import os
 import resource
 import statistics
@@ -106,6 +107,7 @@ def median_rounds(fns, rounds):
     res = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():  # alternate, so drift hits all alike
+            gc.collect()  # the last contender's garbage (a Run, its hooks and records) is not this one's cost
             res[k].append(fn())
     return {k: tuple(statistics.median(col) for col in zip(*v)) for k, v in res.items()}
 
