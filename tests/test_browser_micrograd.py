@@ -7,6 +7,7 @@ draws the folded network. A screenshot is saved for a person to look at.
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from browser import chromium_page, need_browser, streamlit_server, wait_idle
 
@@ -20,6 +21,23 @@ def svg_texts(page, nth=0):
         const svg = svgs[nth];
         return svg ? [...svg.querySelectorAll('g.node')].map(g => g.textContent.replace(/\\s+/g, ' ').trim()) : [];
     }""", nth)
+
+
+def step_to(page, k):
+    """Press Step until the page says "Step k of 5": a click that lands while the previous click's
+    rerun is still running can be dropped by Streamlit, so it is pressed again (never past k)."""
+    for _ in range(4):
+        wait_idle(page)
+        if page.get_by_text(f"Step {k} of 5").count():
+            return
+        page.get_by_role("button", name="Step", exact=True).click()
+        try:
+            page.get_by_text(f"Step {k} of 5").wait_for(timeout=8_000)
+            return
+        except PlaywrightTimeout:
+            if page.get_by_text(f"Step {k + 1} of 5").count():
+                raise AssertionError(f"stepped past {k}") from None
+    raise AssertionError(f"never reached Step {k} of 5")
 
 
 def wait_for_node(page, needle, nth=0, timeout=30):
@@ -50,12 +68,8 @@ def test_graph_backward_step_and_moons(tmp_path):
             wait_for_node(page, grads)
 
         # step through backward: each Step moves on one node, shown in red
-        wait_idle(page)
-        page.get_by_role("button", name="Step", exact=True).click()
-        page.get_by_text("Step 0 of 5").wait_for(timeout=15_000)
-        wait_idle(page)
-        page.get_by_role("button", name="Step", exact=True).click()
-        page.get_by_text("Step 1 of 5").wait_for(timeout=15_000)
+        step_to(page, 0)
+        step_to(page, 1)
         wait_for_node(page, "n data 0.8814 grad 0.5000")
         wait_for_node(page, "x1 data 2.0000 grad 0.0000")  # not reached yet
         assert page.locator('[data-testid="stGraphVizChart"] svg g.node [stroke="red"]').count() >= 1
