@@ -13,7 +13,7 @@ import live
 import state
 from core.lr_finder import describe, smooth_loss, suggest_lr
 from core.presets import get_preset
-from registry import dataset_words, manager
+from registry import manager, words_dataset
 
 LECTURE3_PRESETS = ["lecture3-2d", "lecture3"]
 FINDER_SLOT = "lrf"       # the lr finder's run: ?lrf= in the URL, beside the training run's ?run=
@@ -30,7 +30,7 @@ def dataset_builder():
     import data
     source = state.get(state.DATA_SOURCE, {"kind": "ssa"})
     try:
-        words = dataset_words(source)
+        words = words_dataset(source, block_size=1).words  # the sidebar's words, one cache for every page
     except data.DataError as e:
         st.error(f"The sidebar's dataset is not a list of words: {e}", icon=":material/error:")
         return

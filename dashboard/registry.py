@@ -80,15 +80,3 @@ def _words_dataset(kind, path, mtime, block_size, name):
     return data.WordsDataset(ssa_words(), block_size, name="SSA names")
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def _file_words(path, mtime):
-    import data
-    return data.words_from_text(read_path(path, mtime), os.path.basename(path))
-
-
-def dataset_words(source):
-    """The sidebar's dataset as a word list, cached (DataError when the file is not one word a line)."""
-    if source.get("kind", "ssa") == "ssa":
-        return ssa_words()
-    path = source["path"]
-    return _file_words(path, os.path.getmtime(path) if os.path.exists(path) else 0)

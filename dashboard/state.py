@@ -39,12 +39,6 @@ def forget_widgets(prefix, keep=()):
         del st.session_state[k]
 
 
-def drop(*keys):
-    """Forget session values (a widget's key: it starts again from its default)."""
-    for key in keys:
-        st.session_state.pop(key, None)
-
-
 def session_id():
     if SESSION_ID not in st.session_state:
         import uuid
