@@ -200,7 +200,11 @@ def test_manual_backward_of_the_model_matches_autograd(names_ds):
     net.manual_backward()
     for (name, p), a in zip(net.named_parameters(), auto):
         assert p.grad.shape == p.shape, name
-        assert (p.grad - a).abs().max() < 1e-8, name
+        # the same math in another order: equal to a few float32 ulps of the gradient's size (how
+        # many depends on the CPU's vector width: 1.5e-8 on W2 on an AVX-512 machine); b1's true
+        # gradient is 0 (BatchNorm subtracts the mean), so it gets the old absolute 1e-8
+        tol = max(1e-8, 4 * torch.finfo(torch.float32).eps * a.abs().max().item())
+        assert (p.grad - a).abs().max() <= tol, name
 
 
 def test_manual_backward_needs_targets():
