@@ -50,7 +50,7 @@ def plain_loop(ds, seconds, lecture_diagnostics=False):
     model, g = build_model(preset, ds.vocab_size, 2147483647)
     C, layers, parameters = model.C, [l for _, l in model.layers], model.parameters()
     Xtr, Ytr = ds.Xtr, ds.Ytr
-    ud = []
+    lossi, ud = [], []
     i, t0, c0, h0 = 0, time.perf_counter(), time.process_time(), time.thread_time()
     while True:
         ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
@@ -69,6 +69,7 @@ def plain_loop(ds, seconds, lecture_diagnostics=False):
         lr = 0.1 if i < 150000 else 0.01
         for p in parameters:
             p.data += -lr * p.grad
+        lossi.append(loss.log10().item())  # the notebook's "track stats", kept by every contender
         if lecture_diagnostics:
             with torch.no_grad():
                 ud.append([((lr * p.grad).std() / p.data.std()).log10().item() for p in parameters])

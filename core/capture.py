@@ -18,11 +18,13 @@ hooks return at once).
 
 A capture step only keeps references to what it saw (activations and gradients are
 new tensors every step; p.grad is replaced, never written into) plus one flat copy of
-the parameters after the update (the next capture step's "before"). Turning those
-~100k values into histograms and statistics costs about as much as a small model's
-whole training step. By default that is done on the spot, at the end of the step;
-background=True hands it to a thread instead (same records, same order), which only
-pays when a second core is idle: see BENCHMARKS.md.
+the parameters after the update (the next capture step's "before"). The numbers --
+histograms, statistics, update ratios of ~100k values -- come from compiled kernels
+(core.kernels) that read those tensors in place, about a fifth of a small model's
+step; the hooks and the Python around them cost about as much again (BENCHMARKS.md).
+By default that is done on the spot, at the end of the step; background=True runs
+the kernels on a thread (GIL-free; same records, same order), which moves only the
+kernels' share off the training thread.
 """
 
 import math
@@ -32,10 +34,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .histogram import BINS, Summarizer, segment_std
+from .histogram import BINS, Summarizer
 
 MAX_PENDING_VALUES = 8_000_000  # unfinished steps may hold this many values (32 MB); then training waits
-MAX_BATCH = 4                   # queued steps summarized in one go (more only thrashes the cache)
 
 # which outputs are watched, and under what kind (the kind decides "saturated")
 KINDS = {
@@ -231,14 +232,16 @@ class Recorder:
         """Finish the step's capture (queued for the summarizer); `probe`: a batch for the saturation raster."""
         keys, kinds, tensors, weights, loss = self._seen
         after = _flat(self._updated())
-        delta = after - self._before if after is not None else None
+        before = self._before
         if probe is not None:
             self._raster = (self._step, self.probe(probe))
         self._last = (self._step, after)
         self._seen = self._before = None
-        job = (self._step, loss, keys, kinds, tensors, weights, after, delta, self._raster)
+        job = _Pending(self._step, loss, keys, kinds, weights, self._raster,
+                       self.summarizer.prepare(keys, _binning(keys, kinds), tensors), after, before)
         if not self.background:
-            self._done += self._summarize([job])
+            job.run(self.summarizer)
+            self._done.append(job)
             return
         values = sum(t.numel() for t in tensors) + 2 * (after.numel() if after is not None else 0)
         with self._cond:
@@ -264,8 +267,8 @@ class Recorder:
         """The Capture records finished so far, oldest first (each is returned once)."""
         with self._cond:
             self._raise()
-            out, self._done = self._done, []
-        return out
+            done, self._done = self._done, []
+        return [job.capture() for job in done]
 
     def flush(self):
         """Wait until every captured step is summarized; its records, oldest first."""
@@ -286,31 +289,28 @@ class Recorder:
             raise RuntimeError("the capture summarizer failed") from e
 
     def _serve(self):
-        # the summarizing thread: take queued steps (a few at a time, same layout), summarize, hand back;
-        # ends when nothing came for a second (the next capture starts a new one)
+        # the summarizing thread: run queued steps in order (compiled code holding no GIL, so training goes
+        # on in Python meanwhile), hand them back; ends when nothing came for a second (the next capture
+        # starts a new one)
         while True:
             with self._cond:
                 if not self._queue and not self._cond.wait_for(lambda: self._queue, timeout=1.0):
                     self._thread = None
                     return
-                first = self._queue[0][0]
-                n = 1
-                while (n < min(MAX_BATCH, len(self._queue))
-                       and _layout(self._queue[n][0]) == _layout(first)):
-                    n += 1
-                taken, self._queue = self._queue[:n], self._queue[n:]
-                self._busy = n
+                job, values = self._queue.pop(0)
+                self._busy = 1
             try:
-                caps = self._summarize([job for job, _ in taken])
+                job.run(self.summarizer)
             except BaseException as e:  # surfaces in the training thread at its next ready()/flush()
-                caps, err = [], e
+                err = e
             else:
                 err = None
             with self._cond:
-                self._done += caps
                 self._busy = 0
-                self._pending_values -= sum(v for _, v in taken)
-                if err is not None:
+                self._pending_values -= values
+                if err is None:
+                    self._done.append(job)
+                else:
                     self._error = err
                     self._queue = []
                     self._pending_values = 0
@@ -318,44 +318,6 @@ class Recorder:
                 self._cond.notify_all()
             if err is not None:
                 return
-
-    def _summarize(self, jobs):
-        """Capture records of some steps with the same layout, in one pass of the summarizer."""
-        out = []
-        i = 0
-        while i < len(jobs):
-            j = i + 1
-            while j < len(jobs) and _layout(jobs[j]) == _layout(jobs[i]):
-                j += 1
-            out += self._summarize_same(jobs[i:j])
-            i = j
-        return out
-
-    def _summarize_same(self, jobs):
-        _, _, keys, kinds, _, weights, _, _, _ = jobs[0]
-        # a layer's gradient is binned like any gradient: edges fitted to its values, no saturation --
-        # not on tanh's fixed (-1, 1) or ReLU's (0, b), which fit the activations only
-        binning = tuple(k if g == "act" else "grad" for (g, _), k in zip(keys, kinds))
-        with torch.no_grad():
-            counts, edges, stats = self.summarizer.steps(keys, binning, [job[4] for job in jobs])
-        wgrad = [i for i, (g, _) in enumerate(keys) if g == "wgrad"]  # in weights' order
-        sizes = [math.prod(shape) for _, shape in weights]
-        if weights:
-            rows = torch.stack([t for job in jobs for t in (job[6], job[7])]).cpu().numpy()
-            std = segment_std(rows, sizes).reshape(len(jobs), 2, len(weights))
-        out = []
-        for s, (step, loss, *_, (raster_step, raster)) in enumerate(jobs):
-            wratio = np.full((len(weights), 3), np.nan, dtype=np.float32)
-            if weights:
-                data_std, upd_std = std[s, 0], std[s, 1]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    wratio[:, 0] = data_std
-                    wratio[:, 1] = stats[s, wgrad, 1] / data_std
-                    wratio[:, 2] = np.log10(upd_std / data_std)
-                wratio[~np.isfinite(wratio)] = np.nan
-            out.append(Capture(step, loss, keys, kinds, counts[s].copy(), edges[s].copy(), stats[s].copy(),
-                               weights, wratio, raster, raster_step))
-        return out
 
     # --- the saturation raster on a fixed probe batch ------------------------------
 
@@ -401,10 +363,44 @@ def _flat(params):
     return torch.cat([p.detach().reshape(-1) for p in params]).float()
 
 
-def _layout(job):
-    """Steps with the same keys, kinds, weights and sizes can be summarized together."""
-    _, _, keys, kinds, tensors, weights, _, _, _ = job
-    return keys, kinds, weights, tuple(t.numel() for t in tensors)
+def _binning(keys, kinds):
+    """How each key is binned: a layer's gradient like any gradient (edges fitted to its values, no
+    saturation) -- not on tanh's fixed (-1, 1) or ReLU's (0, b), which fit the activations only."""
+    return tuple(k if g == "act" else "grad" for (g, _), k in zip(keys, kinds))
+
+
+class _Pending:
+    """A captured step on its way to a Capture: run() does the numbers (compiled, GIL-free, any thread, in
+    step order); capture() builds the record (Python, on the training thread)."""
+
+    __slots__ = ("step", "loss", "keys", "kinds", "weights", "raster", "job", "after", "before", "std")
+
+    def __init__(self, step, loss, keys, kinds, weights, raster, job, after, before):
+        self.step, self.loss, self.keys, self.kinds, self.weights = step, loss, keys, kinds, weights
+        self.raster, self.job, self.after, self.before = raster, job, after, before
+        self.std = None
+
+    def run(self, summarizer):
+        self.job.run()
+        if self.weights:
+            # per weight std(theta) and std(delta theta): the real update, right for Adam too
+            self.std = summarizer.update_stds(self.after, self.before, [math.prod(s) for _, s in self.weights])
+        self.after = self.before = None
+
+    def capture(self):
+        counts, edges, stats = self.job.result()
+        wratio = np.full((len(self.weights), 3), np.nan, dtype=np.float32)
+        if self.weights:
+            wgrad = [i for i, (g, _) in enumerate(self.keys) if g == "wgrad"]  # in weights' order
+            data_std, upd_std = self.std[:, 0], self.std[:, 1]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                wratio[:, 0] = data_std
+                wratio[:, 1] = stats[wgrad, 1] / data_std
+                wratio[:, 2] = np.log10(upd_std / data_std)
+            wratio[~np.isfinite(wratio)] = np.nan
+        raster_step, raster = self.raster
+        return Capture(self.step, self.loss, self.keys, self.kinds, counts, edges, stats, self.weights, wratio,
+                       raster, raster_step)
 
 
 # the state a forward pass may change: BatchNorm running statistics (lecture layers keep them as

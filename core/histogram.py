@@ -21,45 +21,45 @@ only when the data outgrows them (over 0.5% out of range) or shrinks into the
 middle eighth, and every record carries the edges it was counted with.
 """
 
-import math
 
 import numpy as np
 import torch
+
+from . import kernels
+from .kernels import nice_bound  # noqa: F401 (part of this module's interface)
 
 BINS = 64
 STAT_COLUMNS = ("mean", "std", "sat", "zero", "nan", "inf")
 TANH_SATURATION = 0.97  # the lecture's threshold for "saturated"
 
 # -----------------------------------------------------------------------------
-# capture: many tensors -> one Summary, in a handful of torch ops
-
-
-def nice_bound(m):
-    """Smallest 1, 2 or 5 x 10^k at or above m (m > 0)."""
-    if not math.isfinite(m) or m <= 0:
-        return 1.0
-    e = math.floor(math.log10(m))
-    for f in (1.0, 2.0, 5.0, 10.0):
-        b = f * 10.0**e
-        if b >= m * (1 - 1e-9):
-            return b
-    return 10.0 ** (e + 1)
+# capture: many tensors -> one Summary, in one compiled pass (core.kernels)
 
 
 class Summarizer:
     """
     Summarizes a fixed list of tensors (same keys every time), one step or many steps
-    at once. Each step's tensors are laid end to end in one row of a float32 matrix
-    (steps, values) and every statistic is a segmented sum along the rows, so the cost
-    is a few dozen array ops per call whatever the number of layers and steps.
+    at once. A step is summarized in two parts: prepare() (Python, on the caller's
+    thread: where each tensor's values are) and StepJob.run() (one compiled call,
+    core.kernels.summarize, that holds no GIL and may run on another thread). Jobs of a
+    layout must run in step order: edges fitted at one step are the next one's.
     Summarizing K steps in one call gives exactly what K calls would: edges refit at
     the step that outgrows them, and the steps after it are counted on the new edges.
     """
 
     def __init__(self, bins=BINS):
         self.bins = bins
-        self.edges = {}   # key -> (lo, hi), kept between calls
-        self._cache = {}  # layout -> segment starts, sizes and per-value vectors
+        self._layouts = {}  # (keys, kinds) -> _Layout: the edges kept between steps
+
+    @property
+    def edges(self):
+        """{key: (lo, hi)} as they stand (keys summarized at least once)."""
+        out = {}
+        for lay in self._layouts.values():
+            for key, (lo, hi) in zip(lay.keys, lay.edges.tolist()):
+                if lo == lo:  # NaN: not fitted yet
+                    out[key] = (lo, hi)
+        return out
 
     def __call__(self, keys, tensors, kinds):
         """keys, tensors, kinds: parallel lists. Returns (counts, edges, stats) as numpy arrays."""
@@ -72,216 +72,70 @@ class Summarizer:
         Returns counts (K, k, bins + 2), edges (K, k, 2), stats (K, k, 6): step j as
         the j-th of K single-step calls would have returned it.
         """
+        jobs = [self.prepare(keys, kinds, tensors) for tensors in batch]
+        out = []
+        for job in jobs:
+            job.run()
+            out.append(job.result())
+        return tuple(np.stack(col) for col in zip(*out))
+
+    def prepare(self, keys, kinds, tensors):
+        """A StepJob for one step's tensors (references kept: they must not be written to until it has run)."""
         keys, kinds = tuple(keys), tuple(kinds)
-        K, k = len(batch), len(keys)
-        sizes = tuple(t.numel() for t in batch[0])
-        # (K, N) float32: each step's tensors end to end, as a row
-        parts = [t.detach().reshape(-1) for ts in batch for t in ts]
-        m = torch.cat(parts) if parts else torch.zeros(0)
-        if m.dtype != torch.float32:
-            m = m.float()
-        M = m.cpu().numpy().reshape(K, -1)
-        seg = self._segments(keys, kinds, sizes)
-        for q, key in enumerate(keys):
-            if key not in self.edges:  # a new key: edges from its first step
-                self._init_edges(key, self._part(M, 0, seg, q), kinds[q])
-        stats = self._stats(M, seg)
-        bad = (stats[:, :, 4] + stats[:, :, 5]).sum(axis=1) > 0  # steps with NaN/inf somewhere
-        counts = np.zeros((K, k, self.bins + 2), dtype=np.int32)
-        edges = np.zeros((K, k, 2), dtype=np.float32)
-        # count every step on the current edges; at the first step whose data outgrew them,
-        # refit those keys (from that step), recount it, and go on from the next step
-        j = 0
-        while j < K:
-            e = np.array([self.edges[key] for key in keys], dtype=np.float32).reshape(-1, 2)
-            c = self._count(M[j:], seg, e, bad[j:])
-            need = self._outgrown(c, stats[j:], seg)
-            rows = np.nonzero(need.any(axis=1))[0]
-            done = K - j if len(rows) == 0 else rows[0]
-            counts[j:j + done], edges[j:j + done] = c[:done], e
-            j += done
-            if j == K:
-                break
-            for q in np.nonzero(need[done])[0]:
-                self._init_edges(keys[q], self._part(M, j, seg, q), kinds[q])
-            e = np.array([self.edges[key] for key in keys], dtype=np.float32).reshape(-1, 2)
-            counts[j], edges[j] = self._count(M[j:j + 1], seg, e, bad[j:j + 1])[0], e
-            j += 1
-        return counts, edges, stats
+        lay = self._layouts.get((keys, kinds))
+        if lay is None:
+            lay = self._layouts[(keys, kinds)] = _Layout(keys, kinds)
+        # the kernel reads each tensor in place: contiguous float32 on the CPU
+        ts = [t if t.dtype == torch.float32 and t.is_contiguous() and t.device.type == "cpu"
+              else t.detach().float().contiguous().cpu() for t in tensors]
+        return StepJob(lay, ts, self.bins)
 
-    def _segments(self, keys, kinds, sizes):
-        """Where each key's values sit in a row, and which keys have a saturation threshold (cached)."""
-        sig = (keys, kinds, sizes)
-        if sig not in self._cache:
-            if len(self._cache) > 16:
-                self._cache.clear()
-            n = np.array(sizes, dtype=np.int64)
-            starts = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
-            thr = np.array([TANH_SATURATION if kd == "tanh" else math.inf for kd in kinds], dtype=np.float32)
-            self._cache[sig] = dict(sizes=n, starts=starts, thr=thr, nz=n > 0, nzstarts=starts[n > 0],
-                                    tanh=[q for q in range(len(keys)) if kinds[q] == "tanh" and n[q] > 0],
-                                    fixed=np.array([kd == "tanh" for kd in kinds]), rows={})
-        return self._cache[sig]
-
-    @staticmethod
-    def _part(M, j, seg, q):
-        a = seg["starts"][q]
-        return torch.from_numpy(M[j, a:a + seg["sizes"][q]])
-
-    def _init_edges(self, key, x, kind):
-        if kind == "tanh":
-            self.edges[key] = (-1.0, 1.0)
-            return
-        x = x[torch.isfinite(x)]
-        m = float(x.abs().max()) if x.numel() else 1.0
-        b = nice_bound(m * 1.5)  # headroom: edges that refit every few steps cost a recount each time
-        self.edges[key] = (0.0, b) if kind in ("relu",) else (-b, b)
-
-    def _segsum(self, x, seg, dtype=np.float64):
-        """Per row, the sum of each key's segment: (K, k)."""
-        out = np.zeros((x.shape[0], len(seg["sizes"])), dtype=dtype)
-        if seg["nz"].any():
-            out[:, seg["nz"]] = np.add.reduceat(x, seg["nzstarts"], axis=1, dtype=dtype)
+    def update_stds(self, after, before, sizes):
+        """Parameters laid end to end in two flat float32 vectors (after and before an update):
+        per parameter std(theta) and std(theta - theta_before), (w, 2) float64. Holds no GIL."""
+        sizes = np.asarray(sizes, dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        out = np.empty((len(sizes), 2))
+        kernels.update_stds(after.cpu().numpy(), before.cpu().numpy(), starts, sizes, out)
         return out
 
-    def _stats(self, M, seg):
-        """mean, std, saturated, zero, nan, inf of every (step, key): (K, k, 6) float32."""
-        K, k = M.shape[0], len(seg["sizes"])
-        stats = np.zeros((K, k, 6), dtype=np.float64)
-        if M.size == 0:
-            stats[:, :, 2] = np.nan
-            return stats.astype(np.float32)
-        with np.errstate(over="ignore", invalid="ignore"):  # huge values give an inf std, as they should
-            return self._stats_all(M, seg, stats)
 
-    def _stats_all(self, M, seg, stats):
-        sizes = seg["sizes"]
-        total = self._segsum(M, seg)  # NaN or inf in a segment makes its sum non-finite
-        bad = ~np.isfinite(total).all(axis=1)
-        ok = ~bad
-        if ok.any():
-            Mo = M[ok] if bad.any() else M
-            n = np.maximum(sizes, 1)
-            mean = total[ok] / n
-            c = np.repeat(mean.astype(np.float32), sizes, axis=1)
-            np.subtract(Mo, c, out=c)
-            np.multiply(c, c, out=c)
-            st = stats[ok] if bad.any() else stats
-            st[:, :, 0] = mean
-            st[:, :, 1] = np.sqrt(self._segsum(c, seg) / np.maximum(sizes - 1, 1))
-            for q in seg["tanh"]:
-                a = seg["starts"][q]
-                np.abs(Mo[:, a:a + sizes[q]], out=c[:, a:a + sizes[q]])
-                st[:, q, 2] = (c[:, a:a + sizes[q]] > seg["thr"][q]).sum(axis=1) / n[q]
-            st[:, :, 3] = self._segsum(Mo == 0, seg, np.int64) / n
-            if bad.any():
-                stats[ok] = st
-        for j in np.nonzero(bad)[0]:
-            stats[j] = self._stats_nonfinite(M[j], seg)
-        stats[:, sizes == 0, :4] = 0
-        stats[:, np.isinf(seg["thr"]), 2] = np.nan  # saturation only means something for tanh
-        return stats.astype(np.float32)
+class _Layout:
+    """One list of keys and kinds: which have tanh's threshold and fixed edges, and their edges so far."""
 
-    def _stats_nonfinite(self, f, seg):
-        """One step with NaN/inf somewhere: they are counted, and left out of every other statistic."""
-        sizes, thr = seg["sizes"], seg["thr"]
-        stats = np.zeros((len(sizes), 6), dtype=np.float64)
-        finite = np.isfinite(f)
-        stats[:, 4] = segment_sum(np.isnan(f), sizes)
-        stats[:, 5] = segment_sum(np.isinf(f), sizes)
-        f = np.where(finite, f, np.float32(0))
-        n_fin = np.maximum(sizes - stats[:, 4] - stats[:, 5], 1)
-        mean = segment_sum(f, sizes) / n_fin
-        c = f - np.repeat(mean, sizes).astype(np.float32)
-        c[~finite] = 0
-        stats[:, 0] = mean
-        stats[:, 1] = np.sqrt(segment_sum(c * c, sizes) / np.maximum(n_fin - 1, 1))
-        stats[:, 2] = segment_sum(np.abs(f) > np.repeat(thr, sizes), sizes) / n_fin
-        stats[:, 3] = segment_sum((f == 0) & finite, sizes) / n_fin
-        return stats
-
-    def _count(self, M, seg, edges, bad):
-        """Bucket counts of every (step, key) on these edges (k, 2): (K, k, bins + 2); NaN/inf not counted
-        (`bad` marks the steps that have some)."""
-        K, k = M.shape[0], len(seg["sizes"])
-        nb = k * (self.bins + 2)
-        if M.size == 0:
-            return np.zeros((K, k, self.bins + 2), dtype=np.int32)
-        lo, scale, offset = self._rows(seg, edges)
-        # bucket = floor((x - lo) * scale) in float32, clipped to [-1, bins] (under / over), plus
-        # the key's offset; the offset is added as a float (exact: < 2**24) to save an integer pass
-        idx = np.subtract(M, lo)
-        np.multiply(idx, scale, out=idx)
-        np.floor(idx, out=idx)
-        np.clip(idx, -1, self.bins, out=idx)
-        np.add(idx, offset, out=idx)
-        ti = torch.from_numpy(idx).to(torch.int32)
-        out = np.empty((K, k, self.bins + 2), dtype=np.int32)
-        for j in range(K):
-            r = ti[j][torch.from_numpy(np.isfinite(M[j]))] if bad[j] else ti[j]
-            out[j] = torch.bincount(r, minlength=nb).numpy().reshape(k, self.bins + 2)
-        return out
-
-    def _rows(self, seg, edges):
-        """Per value: lo, scale and the key's offset in the flat counts, for these edges (cached)."""
-        sig = edges.tobytes()
-        rows = seg["rows"]
-        if sig not in rows:
-            if len(rows) > 8:
-                rows.clear()
-            lo, hi = edges[:, 0], edges[:, 1]
-            scale = (self.bins / (hi - lo)).astype(np.float32)
-            offset = (np.arange(len(lo)) * (self.bins + 2) + 1).astype(np.float32)
-            sizes = seg["sizes"]
-            rows[sig] = (np.repeat(lo, sizes), np.repeat(scale, sizes), np.repeat(offset, sizes))
-        return rows[sig]
-
-    def _outgrown(self, counts, stats, seg):
-        """(K, k) bool: which keys' edges no longer fit that step's data (over 0.5% outside, or shrunk)."""
-        sizes = seg["sizes"]
-        n_fin = sizes - stats[:, :, 4] - stats[:, :, 5]
-        outside = counts[:, :, 0] + counts[:, :, -1]
-        inner = counts[:, :, 1:-1] > 0
-        anyin = inner.any(axis=2)
-        first = inner.argmax(axis=2)
-        last = self.bins - 1 - inner[:, :, ::-1].argmax(axis=2)
-        shrunk = anyin & (first >= self.bins * 7 // 16) & (last < self.bins * 9 // 16) & (outside == 0)
-        need = (n_fin > 0) & ((outside > 0.005 * n_fin) | shrunk)
-        need[:, seg["fixed"] | (sizes == 0)] = False
-        return need
+    def __init__(self, keys, kinds):
+        self.keys = keys
+        self.tanh = np.array([kd == "tanh" for kd in kinds], dtype=np.bool_)
+        self.relu = np.array([kd == "relu" for kd in kinds], dtype=np.bool_)
+        self.thr = np.where(self.tanh, np.float32(TANH_SATURATION), np.float32(np.inf)).astype(np.float32)
+        self.edges = np.full((len(keys), 2), np.nan, dtype=np.float32)  # NaN: fitted at the first step
 
 
-def segment_sum(x, sizes):
-    """Sum of each consecutive segment of x (lengths `sizes`, zeros allowed), in float64."""
-    out = np.zeros(len(sizes), dtype=np.float64)
-    nz = sizes > 0
-    if nz.any():
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[nz]
-        out[nz] = np.add.reduceat(x, starts, dtype=np.float64)
-    return out
+class StepJob:
+    """One step's summary, prepared on one thread, run (GIL-free) on any."""
 
+    __slots__ = ("_layout", "_tensors", "_addrs", "_sizes", "counts", "edges", "stats")
 
-def segment_std(rows, sizes):
-    """
-    std (unbiased) of each consecutive segment (lengths `sizes`) of each row of a float32
-    matrix, in one pass: (R, len(sizes)) float64. A non-finite value gives a NaN std, not a crash.
-    """
-    rows = np.asarray(rows, dtype=np.float32).reshape(-1, int(np.sum(sizes)))
-    sizes = np.asarray(sizes, dtype=np.int64)
-    out = np.zeros((rows.shape[0], len(sizes)))
-    if len(sizes) == 0 or rows.shape[0] == 0:
-        return out
-    nz = sizes > 0
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[nz]
-    n = np.maximum(sizes, 1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        mean = np.zeros_like(out)
-        mean[:, nz] = np.add.reduceat(rows, starts, axis=1, dtype=np.float64)
-        mean /= n
-        c = rows - np.repeat(mean.astype(np.float32), sizes, axis=1)
-        np.multiply(c, c, out=c)
-        out[:, nz] = np.add.reduceat(c, starts, axis=1, dtype=np.float64)
-        return np.sqrt(out / np.maximum(sizes - 1, 1))
+    def __init__(self, layout, tensors, bins):
+        k = len(tensors)
+        self._layout, self._tensors = layout, tensors  # keeps the values alive
+        self._addrs = np.array([t.data_ptr() for t in tensors], dtype=np.int64)
+        self._sizes = np.array([t.numel() for t in tensors], dtype=np.int64)
+        self.counts = np.empty((k, bins + 2), dtype=np.int32)
+        self.edges = np.empty((k, 2), dtype=np.float32)
+        self.stats = np.empty((k, 6), dtype=np.float64)
+
+    def run(self):
+        lay = self._layout
+        kernels.summarize(self._addrs, self._sizes, lay.tanh, lay.relu, lay.thr, lay.edges, self.counts, self.stats,
+                     self.edges)
+        self._tensors = None
+
+    def result(self):
+        """(counts (k, bins + 2), edges (k, 2), stats (k, 6) float32) once run."""
+        stats = self.stats.astype(np.float32)
+        stats[~self._layout.tanh, 2] = np.nan  # saturation only means something for tanh
+        return self.counts, self.edges, stats
 
 
 # -----------------------------------------------------------------------------

@@ -44,6 +44,23 @@ def test_stats_match_torch_mean_std_and_lecture_saturation():
     assert tuple(edges[0]) == (-1.0, 1.0)
 
 
+def test_std_of_values_far_from_zero_does_not_cancel():
+    torch.manual_seed(2)
+    x = 1000 + torch.randn(10_000) * 1e-3  # mean/std = 1e6: a plain sum of squares would cancel
+    _, (_, _, stats) = summarize([x], ["grad"])
+    assert stats[0, 0] == pytest.approx(x.double().mean().item(), rel=1e-7)
+    assert stats[0, 1] == pytest.approx(x.double().std().item(), rel=1e-3)
+
+
+def test_non_contiguous_float64_and_integer_tensors_read_as_their_float32_values():
+    torch.manual_seed(4)
+    w = torch.randn(30, 20)
+    ref = summarize([w.t().contiguous(), w.double().float(), torch.arange(12).float()], ["grad"] * 3)[1]
+    got = summarize([w.t(), w.double(), torch.arange(12)], ["grad"] * 3)[1]
+    for a, b in zip(ref, got):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
 def test_relu_zero_fraction():
     x = torch.relu(torch.linspace(-1, 1, 1001))
     _, (_, edges, stats) = summarize([x], ["relu"])

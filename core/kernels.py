@@ -1,0 +1,233 @@
+"""
+The capture math's inner loops, compiled with numba: per tensor, two passes over its
+values give its histogram, mean, std, saturated and zero fractions and NaN/inf
+counts. In numpy the same took a dozen passes over a step's ~100k values, which cost
+about as much as the lecture-4 model's whole training step; here it is a tenth of it.
+
+The kernels read each tensor where torch keeps it (its data pointer: a contiguous
+float32 CPU tensor, which the caller keeps alive), so nothing is copied first, and
+they release the GIL (nogil): a summarizing thread then runs beside training without
+taking Python away from it. Compiled code is cached on disk (cache=True): only the
+first capture on a machine pays for compiling (a few seconds).
+core.histogram owns the record format and calls these.
+"""
+
+import math
+
+import numpy as np
+from numba import carray, njit, types
+from numba.extending import intrinsic
+
+# reductions may be reordered (vectorized); NaN/inf keep their meaning (no "nnan"/"ninf")
+_REDUCE = {"reassoc", "nsz", "contract"}
+
+
+@intrinsic
+def _float32_ptr(typingctx, addr):
+    """An integer address (torch's data_ptr()) as a float32 pointer, for carray."""
+    sig = types.CPointer(types.float32)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.float32)))
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True)
+def _values(addr, n):
+    return carray(_float32_ptr(addr), (n,))
+
+
+@njit(nogil=True, cache=True, fastmath=_REDUCE)
+def _sums(x, shift):
+    """Sum and sum of squares of x - shift (shifted, so the variance does not cancel)."""
+    s = 0.0
+    ss = 0.0
+    for i in range(x.shape[0]):
+        d = np.float64(x[i]) - shift
+        s += d
+        ss += d * d
+    return s, ss
+
+
+@njit(nogil=True, cache=True)
+def _sums_finite(x, shift):
+    """As _sums over the finite values only, and the NaN and inf counts."""
+    s = 0.0
+    ss = 0.0
+    nnan = 0
+    ninf = 0
+    for i in range(x.shape[0]):
+        v = x[i]
+        if math.isnan(v):
+            nnan += 1
+        elif math.isinf(v):
+            ninf += 1
+        else:
+            d = np.float64(v) - shift
+            s += d
+            ss += d * d
+    return s, ss, nnan, ninf
+
+
+@njit(nogil=True, cache=True)  # no fastmath: the bucket arithmetic must round as numpy's does
+def _tally(x, lo, scale, thr, c):
+    """Bucket counts into c (c[0] under lo, c[1..bins] the buckets, c[bins + 1] at or over hi), with
+    bucket = floor((x - lo) * scale) in float32 as numpy/torch compute it; and the counts of |x| > thr
+    and of zeros. Every value must be finite."""
+    top = np.float64(c.shape[0] - 2)
+    sat = 0
+    zero = 0
+    for i in range(x.shape[0]):
+        v = x[i]
+        sat += abs(v) > thr
+        zero += v == 0
+        y = min(max(np.float64((v - lo) * scale), -1.0), top)  # -1: under, bins: over
+        c[np.int64(y + 1.0)] += 1  # floor(y) + 1, exact in float64
+    return sat, zero
+
+
+@njit(nogil=True, cache=True)
+def _tally_finite(x, lo, scale, thr, c):
+    """_tally skipping NaN/inf."""
+    top = np.float64(c.shape[0] - 2)
+    sat = 0
+    zero = 0
+    for i in range(x.shape[0]):
+        v = x[i]
+        if not math.isfinite(v):
+            continue
+        sat += abs(v) > thr
+        zero += v == 0
+        y = min(max(np.float64((v - lo) * scale), -1.0), top)
+        c[np.int64(y + 1.0)] += 1
+    return sat, zero
+
+
+@njit(nogil=True, cache=True)
+def _summarize_one(x, lo, scale, thr, fixed, c, st):
+    """One tensor: counts c (bins + 2) on edges (lo, scale = bins / (hi - lo)) and stats st = mean, std
+    (unbiased), fraction above thr, fraction of zeros, NaN count, inf count (moments and fractions over the
+    finite values). Returns whether its edges no longer fit: over 0.5% of the values outside, or all of
+    them inside the middle eighth (never when `fixed`)."""
+    n = x.shape[0]
+    bins = c.shape[0] - 2
+    c[:] = 0
+    if n == 0:
+        st[:] = 0.0
+        return False
+    shift = np.float64(x[0]) if math.isfinite(x[0]) else 0.0
+    s, ss = _sums(x, shift)
+    nnan = 0
+    ninf = 0
+    if math.isfinite(s) and math.isfinite(ss):
+        sat, zero = _tally(x, lo, scale, thr, c)
+    else:
+        s, ss, nnan, ninf = _sums_finite(x, shift)
+        sat, zero = _tally_finite(x, lo, scale, thr, c)
+    nfin = n - nnan - ninf
+    m = max(nfin, 1)
+    st[0] = shift + s / m if nfin > 0 else 0.0
+    st[1] = _std(s, ss, nfin)
+    st[2] = sat / m
+    st[3] = zero / m
+    st[4] = nnan
+    st[5] = ninf
+    outside = c[0] + c[bins + 1]
+    first = -1
+    last = -1
+    for b in range(bins):
+        if c[b + 1] > 0:
+            if first < 0:
+                first = b
+            last = b
+    shrunk = first >= bins * 7 // 16 and last < bins * 9 // 16 and outside == 0
+    return (not fixed) and nfin > 0 and (outside > 0.005 * nfin or shrunk)
+
+
+@njit(nogil=True, cache=True)
+def nice_bound(m):
+    """Smallest 1, 2 or 5 x 10^k at or above m (m > 0); 1 for anything else."""
+    if not math.isfinite(m) or m <= 0:
+        return 1.0
+    e = math.floor(math.log10(m))
+    for f in (1.0, 2.0, 5.0, 10.0):
+        b = f * 10.0**e
+        if b >= m * (1 - 1e-9):
+            return b
+    return 10.0 ** (e + 1)
+
+
+@njit(nogil=True, cache=True)
+def _fit_edges(x, tanh, relu, edges):
+    """Edges for a tensor's values: tanh's (-1, 1); else a round bound 1.5x the largest |finite value|
+    (headroom: edges that refit every few steps cost a recount each time), from 0 for ReLU."""
+    if tanh:
+        edges[0], edges[1] = -1.0, 1.0
+        return
+    m = -1.0
+    for i in range(x.shape[0]):
+        v = abs(np.float64(x[i]))
+        if v > m and math.isfinite(v):
+            m = v
+    b = nice_bound((m if m >= 0 else 1.0) * 1.5)  # no finite value: as if the largest were 1
+    edges[0], edges[1] = (0.0 if relu else -b), b
+
+
+@njit(nogil=True, cache=True)
+def summarize(addrs, sizes, tanh, relu, thr, edges, counts, stats, used):
+    """
+    One step's tensors (sizes[q] float32 values at address addrs[q]) into counts (k, bins + 2) and
+    stats (k, 6). `edges` (k, 2) float32 is the layout's state, updated in place: NaN edges are fitted
+    to this step's values (a new key), and edges this step outgrew are refitted and the tensor counted
+    again. used (k, 2) gets the edges each tensor was counted on.
+    """
+    bins = np.float32(counts.shape[1] - 2)
+    for q in range(addrs.shape[0]):
+        x = _values(addrs[q], sizes[q])
+        if math.isnan(edges[q, 0]):
+            _fit_edges(x, tanh[q], relu[q], edges[q])
+        for attempt in range(2):
+            lo = edges[q, 0]
+            scale = bins / (edges[q, 1] - lo)
+            if not _summarize_one(x, lo, scale, thr[q], tanh[q], counts[q], stats[q]) or attempt == 1:
+                break
+            _fit_edges(x, tanh[q], relu[q], edges[q])
+        used[q, 0], used[q, 1] = edges[q, 0], edges[q, 1]
+
+
+@njit(nogil=True, cache=True)
+def _std(s, ss, n):
+    """Unbiased std from the sum and sum of squares of n shifted values (NaN stays NaN)."""
+    var = (ss - s * s / max(n, 1)) / max(n - 1, 1)
+    return math.sqrt(var) if not var < 0 else 0.0  # rounding can leave a tiny negative
+
+
+@njit(nogil=True, cache=True, fastmath=_REDUCE)
+def _std_pair(x, y):
+    """Unbiased std of x and of x - y, the difference taken in float32 (NaN if either has a NaN/inf)."""
+    n = x.shape[0]
+    if n == 0:
+        return 0.0, 0.0
+    sx = np.float64(x[0])
+    sd = np.float64(x[0] - y[0])
+    ax = 0.0
+    axx = 0.0
+    ad = 0.0
+    add = 0.0
+    for i in range(n):
+        dx = np.float64(x[i]) - sx
+        dd = np.float64(x[i] - y[i]) - sd
+        ax += dx
+        axx += dx * dx
+        ad += dd
+        add += dd * dd
+    return _std(ax, axx, n), _std(ad, add, n)
+
+
+@njit(nogil=True, cache=True)
+def update_stds(after, before, starts, sizes, out):
+    """Per parameter (a span of the flat vectors): out[q] = std(after), std(after - before)."""
+    for q in range(starts.shape[0]):
+        a = starts[q]
+        b = a + sizes[q]
+        out[q, 0], out[q, 1] = _std_pair(after[a:b], before[a:b])
