@@ -183,8 +183,18 @@ class Recorder:
 
     def _watch(self, name, out):
         self._acts[name] = out.detach()
-        if out.requires_grad:
-            out.register_hook(lambda grad: self._grads.__setitem__(name, grad))
+        node = out.grad_fn
+        if node is not None:
+            # a pre-hook on the autograd node that made `out` receives out's (accumulated) gradient: the
+            # same as out.register_hook, at a fraction of the cost (no Python wrapper, no handle)
+            i = out.output_nr
+            node.register_prehook(lambda grad_outputs: self._got_grad(name, grad_outputs[i]))
+        elif out.requires_grad:
+            out.register_hook(lambda grad: self._got_grad(name, grad))
+
+    def _got_grad(self, name, grad):
+        if grad is not None:
+            self._grads[name] = grad
 
     # --- called by the training loop on a capture step --------------------------
 

@@ -102,7 +102,7 @@ def _saturation(c):
     if not tanh:
         return []
     worst = max(tanh, key=lambda r: r["saturated_pct"])
-    ev = ", ".join(f"{r['layer']}: {r['saturated_pct']:.1f}%" for r in tanh)
+    ev = _listing({r["layer"]: r["saturated_pct"] for r in tanh}, "{:.1f}%", "layers")
     if worst["saturated_pct"] > SATURATED_WARN:
         return [Finding("saturation", "error" if worst["saturated_pct"] > SATURATED_BAD else "warning",
                         "tanh units are saturated",
@@ -113,6 +113,19 @@ def _saturation(c):
                         "tanh (preset 'batchnorm').")]
     return [Finding("saturation", "ok", "tanh layers are in their active range",
                     f"saturated (|t| > 0.97) at step {c.step}: {ev}.", "")]
+
+
+def _listing(values, fmt, what, ordered=False, most=8):
+    """"name: value, ..." for a few; for many (a GPT has dozens of weights) the extremes only, so a finding
+    stays readable: the first and last three in order (ordered=True), else the lowest and highest three."""
+    items = list(values.items())
+    show = lambda part: ", ".join(f"{k}: {fmt.format(v)}" for k, v in part)  # noqa: E731
+    if len(items) <= most:
+        return show(items)
+    if ordered:
+        return f"{len(items)} {what}, first {show(items[:3])} ... last {show(items[-3:])}"
+    items.sort(key=lambda kv: kv[1])
+    return f"{len(items)} {what}, lowest {show(items[:3])} ... highest {show(items[-3:])}"
 
 
 def dead_units(c, name):
@@ -149,7 +162,7 @@ def _gradient_flow(c):
     if first <= 0 or last <= 0:
         return []
     spread = first / last
-    ev = ", ".join(f"{r['layer']}: {r['grad_std']:.2e}" for r in rows)
+    ev = _listing({r["layer"]: r["grad_std"] for r in rows}, "{:.2e}", "layers", ordered=True)
     if spread < 1 / GRAD_SPREAD:
         return [Finding("gradients", "warning", "Gradients vanish toward the first layers",
                         f"activation-gradient std at step {c.step}, first to last layer: {ev} -- "
@@ -175,7 +188,7 @@ def _update_ratio(captures):
         return []
     per = {k: float(np.median(v)) for k, v in vals.items()}
     m = float(np.median(list(per.values())))
-    ev = ", ".join(f"{k}: {v:.1f}" for k, v in per.items())
+    ev = _listing(per, "{:.1f}", "weights")
     if m > UD_HIGH:
         return [Finding("update-ratio", "error" if m > -1 else "warning", "The learning rate looks too high",
                         f"log10 update:data ratios (median of recent captures) {ev}; the lecture's healthy "

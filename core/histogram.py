@@ -86,7 +86,7 @@ class Summarizer:
         if lay is None:
             lay = self._layouts[(keys, kinds)] = _Layout(keys, kinds)
         # the kernel reads each tensor in place: contiguous float32 on the CPU
-        ts = [t if t.dtype == torch.float32 and t.is_contiguous() and t.device.type == "cpu"
+        ts = [t if t.dtype == torch.float32 and not t.is_cuda and t.is_contiguous()
               else t.detach().float().contiguous().cpu() for t in tensors]
         return StepJob(lay, ts, self.bins)
 

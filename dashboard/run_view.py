@@ -13,6 +13,7 @@ import state
 import svg
 from core.capture import stats_table, ud_history
 from core.diagnose import dead_units, diagnose
+from core.train import PROBE_EVERY
 from registry import manager
 
 
@@ -117,9 +118,12 @@ def _frame(d, o, spec, ticking, scrub, diagnostics=True):
             st.markdown(layer_table(cap))
             if cap.raster:
                 st.selectbox("Raster layer", list(cap.raster), key="raster_layer")
+                when = ("" if cap.raster_step == cap.step else
+                        f" The raster is from step {cap.raster_step:,}: the probe batch runs at most every "
+                        f"{PROBE_EVERY} steps.")
                 st.caption(f"{len(dead)} dead unit{'s' if len(dead) != 1 else ''} of {m.shape[1]} (saturated for "
                            f"every one of the {m.shape[0]} probe examples); {100 * m.mean():.1f}% of the raster "
-                           "is white.")
+                           "is white." + when)
     with left:
         if cap is None:
             st.plotly_chart(figs["loss"], key="loss_chart", width="stretch")

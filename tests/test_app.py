@@ -54,6 +54,17 @@ def test_start_tick_histograms_diagnosis_finish_scrub_download():
     assert {"Losses (CSV)", "Everything (JSON)", "Figures (HTML)"} <= set(labels)
 
 
+def test_a_capture_between_probes_says_which_step_its_raster_is_from():
+    at = page(model="mlp", preset="raw", steps=40, capture_every=1)
+    at.button(key="btn_start").click().run()
+    tick_until(at, lambda a: "`finished`" in status(a), 60)
+    at.select_slider[0].set_value(30).run()   # probes ran at steps 0, 25 and the last, 39
+    captions = " ".join(c.value for c in at.caption)
+    assert "The raster is from step 25: the probe batch runs at most every 25 steps." in captions
+    at.select_slider[0].set_value(25).run()
+    assert "The raster is from step" not in " ".join(c.value for c in at.caption)
+
+
 def test_pause_step_resume_stop_answer_at_once():
     at = page(model="deep", preset="deep-bn", steps=1_000_000, capture_every=100)
     at.button(key="btn_start").click().run()

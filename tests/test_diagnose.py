@@ -93,3 +93,11 @@ def test_divergence_names_the_step(names_path):
 def test_findings_are_sorted_worst_first(names_path):
     fs = diagnose(*[], **dict(init_loss=27.9, vocab_size=27, state="diverged", diverged_at=3))
     assert [f.severity for f in fs] == ["error", "error"]
+
+
+def test_a_gpt_with_dozens_of_weights_gets_a_short_update_ratio_finding(shakespeare_path):
+    run, snap, info = run_spec(shakespeare_path, "gpt", "small", steps=3)
+    f = findings(run, snap, info)
+    ev = f["update-ratio"].evidence
+    n = sum(1 for w in snap["captures"][-1].weight_stats() if len(w["shape"]) == 2)
+    assert n > 8 and f"{n} weights, lowest" in ev and "highest" in ev and len(ev) < 500  # all 63 listed made ~2,500
