@@ -20,6 +20,7 @@ W = 320                              # the viewBox width; the browser scales the
 PAD = dict(l=44, r=10, t=26, b=38)   # room for the title, tick labels and axis titles
 FONT = "font-family='sans-serif' font-size='11' fill='#444'"
 DASH = {"solid": None, "dash": "6 4", "dot": "2 3"}
+MAX_LEGEND_ROWS = 4                  # more entries than fit become "+N more"
 
 
 def nice_ticks(lo, hi, n=5):
@@ -139,6 +140,10 @@ def _draw(fig, height=None, legend=True):
                 dash = line.get("dash", "solid") if "lines" in t.get("mode", "lines") else "marker"
                 legend_entries.append((name.split(":")[0], color, dash))
     legend_rows = _legend_rows(legend_entries, W - PAD["l"] - PAD["r"])
+    if len(legend_rows) > MAX_LEGEND_ROWS:  # a GPT has 63 weights: name the first few, count the rest
+        shown = sum(len(r) for r in legend_rows[:MAX_LEGEND_ROWS]) - 1
+        legend_entries = legend_entries[:shown] + [(f"+{len(legend_entries) - shown} more", None, "none")]
+        legend_rows = _legend_rows(legend_entries, W - PAD["l"] - PAD["r"])[:MAX_LEGEND_ROWS]
     total_h = h + (15 * len(legend_rows) + 6 if legend_rows else 0)
     x0, x1, y_top, y_bot = PAD["l"], W - PAD["r"], PAD["t"], h - PAD["b"]
 
@@ -240,6 +245,9 @@ def _draw(fig, height=None, legend=True):
         y = h + 15 * i + 9
         for dx, (text, color, dash) in row:
             d = DASH.get(dash)
+            if dash == "none":  # "+N more": text only
+                out.append(f"<text x='{x0 + dx:.0f}' y='{y}' {FONT} font-style='italic'>{escape(text)}</text>")
+                continue
             if dash == "marker":  # a marker-only trace (dead units): its triangle, not a line
                 out.append(f"<path d='M{x0 + dx + 5:.0f} {y - 8}h8l-4 8z' fill='{color}'/>")
             else:

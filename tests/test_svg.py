@@ -121,3 +121,16 @@ def test_names_with_markup_are_escaped():
     fig = charts.loss_figure([("<b>&run", np.arange(3), np.ones(3), [])])
     root = parse(svg.figure_svg(fig))
     assert "<b>&run (step)" in "".join(root.itertext())
+
+
+def test_a_legend_of_63_weights_names_a_few_and_counts_the_rest():
+    steps = np.arange(10)
+    names = [f"blocks.{i // 16}.sa.heads.{i % 4}.query.weight" for i in range(63)]
+    fig = charts.update_ratio_figure((steps, names, np.full((10, 63), -2.0)))
+    root = parse(svg.figure_svg(fig))
+    text = list(root.itertext())
+    more = [t for t in text if t.startswith("+") and t.endswith(" more")]
+    shown = [t for t in text if t in names]
+    assert len(more) == 1 and int(more[0][1:-5]) == 63 - len(shown) and 0 < len(shown) < 16
+    h = float(root.get("viewBox").split()[3])
+    assert h < 320  # the 63-name legend made the panel ~1,000 units tall
