@@ -1,0 +1,115 @@
+"""
+Capture overhead in instructions, not seconds: the same contenders as bench_core.py's section 1
+(the plain lecture-4 notebook loop against core's Run with capture off and at the default cadence),
+each run under valgrind's callgrind, which counts the instructions a process executes. The count
+repeats exactly for the same inputs whatever else the machine does, so it settles what this VM's
+±10-20% steps/s noise cannot: whether "capture off" is within 3% of the plain loop, and the default
+cadence within 3%. Per-step figures are the difference between a run of N1 and one of N2 steps (after
+the same 60-step warm-up), so start-up costs cancel.
+
+    python bench/bench_instructions.py --data ../shared/data/names.txt [--n1 100] [--n2 300]
+
+Needs valgrind (Debian: apt-get install valgrind). Under valgrind the numba kernels are compiled for a
+generic x86-64 CPU (valgrind cannot run AVX-512), in a cache of their own; they run a capture every
+100 steps, so that hardly matters. Every-step capture is left to bench_core.py: there the kernels'
+own speed counts. About 8 minutes on 2 cores (callgrind runs ~50x slower than the CPU).
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+WARMUP = 60
+
+
+def child(data, mode, n):
+    """Inside valgrind: warm up, then train n steps of one contender."""
+    import torch
+    import torch.nn.functional as F
+
+    from bench_core import dataset
+    from core.presets import get_preset, train_config
+    from core.train import Run, TensorBatches, build_model, configure_torch
+    configure_torch(1)
+    ds = dataset(data, 3)
+    p = get_preset("deep", "deep-bn")
+    if mode == "plain":  # as bench_core.plain_loop: the notebook's loop with its lossi
+        model, g = build_model(p, ds.vocab_size, 2147483647)
+        C, layers, parameters = model.C, [l for _, l in model.layers], model.parameters()
+        lossi = []
+
+        def go(steps, i0):
+            for i in range(i0, i0 + steps):
+                ix = torch.randint(0, ds.Xtr.shape[0], (32,), generator=g)
+                Xb, Yb = ds.Xtr[ix], ds.Ytr[ix]
+                emb = C[Xb]
+                x = emb.view(emb.shape[0], -1)
+                for layer in layers:
+                    x = layer(x)
+                loss = F.cross_entropy(x, Yb)
+                for q in parameters:
+                    q.grad = None
+                loss.backward()
+                lr = 0.1 if i < 150000 else 0.01
+                for q in parameters:
+                    q.data += -lr * q.grad
+                lossi.append(loss.log10().item())
+    else:
+        cfg = train_config(p, steps=10_000_000, capture_every=int(mode))
+        m, g = build_model(p, ds.vocab_size, cfg.seed)
+        run = Run(m, TensorBatches({"train": (ds.Xtr, ds.Ytr)}, cfg.batch_size, g), cfg, probe=ds.Xdev[:32])
+
+        def go(steps, i0):
+            run.advance(steps)
+    go(WARMUP, 0)
+    go(n, WARMUP)
+
+
+def count(data, mode, n, env):
+    out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                          __file__, "--child", mode, str(n), "--data", data or ""],
+                         capture_output=True, text=True, env=env)
+    m = re.search(r"Collected : (\d+)", out.stderr)
+    if out.returncode or not m:
+        raise RuntimeError(f"{mode} {n}: valgrind failed\n{out.stderr[-2000:]}")
+    return int(m.group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=None, help="words file (default: the SSA names)")
+    ap.add_argument("--n1", type=int, default=100)
+    ap.add_argument("--n2", type=int, default=300)
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args.data or None, args.child[0], int(args.child[1]))
+    env = {**os.environ, "NUMBA_CPU_NAME": "generic",
+           "NUMBA_CACHE_DIR": str(Path(tempfile.gettempdir()) / "zth-numba-generic")}
+    # compile the generic kernels once, outside valgrind, so no contender pays for it inside
+    subprocess.run([sys.executable, "-c", "import torch; from core.histogram import Summarizer; s = Summarizer(); "
+                    "s([('a', 'x')], [torch.randn(9)], ['grad']); s.update_stds(torch.ones(3), torch.ones(3), [3])"],
+                   cwd=ROOT, env=env, check=True)
+    modes = ["plain", "0", "100"]
+    jobs = [(m, n) for m in modes for n in (args.n1, args.n2)]
+    with ThreadPoolExecutor(os.cpu_count() or 2) as ex:
+        counts = dict(zip(jobs, ex.map(lambda j: count(args.data, *j, env), jobs)))
+    per = {m: (counts[m, args.n2] - counts[m, args.n1]) / (args.n2 - args.n1) for m in modes}
+    names = {"plain": "plain notebook loop", "0": "Run, capture off", "100": "Run, capture every 100 (default)"}
+    print(f"instructions per deep-bn step (callgrind, steps {args.n1}..{args.n2} after a {WARMUP}-step warm-up)")
+    for m in modes:
+        print(f"   {names[m]:36s} {per[m]:12,.0f}   {per['plain'] / per[m]:.3f}x plain "
+              f"({100 * (per[m] / per['plain'] - 1):+.1f}% instructions)")
+
+
+if __name__ == "__main__":
+    main()
