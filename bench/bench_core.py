@@ -44,15 +44,15 @@ def dataset(path, block_size):
 # the loops under test: each trains for `seconds` and returns steps/s
 
 
-def plain_loop(ds, seconds, lecture_diagnostics=False):
-    """The lecture-4 notebook loop, as in the video (deep-bn). Returns steps/s, CPU ms/step (process, thread)."""
+def notebook_step(ds, lecture_diagnostics=False):
+    """The lecture-4 notebook loop, as in the video (deep-bn): a function that runs its step i."""
     preset = get_preset("deep", "deep-bn")
     model, g = build_model(preset, ds.vocab_size, 2147483647)
     C, layers, parameters = model.C, [l for _, l in model.layers], model.parameters()
     Xtr, Ytr = ds.Xtr, ds.Ytr
     lossi, ud = [], []
-    i, t0, c0, h0 = 0, time.perf_counter(), time.process_time(), time.thread_time()
-    while True:
+
+    def step(i):
         ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
         Xb, Yb = Xtr[ix], Ytr[ix]
         emb = C[Xb]
@@ -73,6 +73,15 @@ def plain_loop(ds, seconds, lecture_diagnostics=False):
         if lecture_diagnostics:
             with torch.no_grad():
                 ud.append([((lr * p.grad).std() / p.data.std()).log10().item() for p in parameters])
+    return step
+
+
+def plain_loop(ds, seconds, lecture_diagnostics=False):
+    """The notebook loop for `seconds`. Returns steps/s, CPU ms/step (process, thread)."""
+    step = notebook_step(ds, lecture_diagnostics)
+    i, t0, c0, h0 = 0, time.perf_counter(), time.process_time(), time.thread_time()
+    while True:
+        step(i)
         i += 1
         if i % 50 == 0 and time.perf_counter() - t0 > seconds:
             return (i / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / i,

@@ -33,37 +33,19 @@ WARMUP = 60
 
 def child(data, mode, n):
     """Inside valgrind: warm up, then train n steps of one contender."""
-    import torch
-    import torch.nn.functional as F
-
-    from bench_core import dataset
+    from bench_core import dataset, notebook_step
     from core.presets import get_preset, train_config
     from core.train import Run, TensorBatches, build_model, configure_torch
     configure_torch(1)
     ds = dataset(data, 3)
-    p = get_preset("deep", "deep-bn")
-    if mode == "plain":  # as bench_core.plain_loop: the notebook's loop with its lossi
-        model, g = build_model(p, ds.vocab_size, 2147483647)
-        C, layers, parameters = model.C, [l for _, l in model.layers], model.parameters()
-        lossi = []
+    if mode == "plain":  # bench_core's notebook loop, with its lossi
+        step = notebook_step(ds)
 
         def go(steps, i0):
             for i in range(i0, i0 + steps):
-                ix = torch.randint(0, ds.Xtr.shape[0], (32,), generator=g)
-                Xb, Yb = ds.Xtr[ix], ds.Ytr[ix]
-                emb = C[Xb]
-                x = emb.view(emb.shape[0], -1)
-                for layer in layers:
-                    x = layer(x)
-                loss = F.cross_entropy(x, Yb)
-                for q in parameters:
-                    q.grad = None
-                loss.backward()
-                lr = 0.1 if i < 150000 else 0.01
-                for q in parameters:
-                    q.data += -lr * q.grad
-                lossi.append(loss.log10().item())
+                step(i)
     else:
+        p = get_preset("deep", "deep-bn")
         cfg = train_config(p, steps=10_000_000, capture_every=int(mode))
         m, g = build_model(p, ds.vocab_size, cfg.seed)
         run = Run(m, TensorBatches({"train": (ds.Xtr, ds.Ytr)}, cfg.batch_size, g), cfg, probe=ds.Xdev[:32])
