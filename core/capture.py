@@ -5,7 +5,8 @@ Capture records. No model code is edited and nothing calls retain_grad():
 - torch.nn modules (GPT): forward hooks on nonlinearities and normalizations;
 - the lectures' from-scratch layers: they keep their output in .out (as in the
   video), which the recorder reads right after the forward pass;
-- either way a tensor gradient hook on that output catches its gradient in backward.
+- either way a pre-hook on the autograd node that made that output catches its
+  gradient in backward.
 
 The training loop calls, on a capture step only:
 
@@ -145,7 +146,7 @@ class Recorder:
         self._step = None
         self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
         self._before = None
-        self._last = None      # (step, flat parameters after its update): the next step's "before"
+        self._last = None      # (step, which parameters, their flat copy after the update): the next "before"
         self._probing = None
         self._raster = (None, {})  # the latest saturation raster and its step
         # finished records and the steps still to summarize, shared with the summarizing thread
@@ -233,19 +234,21 @@ class Recorder:
         # consecutive capture steps the last one's "after" is this one's "before" (nothing else
         # writes to the parameters between two steps of one advance(); forget() drops it)
         params = self._updated()
-        if self._last is not None and self._last[0] == self._step - 1:
-            self._before = self._last[1]
+        last = self._last
+        if last is not None and last[0] == self._step - 1 and last[1] == tuple(map(id, params)):
+            self._before = last[2]
         else:
             self._before = _flat(params)
 
     def after_update(self, probe=None):
         """Finish the step's capture (queued for the summarizer); `probe`: a batch for the saturation raster."""
         keys, kinds, tensors, weights, loss = self._seen
-        after = _flat(self._updated())
+        updated = self._updated()
+        after = _flat(updated)
         before = self._before
         if probe is not None:
             self._raster = (self._step, self.probe(probe))
-        self._last = (self._step, after)
+        self._last = (self._step, tuple(map(id, updated)), after)
         self._seen = self._before = None
         job = _Pending(self._step, loss, keys, kinds, weights, self._raster,
                        self.summarizer.prepare(keys, _binning(keys, kinds), tensors), after, before)

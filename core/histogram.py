@@ -16,9 +16,10 @@ mean/std are over the finite values; "saturated" is the fraction with |t| above 
 tensor's threshold (0.97 for tanh, none for other kinds: NaN); non-finite values are
 counted in nan/inf and left out of the buckets, so a histogram never crashes on them.
 
-Bucket edges are fixed per tensor (a key) so that steps are comparable; they move
-only when the data outgrows them (over 0.5% out of range) or shrinks into the
-middle eighth, and every record carries the edges it was counted with.
+Bucket edges are fixed per tensor (a key, within one list of keys: a model captures
+the same tensors every step) so that steps are comparable; they move only when the
+data outgrows them (over 0.5% out of range) or shrinks into the middle eighth, stay
+within +-1e-30..1e38, and every record carries the edges it was counted with.
 """
 
 
@@ -53,7 +54,8 @@ class Summarizer:
 
     @property
     def edges(self):
-        """{key: (lo, hi)} as they stand (keys summarized at least once)."""
+        """{key: (lo, hi)} as they stand (keys summarized at least once); for inspection, not while a
+        background thread is running jobs."""
         out = {}
         for lay in self._layouts.values():
             for key, (lo, hi) in zip(lay.keys, lay.edges.tolist()):
@@ -84,9 +86,11 @@ class Summarizer:
         keys, kinds = tuple(keys), tuple(kinds)
         lay = self._layouts.get((keys, kinds))
         if lay is None:
+            if len(self._layouts) > 16:  # a model whose set of captured tensors keeps changing
+                self._layouts.clear()
             lay = self._layouts[(keys, kinds)] = _Layout(keys, kinds)
         # the kernel reads each tensor in place: contiguous float32 on the CPU
-        ts = [t if t.dtype == torch.float32 and not t.is_cuda and t.is_contiguous()
+        ts = [t if t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
               else t.detach().float().contiguous().cpu() for t in tensors]
         return StepJob(lay, ts, self.bins)
 
@@ -94,9 +98,13 @@ class Summarizer:
         """Parameters laid end to end in two flat float32 vectors (after and before an update):
         per parameter std(theta) and std(theta - theta_before), (w, 2) float64. Holds no GIL."""
         sizes = np.asarray(sizes, dtype=np.int64)
+        if not after.numel() == before.numel() == sizes.sum():
+            raise ValueError(f"update_stds: {after.numel()} values after, {before.numel()} before, "
+                             f"{sizes.sum()} in the parameters")
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         out = np.empty((len(sizes), 2))
-        kernels.update_stds(after.cpu().numpy(), before.cpu().numpy(), starts, sizes, out)
+        kernels.update_stds(after.detach().float().cpu().contiguous().numpy(),
+                            before.detach().float().cpu().contiguous().numpy(), starts, sizes, out)
         return out
 
 
@@ -126,10 +134,12 @@ class StepJob:
         self.stats = np.empty((k, 6), dtype=np.float64)
 
     def run(self):
+        if self._tensors is None:
+            raise RuntimeError("a StepJob runs once (its tensors are released after)")
         lay = self._layout
         kernels.summarize(self._addrs, self._sizes, lay.tanh, lay.relu, lay.thr, lay.edges, self.counts, self.stats,
-                     self.edges)
-        self._tensors = None
+                          self.edges)
+        self._tensors = self._addrs = None
 
     def result(self):
         """(counts (k, bins + 2), edges (k, 2), stats (k, 6) float32) once run."""

@@ -21,6 +21,10 @@ from numba.extending import intrinsic
 # reductions may be reordered (vectorized); NaN/inf keep their meaning (no "nnan"/"ninf")
 _REDUCE = {"reassoc", "nsz", "contract"}
 
+# the widest and narrowest bucket edges (+-bound): float32 holds 2 * MAX_BOUND, and 64 / (2 * MIN_BOUND)
+MAX_BOUND = 1e38
+MIN_BOUND = 1e-30
+
 
 @intrinsic
 def _float32_ptr(typingctx, addr):
@@ -72,24 +76,32 @@ def _sums_finite(x, shift):
 @njit(nogil=True, cache=True)  # no fastmath: the bucket arithmetic must round as numpy's does
 def _tally(x, lo, scale, thr, c):
     """Bucket counts into c (c[0] under lo, c[1..bins] the buckets, c[bins + 1] at or over hi), with
-    bucket = floor((x - lo) * scale) in float32 as numpy/torch compute it; and the counts of |x| > thr
-    and of zeros. Every value must be finite."""
-    top = np.float64(c.shape[0] - 2)
+    bucket = floor((x - lo) * scale), (x - lo) * scale in float32 as numpy/torch compute it; and the
+    counts of |x| > thr and of zeros. Every value must be finite."""
+    bins = c.shape[0] - 2
     sat = 0
     zero = 0
     for i in range(x.shape[0]):
         v = x[i]
         sat += abs(v) > thr
         zero += v == 0
-        y = min(max(np.float64((v - lo) * scale), -1.0), top)  # -1: under, bins: over
-        c[np.int64(y + 1.0)] += 1  # floor(y) + 1, exact in float64
+        c[_bucket((v - lo) * scale, bins)] += 1
     return sat, zero
+
+
+@njit(nogil=True, cache=True)
+def _bucket(y, bins):
+    """Index into the counts of a value at y = (x - lo) * scale: 0 under, bins + 1 at or over hi. With
+    edges inside +-MIN_BOUND..MAX_BOUND, y is never NaN for a finite x; the index is clamped anyway, so no
+    value can ever be counted outside the counts."""
+    i = np.int64(math.floor(min(max(np.float64(y), -1.0), np.float64(bins)))) + 1
+    return min(max(i, 0), bins + 1)
 
 
 @njit(nogil=True, cache=True)
 def _tally_finite(x, lo, scale, thr, c):
     """_tally skipping NaN/inf."""
-    top = np.float64(c.shape[0] - 2)
+    bins = c.shape[0] - 2
     sat = 0
     zero = 0
     for i in range(x.shape[0]):
@@ -98,8 +110,7 @@ def _tally_finite(x, lo, scale, thr, c):
             continue
         sat += abs(v) > thr
         zero += v == 0
-        y = min(max(np.float64((v - lo) * scale), -1.0), top)
-        c[np.int64(y + 1.0)] += 1
+        c[_bucket((v - lo) * scale, bins)] += 1
     return sat, zero
 
 
@@ -170,6 +181,7 @@ def _fit_edges(x, tanh, relu, edges):
         if v > m and math.isfinite(v):
             m = v
     b = nice_bound((m if m >= 0 else 1.0) * 1.5)  # no finite value: as if the largest were 1
+    b = min(max(b, MIN_BOUND), MAX_BOUND)  # hi - lo and bins / (hi - lo) stay finite in float32
     edges[0], edges[1] = (0.0 if relu else -b), b
 
 
@@ -226,7 +238,8 @@ def _std_pair(x, y):
 
 @njit(nogil=True, cache=True)
 def update_stds(after, before, starts, sizes, out):
-    """Per parameter (a span of the flat vectors): out[q] = std(after), std(after - before)."""
+    """Per parameter (a span of the flat vectors, which the caller checked are as long as sizes say):
+    out[q] = std(after), std(after - before)."""
     for q in range(starts.shape[0]):
         a = starts[q]
         b = a + sizes[q]

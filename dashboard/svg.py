@@ -141,9 +141,13 @@ def _draw(fig, height=None, legend=True):
                 legend_entries.append((name.split(":")[0], color, dash))
     legend_rows = _legend_rows(legend_entries, W - PAD["l"] - PAD["r"])
     if len(legend_rows) > MAX_LEGEND_ROWS:  # a GPT has 63 weights: name the first few, count the rest
-        shown = sum(len(r) for r in legend_rows[:MAX_LEGEND_ROWS]) - 1
-        legend_entries = legend_entries[:shown] + [(f"+{len(legend_entries) - shown} more", None, "none")]
-        legend_rows = _legend_rows(legend_entries, W - PAD["l"] - PAD["r"])[:MAX_LEGEND_ROWS]
+        shown = sum(len(r) for r in legend_rows[:MAX_LEGEND_ROWS])
+        while True:
+            shown -= 1
+            more = legend_entries[:shown] + [(f"+{len(legend_entries) - shown} more", None, "none")]
+            legend_rows = _legend_rows(more, W - PAD["l"] - PAD["r"])
+            if len(legend_rows) <= MAX_LEGEND_ROWS or shown == 0:
+                break
     total_h = h + (15 * len(legend_rows) + 6 if legend_rows else 0)
     x0, x1, y_top, y_bot = PAD["l"], W - PAD["r"], PAD["t"], h - PAD["b"]
 

@@ -61,6 +61,39 @@ def test_non_contiguous_float64_and_integer_tensors_read_as_their_float32_values
         assert np.array_equal(a, b, equal_nan=True)
 
 
+def test_values_at_the_ends_of_float32_are_counted_never_written_out_of_bounds():
+    s = Summarizer()
+    key = [("act", "x")]
+    steps = [[1e38, 1.0], [1.5e38] + [1.0] * 1000, [2e38, 1.0, -3.0], [3.4e38, -3.4e38, 0.0]]
+    for values in steps:
+        counts, edges, stats = s(key, [torch.tensor(values)], ["grad"])
+        assert counts[0].sum() == len(values) and np.isfinite(edges[0]).all()
+    # a ReLU layer whose outputs are all but zero: edges stay wide enough for a finite scale
+    for values in ([1e-38, 0.0, 0.0], [0.0, 0.0, 1e-38]):
+        counts, edges, _ = s([("act", "r")], [torch.tensor(values)], ["relu"])
+        assert counts[0].sum() == 3 and edges[0][1] >= 1e-30
+
+
+def test_a_value_just_below_lo_is_under_not_in_the_first_bucket():
+    s = Summarizer()
+    s([("act", "r")], [torch.tensor([0.0, 1.0, 0.5])], ["relu"])  # edges (0, 2)
+    counts, edges, _ = s([("act", "r")], [torch.tensor([-1e-30, 0.0, 1.0, 0.5])], ["relu"])
+    assert tuple(edges[0]) == (0.0, 2.0) and counts[0, 0] == 1 and counts[0, 1] == 1
+
+
+def test_update_stds_refuses_vectors_of_the_wrong_length():
+    with pytest.raises(ValueError, match="update_stds"):
+        Summarizer().update_stds(torch.ones(10), torch.ones(9), [10])
+
+
+def test_a_step_job_runs_once():
+    s = Summarizer()
+    job = s.prepare([("act", "x")], ["grad"], [torch.randn(10)])
+    job.run()
+    with pytest.raises(RuntimeError, match="once"):
+        job.run()
+
+
 def test_relu_zero_fraction():
     x = torch.relu(torch.linspace(-1, 1, 1001))
     _, (_, edges, stats) = summarize([x], ["relu"])
