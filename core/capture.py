@@ -146,6 +146,7 @@ class Recorder:
         self._step = None
         self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
         self._before = None
+        self._params = None    # (the parameters being updated, their ids), from before_update to after_update
         self._last = None      # (step, which parameters, their flat copy after the update): the next "before"
         self._probing = None
         self._raster = (None, {})  # the latest saturation raster and its step
@@ -234,22 +235,21 @@ class Recorder:
         # consecutive capture steps the last one's "after" is this one's "before" (nothing else
         # writes to the parameters between two steps of one advance(); forget() drops it)
         params = self._updated()
+        ids = tuple(map(id, params))
         last = self._last
-        if last is not None and last[0] == self._step - 1 and last[1] == tuple(map(id, params)):
-            self._before = last[2]
-        else:
-            self._before = _flat(params)
+        self._before = last[2] if last is not None and last[:2] == (self._step - 1, ids) else _flat(params)
+        self._params = (params, ids)  # the same parameters after the update
 
     def after_update(self, probe=None):
         """Finish the step's capture (queued for the summarizer); `probe`: a batch for the saturation raster."""
         keys, kinds, tensors, weights, loss = self._seen
-        updated = self._updated()
-        after = _flat(updated)
+        params, ids = self._params
+        after = _flat(params)
         before = self._before
         if probe is not None:
             self._raster = (self._step, self.probe(probe))
-        self._last = (self._step, tuple(map(id, updated)), after)
-        self._seen = self._before = None
+        self._last = (self._step, ids, after)
+        self._seen = self._before = self._params = None
         job = _Pending(self._step, loss, keys, kinds, weights, self._raster,
                        self.summarizer.prepare(keys, _binning(keys, kinds), tensors), after, before)
         if not self.background:

@@ -22,7 +22,6 @@ data outgrows them (over 0.5% out of range) or shrinks into the middle eighth, s
 within +-1e-30..1e38, and every record carries the edges it was counted with.
 """
 
-
 import numpy as np
 import torch
 

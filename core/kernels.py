@@ -2,12 +2,12 @@
 The capture math's inner loops, compiled with numba: per tensor, two passes over its
 values give its histogram, mean, std, saturated and zero fractions and NaN/inf
 counts. In numpy the same took a dozen passes over a step's ~100k values, which cost
-about as much as the lecture-4 model's whole training step; here it is a tenth of it.
+about as much as the lecture-4 model's whole training step; here it is about a fifth.
 
 The kernels read each tensor where torch keeps it (its data pointer: a contiguous
 float32 CPU tensor, which the caller keeps alive), so nothing is copied first, and
-they release the GIL (nogil): a summarizing thread then runs beside training without
-taking Python away from it. Compiled code is cached on disk (cache=True): only the
+they release the GIL (nogil): a summarizing thread can run them beside training (the
+Python around them still shares the GIL with the training thread). Compiled code is cached on disk (cache=True): only the
 first capture on a machine pays for compiling (a few seconds).
 core.histogram owns the record format and calls these.
 """

@@ -139,13 +139,14 @@ def _draw(fig, height=None, legend=True):
                 color = line.get("color") or t.get("marker", {}).get("color", "#444")
                 dash = line.get("dash", "solid") if "lines" in t.get("mode", "lines") else "marker"
                 legend_entries.append((name.split(":")[0], color, dash))
-    legend_rows = _legend_rows(legend_entries, W - PAD["l"] - PAD["r"])
+    width = W - PAD["l"] - PAD["r"]
+    legend_rows = _legend_rows(legend_entries, width)
     if len(legend_rows) > MAX_LEGEND_ROWS:  # a GPT has 63 weights: name the first few, count the rest
         shown = sum(len(r) for r in legend_rows[:MAX_LEGEND_ROWS])
         while True:
             shown -= 1
             more = legend_entries[:shown] + [(f"+{len(legend_entries) - shown} more", None, "none")]
-            legend_rows = _legend_rows(more, W - PAD["l"] - PAD["r"])
+            legend_rows = _legend_rows(more, width)
             if len(legend_rows) <= MAX_LEGEND_ROWS or shown == 0:
                 break
     total_h = h + (15 * len(legend_rows) + 6 if legend_rows else 0)
