@@ -1,6 +1,7 @@
 """
 Capture overhead in instructions, not seconds: the same contenders as bench_core.py's section 1
-(the plain lecture-4 notebook loop against core's Run with capture off and at the default cadence),
+(the plain lecture-4 notebook loop against core's Run with capture off, at the default cadence and
+at every step),
 each run under valgrind's callgrind, which counts the instructions a process executes. The count
 repeats exactly for the same inputs whatever else the machine does, so it settles what this VM's
 ±10-20% steps/s noise cannot: whether "capture off" is within 3% of the plain loop, and the default
@@ -10,9 +11,11 @@ the same 60-step warm-up), so start-up costs cancel.
     python bench/bench_instructions.py --data ../shared/data/names.txt [--n1 100] [--n2 300]
 
 Needs valgrind (Debian: apt-get install valgrind). Under valgrind the numba kernels are compiled for a
-generic x86-64 CPU (valgrind cannot run AVX-512), in a cache of their own; they run a capture every
-100 steps, so that hardly matters. Every-step capture is left to bench_core.py: there the kernels'
-own speed counts. About 8 minutes on 2 cores (callgrind runs ~50x slower than the CPU).
+generic x86-64 CPU (valgrind cannot run AVX-512), in a cache of their own: at every step their count
+is that of code without vector instructions, and instructions are not time (a cache miss or a wait on
+memory is one instruction): for every-step capture, bench_core.py's steps/s is the figure; the count
+says how the Python around the kernels compares. About 12 minutes on 2 cores (callgrind runs ~50x
+slower than the CPU).
 """
 
 import argparse
@@ -56,6 +59,18 @@ def child(data, mode, n):
     go(n, WARMUP)
 
 
+def warm():
+    """Every kernel a capture uses, compiled into the cache: three capture steps of a small deep stack."""
+    import torch
+    from core.presets import get_preset, train_config
+    from core.train import Run, TensorBatches, build_model
+    p = get_preset("deep", "deep-bn")
+    cfg = train_config(p, steps=3, capture_every=1)
+    m, g = build_model(p, 27, cfg.seed)
+    X, Y = torch.randint(0, 27, (64, p.block_size), generator=g), torch.randint(0, 27, (64,), generator=g)
+    Run(m, TensorBatches({"train": (X, Y)}, cfg.batch_size, g), cfg, probe=X[:32]).advance(3)
+
+
 def count(data, mode, n, env):
     out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
                           __file__, "--child", mode, str(n), "--data", data or ""],
@@ -72,21 +87,24 @@ def main():
     ap.add_argument("--n1", type=int, default=100)
     ap.add_argument("--n2", type=int, default=300)
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.warm:
+        return warm()
     if args.child:
         return child(args.data or None, args.child[0], int(args.child[1]))
     env = {**os.environ, "NUMBA_CPU_NAME": "generic",
            "NUMBA_CACHE_DIR": str(Path(tempfile.gettempdir()) / "zth-numba-generic")}
-    # compile the generic kernels once, outside valgrind, so no contender pays for it inside
-    subprocess.run([sys.executable, "-c", "import torch; from core.histogram import Summarizer; s = Summarizer(); "
-                    "s([('a', 'x')], [torch.randn(9)], ['grad']); s.update_stds(torch.ones(3), torch.ones(3), [3])"],
-                   cwd=ROOT, env=env, check=True)
-    modes = ["plain", "0", "100"]
+    # compile the generic kernels once, outside valgrind (a few capture steps of a small run), so that no
+    # contender pays for it inside, nor one of its two runs and not the other
+    subprocess.run([sys.executable, __file__, "--warm"], cwd=ROOT, env=env, check=True)
+    modes = ["plain", "0", "100", "1"]
     jobs = [(m, n) for m in modes for n in (args.n1, args.n2)]
     with ThreadPoolExecutor(os.cpu_count() or 2) as ex:
         counts = dict(zip(jobs, ex.map(lambda j: count(args.data, *j, env), jobs)))
     per = {m: (counts[m, args.n2] - counts[m, args.n1]) / (args.n2 - args.n1) for m in modes}
-    names = {"plain": "plain notebook loop", "0": "Run, capture off", "100": "Run, capture every 100 (default)"}
+    names = {"plain": "plain notebook loop", "0": "Run, capture off", "100": "Run, capture every 100 (default)",
+             "1": "Run, capture every step"}
     print(f"instructions per deep-bn step (callgrind, steps {args.n1}..{args.n2} after a {WARMUP}-step warm-up)")
     for m in modes:
         print(f"   {names[m]:36s} {per[m]:12,.0f}   {per['plain'] / per[m]:.3f}x plain "

@@ -19,15 +19,16 @@ hooks return at once).
 
 A capture step only keeps references to what it saw (activations and gradients are
 new tensors every step; p.grad is replaced, never written into) plus one flat copy of
-the parameters after the update (the next capture step's "before"). The numbers --
-histograms, statistics, update ratios of ~100k values -- come from compiled kernels
-(core.kernels) that read those tensors in place, about a fifth of a small model's
-step; the hooks and the Python around them cost about as much again (BENCHMARKS.md).
-By default that is done on the spot, at the end of the step; background=True runs
-the kernels on a thread (GIL-free; same records, same order), which moves only the
-kernels' share off the training thread.
+the parameters (core.capture._Theta), which after the update becomes the next capture
+step's "before". The numbers -- histograms, statistics, update ratios of ~100k values
+-- come from compiled kernels (core.kernels) that read those tensors in place. By
+default that is done on the spot, at the end of the step; background=True runs the
+kernels on a thread (GIL-free; same records, same order), which moves only the
+kernels' share off the training thread: the hooks and the Python around them stay
+(BENCHMARKS.md has what each part costs).
 """
 
+import functools
 import math
 import threading
 
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from . import kernels
 from .histogram import BINS, Summarizer
 
 MAX_PENDING_VALUES = 8_000_000  # unfinished steps may hold this many values (32 MB); then training waits
@@ -141,13 +143,12 @@ class Recorder:
         self.background = background
         self.capturing = False
         self._handles = []
-        self._acts = {}
-        self._grads = {}
+        self._acts = {}        # name -> the layer's output (detached), this capture step
+        self._gouts = {}       # name -> the gradients arriving at the node that made it (a tuple)
+        self._nr = {}          # name -> which of that node's outputs it is
         self._step = None
         self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
-        self._before = None
-        self._params = None    # (the parameters being updated, their ids), from before_update to after_update
-        self._last = None      # (step, which parameters, their flat copy after the update): the next "before"
+        self._theta = None     # _Theta: the parameters being updated and their copy before the update
         self._probing = None
         self._raster = (None, {})  # the latest saturation raster and its step
         # finished records and the steps still to summarize, shared with the summarizing thread
@@ -167,6 +168,13 @@ class Recorder:
             self.points = [(name, kind_of(layer), layer) for name, layer in model.named_layers()
                            if kind_of(layer)]
         self.named_params = list(model.named_parameters())
+        # the gradient pre-hooks: each stores what arrives in _gouts (a builtin, no Python frame per call)
+        self._setters = {name: functools.partial(self._gouts.__setitem__, name) for name, _, _ in self.points}
+        self._kept = {}        # (keys, kinds) -> (binning, the wgrad rows in weights' order): computed once
+        # what after_backward lists, made once: (name, ("act", name), ("agrad", name), kind) per point, and
+        # (("wgrad", name), parameter) per parameter
+        self._keyed = [(name, ("act", name), ("agrad", name), kind) for name, kind, _ in self.points]
+        self._wkeyed = [(("wgrad", name), p) for name, p in self.named_params]
 
     def close(self):
         for h in self._handles:
@@ -187,21 +195,20 @@ class Recorder:
         self._acts[name] = out.detach()
         node = out.grad_fn
         if node is not None:
-            # a pre-hook on the autograd node that made `out` receives out's (accumulated) gradient: the
-            # same as out.register_hook, at a fraction of the cost (no Python wrapper, no handle)
-            i = out.output_nr
-            node.register_prehook(lambda grad_outputs: self._got_grad(name, grad_outputs[i]))
+            # a pre-hook on the autograd node that made `out` receives the (accumulated) gradients of the
+            # node's outputs, out's at out.output_nr: the same as out.register_hook, at a fraction of the
+            # cost (no Python wrapper, no handle, and the hook is a builtin)
+            self._nr[name] = out.output_nr
+            node.register_prehook(self._setters[name])
         elif out.requires_grad:
-            out.register_hook(lambda grad: self._got_grad(name, grad))
-
-    def _got_grad(self, name, grad):
-        if grad is not None:
-            self._grads[name] = grad
+            self._nr[name] = 0
+            out.register_hook(lambda grad: self._gouts.__setitem__(name, (grad,)))
 
     # --- called by the training loop on a capture step --------------------------
 
     def begin(self, step):
-        self._acts, self._grads = {}, {}
+        self._acts.clear()
+        self._gouts.clear()
         self._step = step
         self.capturing = True
 
@@ -216,47 +223,58 @@ class Recorder:
     def after_backward(self, loss=None):
         # references only: these tensors are not written to again (the next step makes new ones)
         keys, kinds, tensors = [], [], []
-        for name, kind, _ in self.points:
-            if name in self._acts:
-                keys.append(("act", name)); kinds.append(kind); tensors.append(self._acts[name])
-        for name, kind, _ in self.points:
-            if name in self._grads:
-                keys.append(("agrad", name)); kinds.append(kind); tensors.append(self._grads[name])
+        acts, gouts, nr = self._acts, self._gouts, self._nr
+        for name, key, _, kind in self._keyed:
+            t = acts.get(name)
+            if t is not None:
+                keys.append(key); kinds.append(kind); tensors.append(t)
+        for name, _, key, kind in self._keyed:
+            grads = gouts.get(name)
+            if grads is not None:
+                g = grads[nr[name]]
+                if g is not None:
+                    keys.append(key); kinds.append(kind); tensors.append(g)
         weights = []
-        for name, p in self.named_params:
-            if p.grad is not None:
-                keys.append(("wgrad", name)); kinds.append("grad"); tensors.append(p.grad)
-                weights.append((name, tuple(p.shape)))
+        for key, p in self._wkeyed:
+            g = p.grad
+            if g is not None:
+                keys.append(key); kinds.append("grad"); tensors.append(g)
+                weights.append((key[1], tuple(p.shape)))
         self._seen = (tuple(keys), tuple(kinds), tensors, tuple(weights), loss)
-        self._acts, self._grads = {}, {}
+        acts.clear()
+        gouts.clear()
 
     def before_update(self):
         # the real update (right for Adam too): keep theta before the step, one flat copy. On
         # consecutive capture steps the last one's "after" is this one's "before" (nothing else
         # writes to the parameters between two steps of one advance(); forget() drops it)
         params = self._updated()
-        ids = tuple(map(id, params))
-        last = self._last
-        self._before = last[2] if last is not None and last[:2] == (self._step - 1, ids) else _flat(params)
-        self._params = (params, ids)  # the same parameters after the update
+        theta = self._theta
+        if theta is None or theta.ids != tuple(map(id, params)):
+            theta = self._theta = _Theta(params)
+        if not theta.holds(self._step - 1):
+            theta.copy()
 
     def after_update(self, probe=None):
         """Finish the step's capture (queued for the summarizer); `probe`: a batch for the saturation raster."""
         keys, kinds, tensors, weights, loss = self._seen
-        params, ids = self._params
-        after = _flat(params)
-        before = self._before
+        std = self._theta.update_stds(self._step)
         if probe is not None:
             self._raster = (self._step, self.probe(probe))
-        self._last = (self._step, ids, after)
-        self._seen = self._before = self._params = None
+        self._seen = None
+        kept = self._kept.get((keys, kinds))
+        if kept is None:
+            if len(self._kept) > 16:  # a model whose set of captured tensors keeps changing
+                self._kept.clear()
+            kept = self._kept[(keys, kinds)] = (_binning(keys, kinds), np.array(
+                [i for i, (g, _) in enumerate(keys) if g == "wgrad"], dtype=np.int64))
         job = _Pending(self._step, loss, keys, kinds, weights, self._raster,
-                       self.summarizer.prepare(keys, _binning(keys, kinds), tensors), after, before)
+                       self.summarizer.prepare(keys, kept[0], tensors), std, kept[1])
         if not self.background:
-            job.run(self.summarizer)
+            job.run()
             self._done.append(job)
             return
-        values = sum(t.numel() for t in tensors) + 2 * (after.numel() if after is not None else 0)
+        values = sum(t.numel() for t in tensors)
         with self._cond:
             while self._pending_values > MAX_PENDING_VALUES and self._error is None:
                 self._cond.wait()  # the summarizer is far behind: wait, so memory stays bounded
@@ -269,7 +287,8 @@ class Recorder:
 
     def forget(self):
         """Between two advance() calls anything may touch the parameters: take a fresh "before" next time."""
-        self._last = None
+        if self._theta is not None:
+            self._theta.step = None
 
     def _updated(self):
         return [p for name, p in self.named_params if p.grad is not None]
@@ -313,7 +332,7 @@ class Recorder:
                 job, values = self._queue.pop(0)
                 self._busy = 1
             try:
-                job.run(self.summarizer)
+                job.run()
             except BaseException as e:  # surfaces in the training thread at its next ready()/flush()
                 err = e
             else:
@@ -386,34 +405,90 @@ class _Pending:
     """A captured step on its way to a Capture: run() does the numbers (compiled, GIL-free, any thread, in
     step order); capture() builds the record (Python, on the training thread)."""
 
-    __slots__ = ("step", "loss", "keys", "kinds", "weights", "raster", "job", "after", "before", "std")
+    __slots__ = ("step", "loss", "keys", "kinds", "weights", "raster", "job", "std", "wgrad")
 
-    def __init__(self, step, loss, keys, kinds, weights, raster, job, after, before):
+    def __init__(self, step, loss, keys, kinds, weights, raster, job, std, wgrad):
         self.step, self.loss, self.keys, self.kinds, self.weights = step, loss, keys, kinds, weights
-        self.raster, self.job, self.after, self.before = raster, job, after, before
-        self.std = None
+        self.raster, self.job, self.std, self.wgrad = raster, job, std, wgrad
 
-    def run(self, summarizer):
+    def run(self):
         self.job.run()
-        if self.weights:
-            # per weight std(theta) and std(delta theta): the real update, right for Adam too
-            self.std = summarizer.update_stds(self.after, self.before, [math.prod(s) for _, s in self.weights])
-        self.after = self.before = None
 
     def capture(self):
-        counts, edges, stats = self.job.result()
-        wratio = np.full((len(self.weights), 3), np.nan, dtype=np.float32)
-        if self.weights:
-            wgrad = [i for i, (g, _) in enumerate(self.keys) if g == "wgrad"]  # in weights' order
-            data_std, upd_std = self.std[:, 0], self.std[:, 1]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                wratio[:, 0] = data_std
-                wratio[:, 1] = stats[wgrad, 1] / data_std
-                wratio[:, 2] = np.log10(upd_std / data_std)
-            wratio[~np.isfinite(wratio)] = np.nan
+        counts, edges, stats, wratio = self.job.record(self.std, self.wgrad)
         raster_step, raster = self.raster
         return Capture(self.step, self.loss, self.keys, self.kinds, counts, edges, stats, self.weights, wratio,
                        raster, raster_step)
+
+
+class _Theta:
+    """
+    The parameters an update changes, one flat float32 copy of them (theta before the update), and after
+    it per parameter std(theta) and std(delta theta) -- the real update, right for Adam too. The copy is
+    then the updated theta: on consecutive capture steps it is the next step's "before" with no new copy.
+    Compiled code reads the parameters in place when they are contiguous float32 CPU tensors (their data
+    pointers and sizes checked every time); anything else goes through torch.cat.
+    """
+
+    def __init__(self, params):
+        self.params = params
+        self.ids = tuple(map(id, params))
+        self.sizes = np.array([p.numel() for p in params], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        self._sizes = self.sizes.tolist()
+        self.theta = None  # a numpy copy read from `addrs` in place, or a torch tensor (addrs None)
+        self.addrs = None  # a list, and the same as an array for the kernels (_at)
+        self._at = None
+        self.step = None   # the step whose updated parameters theta holds
+
+    def _readable(self):
+        """The parameters' data pointers (a list) if compiled code can read them in place, laid out as
+        theta is; else None."""
+        ps = self.params
+        addrs = [p.data_ptr() for p in ps]
+        if [p.numel() for p in ps] != self._sizes:
+            return None
+        if addrs == self.addrs or all(p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous()
+                                      for p in ps):
+            return addrs  # (where they were when theta was taken: checked then)
+        return None
+
+    def holds(self, step):
+        """Does theta hold the parameters as they are now, updated at `step`?"""
+        return (self.step is not None and self.step == step
+                and (self.addrs is None or self._readable() == self.addrs))
+
+    def copy(self):
+        """theta = the parameters now (the "before" of an update)."""
+        addrs = self._readable()
+        if addrs is not None:
+            if not isinstance(self.theta, np.ndarray):
+                self.theta = np.empty(int(self.sizes.sum()), dtype=np.float32)
+            self._at = np.array(addrs, dtype=np.int64)
+            kernels.copy_params(self._at, self.sizes, self.starts, self.theta)
+        else:
+            self.theta = _flat(self.params)
+        self.addrs = addrs
+        self.step = None
+
+    def update_stds(self, step):
+        """Per parameter std(theta) and std(theta - theta before) (w, 2) float64, just after the update of
+        `step`; theta then holds the updated parameters."""
+        out = np.full((len(self.params), 2), np.nan)
+        addrs = self._readable() if self.params else None
+        if addrs is not None and addrs == self.addrs:
+            kernels.update_stds_in_place(self._at, self.sizes, self.starts, self.theta, out)
+        elif self.params:
+            after = _flat(self.params)
+            if self.theta is not None:
+                out = Summarizer.update_stds(after, torch.as_tensor(self.theta), self.sizes)
+            if addrs is not None:
+                self.theta, self._at = after.numpy(), np.array(addrs, dtype=np.int64)
+            else:
+                self.theta = after
+            self.addrs = addrs
+        self.step = step
+        return out
 
 
 # the state a forward pass may change: BatchNorm running statistics (lecture layers keep them as

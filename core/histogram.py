@@ -89,11 +89,13 @@ class Summarizer:
                 self._layouts.clear()
             lay = self._layouts[(keys, kinds)] = _Layout(keys, kinds)
         # the kernel reads each tensor in place: contiguous float32 on the CPU
-        ts = [t if t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
-              else t.detach().float().contiguous().cpu() for t in tensors]
+        f32 = torch.float32
+        ts = [t if t.dtype is f32 and t.is_cpu and t.is_contiguous() else t.detach().float().contiguous().cpu()
+              for t in tensors]
         return StepJob(lay, ts, self.bins)
 
-    def update_stds(self, after, before, sizes):
+    @staticmethod
+    def update_stds(after, before, sizes):
         """Parameters laid end to end in two flat float32 vectors (after and before an update):
         per parameter std(theta) and std(theta - theta_before), (w, 2) float64. Holds no GIL."""
         sizes = np.asarray(sizes, dtype=np.int64)
@@ -145,6 +147,15 @@ class StepJob:
         stats = self.stats.astype(np.float32)
         stats[~self._layout.tanh, 2] = np.nan  # saturation only means something for tanh
         return self.counts, self.edges, stats
+
+    def record(self, std, wgrad):
+        """(counts, edges, stats float32, wratio (w, 3) float32) once run, with the per-weight ratios from
+        the update stds (w, 2) (std(theta), std(delta theta)) of the weights whose gradients are rows wgrad
+        (see kernels.finish)."""
+        stats = np.empty(self.stats.shape, dtype=np.float32)
+        wratio = np.empty((len(wgrad), 3), dtype=np.float32)
+        kernels.finish(self.stats, self._layout.tanh, std, wgrad, stats, wratio)
+        return self.counts, self.edges, stats, wratio
 
 
 # -----------------------------------------------------------------------------

@@ -73,19 +73,67 @@ def _sums_finite(x, shift):
     return s, ss, nnan, ninf
 
 
+# values are tallied a chunk at a time: first every value's bucket index (a loop the compiler vectorizes),
+# then the increments, spread over SPREAD copies of the counts so that a run of values in one bucket (the
+# common case: activations crowd a few buckets) does not wait on its own last increment
+CHUNK = 512
+SPREAD = 4
+
+
 @njit(nogil=True, cache=True)  # no fastmath: the bucket arithmetic must round as numpy's does
-def _tally(x, lo, scale, thr, c):
-    """Bucket counts into c (c[0] under lo, c[1..bins] the buckets, c[bins + 1] at or over hi), with
-    bucket = floor((x - lo) * scale), (x - lo) * scale in float32 as numpy/torch compute it; and the
-    counts of |x| > thr and of zeros. Every value must be finite."""
-    bins = c.shape[0] - 2
+def _indices(x, lo, scale, thr, fbins, idx):
+    """idx[i] = the counts' index of x[i], as _bucket gives it (in float32 throughout, which gives the same
+    index: the clamping is exact, and a NaN y goes under as there); returns the counts of |x| > thr and of
+    zeros. Every value must be finite."""
     sat = 0
     zero = 0
     for i in range(x.shape[0]):
         v = x[i]
         sat += abs(v) > thr
         zero += v == 0
-        c[_bucket((v - lo) * scale, bins)] += 1
+        y = (v - lo) * scale
+        y = y if y > np.float32(-1.0) else np.float32(-1.0)  # and NaN
+        y = y if y < fbins else fbins
+        idx[i] = np.int32(math.floor(y)) + 1
+    return sat, zero
+
+
+@njit(nogil=True, cache=True)
+def _spread(idx, m, spread):
+    """Count idx[:m] into the SPREAD rows of spread, in turn."""
+    i = 0
+    while i + 4 <= m:
+        spread[0, idx[i]] += 1
+        spread[1, idx[i + 1]] += 1
+        spread[2, idx[i + 2]] += 1
+        spread[3, idx[i + 3]] += 1
+        i += 4
+    while i < m:
+        spread[0, idx[i]] += 1
+        i += 1
+
+
+@njit(nogil=True, cache=True)
+def _tally(x, lo, scale, thr, c):
+    """Bucket counts into c (c[0] under lo, c[1..bins] the buckets, c[bins + 1] at or over hi), with
+    bucket = floor((x - lo) * scale), (x - lo) * scale in float32 as numpy/torch compute it; and the
+    counts of |x| > thr and of zeros. Every value must be finite."""
+    bins = c.shape[0] - 2
+    fbins = np.float32(bins)
+    spread = np.zeros((SPREAD, bins + 2), dtype=np.int32)
+    idx = np.empty(CHUNK, dtype=np.int32)
+    sat = 0
+    zero = 0
+    n = x.shape[0]
+    for start in range(0, n, CHUNK):
+        m = min(CHUNK, n - start)
+        s, z = _indices(x[start:start + m], lo, scale, thr, fbins, idx)
+        sat += s
+        zero += z
+        _spread(idx, m, spread)
+    for b in range(bins + 2):
+        for r in range(SPREAD):
+            c[b] += spread[r, b]
     return sat, zero
 
 
@@ -244,3 +292,45 @@ def update_stds(after, before, starts, sizes, out):
         a = starts[q]
         b = a + sizes[q]
         out[q, 0], out[q, 1] = _std_pair(after[a:b], before[a:b])
+
+
+@njit(nogil=True, cache=True)
+def copy_params(addrs, sizes, starts, theta):
+    """Parameters (sizes[q] float32 values at address addrs[q]) laid end to end into theta."""
+    for q in range(addrs.shape[0]):
+        x = _values(addrs[q], sizes[q])
+        a = starts[q]
+        for i in range(sizes[q]):
+            theta[a + i] = x[i]
+
+
+@njit(nogil=True, cache=True)
+def update_stds_in_place(addrs, sizes, starts, theta, out):
+    """As update_stds with `after` read where the parameters are and `before` in theta (as copy_params laid
+    it out), which then gets `after`: the next step's "before"."""
+    for q in range(addrs.shape[0]):
+        x = _values(addrs[q], sizes[q])
+        a = starts[q]
+        y = theta[a:a + sizes[q]]
+        out[q, 0], out[q, 1] = _std_pair(x, y)
+        for i in range(sizes[q]):
+            y[i] = x[i]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def finish(stats, tanh, std, wgrad, out_stats, wratio):
+    """A step's record from its numbers: out_stats = stats in float32, the saturated fraction NaN where it
+    means nothing (all but tanh); per weight w, wratio[w] = std(theta), std(grad) / std(theta),
+    log10(std(delta theta) / std(theta)), with std = (std(theta), std(delta theta)) rows and the weight's
+    gradient at stats row wgrad[w]; anything not finite (no update, theta all equal) is NaN."""
+    for q in range(stats.shape[0]):
+        for j in range(stats.shape[1]):
+            out_stats[q, j] = stats[q, j]
+        if not tanh[q]:
+            out_stats[q, 2] = np.nan
+    for w in range(wgrad.shape[0]):
+        d = std[w, 0]
+        r = (d, stats[wgrad[w], 1] / d, math.log10(std[w, 1] / d))
+        for j in range(3):
+            wratio[w, j] = r[j] if math.isfinite(r[j]) else np.nan
+

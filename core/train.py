@@ -23,8 +23,8 @@ from .store import RunStore
 # the saturation raster runs the probe batch through the model, a forward pass of its own (about a
 # third of a small model's step): it is taken on a capture step at most once every PROBE_EVERY steps
 # (and always at the last step). At the default cadence (100) every capture gets a fresh one; with
-# a capture every step one in 25 does, and the others carry the latest (Capture.raster_step says when)
-PROBE_EVERY = 25
+# a capture every step one in 100 does, and the others carry the latest (Capture.raster_step says when)
+PROBE_EVERY = 100
 
 # -----------------------------------------------------------------------------
 # setup

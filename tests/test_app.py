@@ -55,13 +55,15 @@ def test_start_tick_histograms_diagnosis_finish_scrub_download():
 
 
 def test_a_capture_between_probes_says_which_step_its_raster_is_from():
-    at = page(model="mlp", preset="raw", steps=40, capture_every=1)
+    from core.train import PROBE_EVERY
+    at = page(model="mlp", preset="raw", steps=PROBE_EVERY + 15, capture_every=1)
     at.button(key="btn_start").click().run()
     tick_until(at, lambda a: "`finished`" in status(a), 60)
-    at.select_slider[0].set_value(30).run()   # probes ran at steps 0, 25 and the last, 39
+    at.select_slider[0].set_value(PROBE_EVERY + 5).run()   # probes ran at steps 0, PROBE_EVERY and the last
     captions = " ".join(c.value for c in at.caption)
-    assert "The raster is from step 25: the probe batch runs at most every 25 steps." in captions
-    at.select_slider[0].set_value(25).run()
+    assert (f"The raster is from step {PROBE_EVERY}: the probe batch runs at most every {PROBE_EVERY} steps."
+            in captions)
+    at.select_slider[0].set_value(PROBE_EVERY).run()
     assert "The raster is from step" not in " ".join(c.value for c in at.caption)
 
 

@@ -34,6 +34,19 @@ def test_counts_match_torch_histc_on_the_same_edges():
         assert counts[i].sum() == t.numel()
 
 
+def test_counts_match_torch_histc_for_any_length():
+    # the kernel counts a chunk at a time, four values at a time: lengths around those boundaries
+    torch.manual_seed(6)
+    lengths = [1, 2, 3, 5, 7, 511, 512, 513, 1027, 2049]
+    ts = [torch.randn(n) * 0.1 for n in lengths]
+    _, (counts, edges, _) = summarize(ts, ["grad"] * len(ts))
+    for i, t in enumerate(ts):
+        lo, hi = (float(v) for v in edges[i])
+        ref = torch.histc(t.double(), bins=BINS, min=lo, max=hi).numpy()
+        assert np.array_equal(counts[i, 1:-1], ref.astype(counts.dtype)), lengths[i]
+        assert counts[i].sum() == t.numel() and counts[i, 0] == counts[i, -1] == 0
+
+
 def test_stats_match_torch_mean_std_and_lecture_saturation():
     torch.manual_seed(1)
     h = torch.tanh(torch.randn(32, 200) * 3)
@@ -222,6 +235,43 @@ def test_update_to_data_ratio_uses_the_real_update_for_adam():
         if t.ndim == 2:
             ref = ((t.detach() - before[name]).std() / t.detach().std()).log10().item()
             assert ws[name]["update_data_log10"] == pytest.approx(ref, abs=1e-4)
+
+
+def test_update_ratios_stay_right_when_parameters_move_or_cannot_be_read_in_place():
+    # the recorder reads the parameters where torch keeps them and reuses one step's "after" as the next
+    # one's "before"; parameters replaced between steps (p.data = ...), turned non-contiguous or float64
+    # must still give the real update, as must the steps after they come back
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    rec = Recorder(model)
+    X, Y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    w0, w2 = model[0].weight, model[2].weight
+    changes = {2: lambda: setattr(w0, "data", w0.data * 1.5),                      # moved, new values
+               4: lambda: setattr(w2, "data", w2.data.t().contiguous().t()),   # non-contiguous
+               6: model.double,                                                  # float64, the same parameters
+               8: model.float}
+    for step in range(10):
+        if step in changes:
+            changes[step]()
+        rec.begin(step)
+        loss = torch.nn.functional.cross_entropy(model(X.to(w2.dtype)).float(), Y)
+        rec.after_forward()
+        for q in model.parameters():
+            q.grad = None
+        loss.backward()
+        rec.after_backward(loss.item())
+        before = {n: q.detach().clone() for n, q in model.named_parameters()}
+        rec.before_update()
+        with torch.no_grad():
+            for q in model.parameters():
+                q -= 0.5 * q.grad
+        rec.after_update()
+        (cap,) = rec.flush()
+        for w in cap.weight_stats():
+            q = dict(model.named_parameters())[w["name"]].detach()
+            ref = ((q - before[w["name"]]).float().std() / q.float().std()).log10().item()
+            assert w["update_data_log10"] == pytest.approx(ref, abs=1e-4), (step, w["name"])
+    rec.close()
 
 
 def test_recorder_on_torch_nn_modules_uses_forward_hooks():
