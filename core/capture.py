@@ -23,8 +23,9 @@ the parameters (core.capture._Theta), which after the update becomes the next ca
 step's "before". The numbers -- histograms, statistics, update ratios of ~100k values
 -- come from compiled kernels (core.kernels) that read those tensors in place. By
 default that is done on the spot, at the end of the step; background=True runs the
-kernels on a thread (GIL-free; same records, same order), which moves only the
-kernels' share off the training thread: the hooks and the Python around them stay
+histogram kernels on a thread (GIL-free; same records, same order), which moves only
+their share off the training thread: the hooks, the update-ratio pass (it must read
+the parameters before the next update) and the Python around them stay
 (BENCHMARKS.md has what each part costs).
 """
 
@@ -144,8 +145,8 @@ class Recorder:
         self.capturing = False
         self._handles = []
         self._acts = {}        # name -> the layer's output (detached), this capture step
-        self._gouts = {}       # name -> the gradients arriving at the node that made it (a tuple)
-        self._nr = {}          # name -> which of that node's outputs it is
+        self._gouts = {}       # (name, i) -> the gradients arriving at the node that made it (a tuple)
+        self._nr = {}          # name -> i: which of that node's outputs it is
         self._step = None
         self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
         self._theta = None     # _Theta: the parameters being updated and their copy before the update
@@ -168,8 +169,6 @@ class Recorder:
             self.points = [(name, kind_of(layer), layer) for name, layer in model.named_layers()
                            if kind_of(layer)]
         self.named_params = list(model.named_parameters())
-        # the gradient pre-hooks: each stores what arrives in _gouts (a builtin, no Python frame per call)
-        self._setters = {name: functools.partial(self._gouts.__setitem__, name) for name, _, _ in self.points}
         self._kept = {}        # (keys, kinds) -> (binning, the wgrad rows in weights' order): computed once
         # what after_backward lists, made once: (name, ("act", name), ("agrad", name), kind) per point, and
         # (("wgrad", name), parameter) per parameter
@@ -197,18 +196,21 @@ class Recorder:
         if node is not None:
             # a pre-hook on the autograd node that made `out` receives the (accumulated) gradients of the
             # node's outputs, out's at out.output_nr: the same as out.register_hook, at a fraction of the
-            # cost (no Python wrapper, no handle, and the hook is a builtin)
-            self._nr[name] = out.output_nr
-            node.register_prehook(self._setters[name])
+            # cost (no Python wrapper, no handle, and the hook is a builtin: no Python frame when it fires).
+            # Keyed by the output's index too: a layer called twice in one forward pass may be a different
+            # output of its node each time, and its gradient is read for the output seen last
+            i = self._nr[name] = out.output_nr
+            node.register_prehook(functools.partial(self._gouts.__setitem__, (name, i)))
         elif out.requires_grad:
             self._nr[name] = 0
-            out.register_hook(lambda grad: self._gouts.__setitem__(name, (grad,)))
+            out.register_hook(lambda grad: self._gouts.__setitem__((name, 0), (grad,)))
 
     # --- called by the training loop on a capture step --------------------------
 
     def begin(self, step):
         self._acts.clear()
         self._gouts.clear()
+        self._nr.clear()
         self._step = step
         self.capturing = True
 
@@ -229,9 +231,10 @@ class Recorder:
             if t is not None:
                 keys.append(key); kinds.append(kind); tensors.append(t)
         for name, _, key, kind in self._keyed:
-            grads = gouts.get(name)
+            i = nr.get(name)
+            grads = gouts.get((name, i))
             if grads is not None:
-                g = grads[nr[name]]
+                g = grads[i]
                 if g is not None:
                     keys.append(key); kinds.append(kind); tensors.append(g)
         weights = []
@@ -243,6 +246,7 @@ class Recorder:
         self._seen = (tuple(keys), tuple(kinds), tensors, tuple(weights), loss)
         acts.clear()
         gouts.clear()
+        nr.clear()
 
     def before_update(self):
         # the real update (right for Adam too): keep theta before the step, one flat copy. On
@@ -250,7 +254,7 @@ class Recorder:
         # writes to the parameters between two steps of one advance(); forget() drops it)
         params = self._updated()
         theta = self._theta
-        if theta is None or theta.ids != tuple(map(id, params)):
+        if theta is None or theta.ids != tuple(map(id, params)) or [p.numel() for p in params] != theta.numels:
             theta = self._theta = _Theta(params)
         if not theta.holds(self._step - 1):
             theta.copy()
@@ -259,6 +263,9 @@ class Recorder:
         """Finish the step's capture (queued for the summarizer); `probe`: a batch for the saturation raster."""
         keys, kinds, tensors, weights, loss = self._seen
         std = self._theta.update_stds(self._step)
+        if len(std) != len(weights):
+            raise ValueError(f"step {self._step}: {len(weights)} parameters had a gradient after backward, "
+                             f"{len(std)} at the update")
         if probe is not None:
             self._raster = (self._step, self.probe(probe))
         self._seen = None
@@ -435,23 +442,21 @@ class _Theta:
         self.ids = tuple(map(id, params))
         self.sizes = np.array([p.numel() for p in params], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
-        self._sizes = self.sizes.tolist()
+        self.numels = self.sizes.tolist()
         self.theta = None  # a numpy copy read from `addrs` in place, or a torch tensor (addrs None)
         self.addrs = None  # a list, and the same as an array for the kernels (_at)
         self._at = None
         self.step = None   # the step whose updated parameters theta holds
 
     def _readable(self):
-        """The parameters' data pointers (a list) if compiled code can read them in place, laid out as
-        theta is; else None."""
-        ps = self.params
-        addrs = [p.data_ptr() for p in ps]
-        if [p.numel() for p in ps] != self._sizes:
-            return None
-        if addrs == self.addrs or all(p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous()
-                                      for p in ps):
-            return addrs  # (where they were when theta was taken: checked then)
-        return None
+        """The parameters' data pointers (a list) if compiled code can read them in place -- contiguous
+        float32 on the CPU, laid out as theta is, each value inside its storage; else None."""
+        f32 = torch.float32
+        for p, n in zip(self.params, self.numels):
+            if not (p.dtype is f32 and p.is_cpu and p.is_contiguous() and p.numel() == n
+                    and p.untyped_storage().nbytes() >= (p.storage_offset() + n) * 4):
+                return None
+        return [p.data_ptr() for p in self.params]
 
     def holds(self, step):
         """Does theta hold the parameters as they are now, updated at `step`?"""

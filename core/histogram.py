@@ -152,6 +152,8 @@ class StepJob:
         """(counts, edges, stats float32, wratio (w, 3) float32) once run, with the per-weight ratios from
         the update stds (w, 2) (std(theta), std(delta theta)) of the weights whose gradients are rows wgrad
         (see kernels.finish)."""
+        if len(std) != len(wgrad):  # the kernel reads std[w] for every wgrad[w]
+            raise ValueError(f"{len(std)} update stds for {len(wgrad)} weight gradients")
         stats = np.empty(self.stats.shape, dtype=np.float32)
         wratio = np.empty((len(wgrad), 3), dtype=np.float32)
         kernels.finish(self.stats, self._layout.tanh, std, wgrad, stats, wratio)

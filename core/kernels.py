@@ -24,6 +24,8 @@ _REDUCE = {"reassoc", "nsz", "contract"}
 # the widest and narrowest bucket edges (+-bound): float32 holds 2 * MAX_BOUND, and 64 / (2 * MIN_BOUND)
 MAX_BOUND = 1e38
 MIN_BOUND = 1e-30
+# bucket counts up to which float32 holds every index exactly (the vectorized tally's clamp)
+MAX_BINS = 1 << 20
 
 
 @intrinsic
@@ -119,6 +121,8 @@ def _tally(x, lo, scale, thr, c):
     bucket = floor((x - lo) * scale), (x - lo) * scale in float32 as numpy/torch compute it; and the
     counts of |x| > thr and of zeros. Every value must be finite."""
     bins = c.shape[0] - 2
+    if bins > MAX_BINS:  # float32 would round the top clamp: count one value at a time
+        return _tally_finite(x, lo, scale, thr, c)
     fbins = np.float32(bins)
     spread = np.zeros((SPREAD, bins + 2), dtype=np.int32)
     idx = np.empty(CHUNK, dtype=np.int32)
@@ -332,5 +336,6 @@ def finish(stats, tanh, std, wgrad, out_stats, wratio):
         d = std[w, 0]
         r = (d, stats[wgrad[w], 1] / d, math.log10(std[w, 1] / d))
         for j in range(3):
-            wratio[w, j] = r[j] if math.isfinite(r[j]) else np.nan
+            v = np.float32(r[j])
+            wratio[w, j] = v if math.isfinite(v) else np.nan
 

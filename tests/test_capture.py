@@ -274,6 +274,109 @@ def test_update_ratios_stay_right_when_parameters_move_or_cannot_be_read_in_plac
     rec.close()
 
 
+def _sgd_capture(model, rec, step, X, Y, between=None):
+    """One capture step of plain SGD on an nn model; `between` runs after backward, before the update."""
+    rec.begin(step)
+    loss = torch.nn.functional.cross_entropy(model(X), Y)
+    rec.after_forward()
+    for q in model.parameters():
+        q.grad = None
+    loss.backward()
+    rec.after_backward(loss.item())
+    if between is not None:
+        between()
+    before = {n: q.detach().clone() for n, q in model.named_parameters()}
+    rec.before_update()
+    with torch.no_grad():
+        for q in model.parameters():
+            if q.grad is not None:
+                q -= 0.1 * q.grad
+    rec.after_update()
+    return rec.flush(), before
+
+
+class _TwoVectors(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.randn(10))
+        self.b = torch.nn.Parameter(torch.randn(20) * 100)
+
+    def forward(self, X):
+        return self.a[:3] * X[:, :3] + self.b[:3] * X[:, 1:4]  # whatever their sizes
+
+
+def test_update_ratios_when_parameters_change_size_between_advances():
+    torch.manual_seed(7)
+    m = _TwoVectors()
+    rec = Recorder(m)
+    X, Y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    _sgd_capture(m, rec, 0, X, Y)
+    rec.forget()
+    m.a.data, m.b.data = torch.randn(20) * 100, torch.randn(10)  # the sizes swap, the total stays
+    (cap,), before = _sgd_capture(m, rec, 1, X, Y)
+    for w in cap.weight_stats():
+        q = dict(m.named_parameters())[w["name"]].detach()
+        assert w["shape"] == list(q.shape)
+        assert w["data_std"] == pytest.approx(q.std().item(), rel=1e-5)
+        ref = ((q - before[w["name"]]).std() / q.std()).log10().item()
+        assert w["update_data_log10"] == pytest.approx(ref, abs=1e-4)
+
+
+def test_a_gradient_dropped_between_backward_and_the_update_is_an_error_not_garbage():
+    torch.manual_seed(8)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    rec = Recorder(m)
+    X, Y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+
+    def drop():
+        m[2].bias.grad = None
+    with pytest.raises(ValueError, match="had a gradient"):
+        _sgd_capture(m, rec, 0, X, Y, between=drop)
+
+
+def test_a_layer_called_twice_as_different_outputs_of_its_node():
+    class Tanh(torch.nn.Module):  # watched as "tanh"; its output is the last of an unbind's outputs
+        def forward(self, x):
+            return torch.tanh(x).unbind(0)[-1]
+
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+            self.t = Tanh()
+
+        def forward(self, X):
+            h = self.t(self.lin(X).view(2, 8, 4))  # output 1 of 2
+            return self.t(h.view(4, 2, 4))         # output 3 of 4
+
+    torch.manual_seed(9)
+    m = Twice()
+    rec = Recorder(m)
+    X = torch.randn(16, 4)
+    rec.begin(0)
+    out = m(X)
+    rec.after_forward()
+    out.retain_grad()
+    (out ** 2).sum().backward()
+    rec.after_backward(0.0)
+    rec.before_update()
+    rec.after_update()
+    (cap,) = rec.flush()
+    (row,) = cap.layer_stats()
+    assert row["grad_std"] == pytest.approx(out.grad.std().item(), rel=1e-5)  # the output seen last
+
+
+def test_ratios_that_overflow_float32_are_nan_not_inf():
+    from core import kernels
+    stats = np.array([[0, 1e-3, 0, 0, 0, 0]], dtype=np.float64)
+    std = np.array([[1e-42, 1e-43], [1e39, 1.0]])
+    out_stats = np.empty((1, 6), dtype=np.float32)
+    wratio = np.empty((2, 3), dtype=np.float32)
+    kernels.finish(stats, np.array([False]), std, np.array([0, 0], dtype=np.int64), out_stats, wratio)
+    assert not np.isinf(wratio).any()
+    assert np.isnan(wratio[0, 1]) and np.isnan(wratio[1, 0]) and wratio[0, 2] == pytest.approx(-1, abs=1e-3)
+
+
 def test_recorder_on_torch_nn_modules_uses_forward_hooks():
     p = get_preset("gpt", "small")
     model, _ = build_model(p, V, 1337)
