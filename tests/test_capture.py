@@ -226,6 +226,35 @@ def test_update_to_data_ratio_equals_the_lectures_formula_for_sgd():
         assert ws[name]["grad_data_ratio"] == pytest.approx(ref[name][1], rel=1e-4)
 
 
+def test_update_ratios_of_consecutive_capture_steps_match_the_lecture_at_every_step():
+    # capture every step reuses one step's updated copy of the parameters as the next one's "before":
+    # each step's ratios must still be the lecture's formula on that step's own update
+    steps = 6
+    run = makemore_run("deep", "deep-bn", steps=steps, lr=0.1, capture_every=1)
+    p = get_preset("deep", "deep-bn")
+    twin, g = build_model(p, V, 2147483647)
+    batches = TensorBatches(run.batches.splits, 32, g)
+    ref = []
+    for _ in range(steps):
+        Xb, Yb = batches.get_batch("train")
+        _, loss = twin(Xb, Yb)
+        for t in twin.parameters():
+            t.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for t in twin.parameters():
+                t.data += -0.1 * t.grad
+            ref.append({name: ((0.1 * t.grad).std() / t.data.std()).log10().item()
+                        for name, t in twin.named_parameters() if t.ndim == 2})
+    run.advance(steps)
+    caps = run.store.captures
+    assert [c.step for c in caps] == list(range(steps))
+    for c, r in zip(caps, ref):
+        ws = {w["name"]: w["update_data_log10"] for w in c.weight_stats()}
+        for name, v in r.items():
+            assert ws[name] == pytest.approx(v, abs=1e-4), (c.step, name)
+
+
 def test_update_to_data_ratio_uses_the_real_update_for_adam():
     run = makemore_run("mlp", "kaiming", steps=1, lr=1e-3, optimizer="adamw")
     before = {n: t.detach().clone() for n, t in run.model.named_parameters()}
