@@ -47,6 +47,21 @@ def test_counts_match_torch_histc_for_any_length():
         assert counts[i].sum() == t.numel() and counts[i, 0] == counts[i, -1] == 0
 
 
+def test_more_bins_than_the_vectorized_tally_takes_are_counted_the_same_way():
+    from core.kernels import MAX_BINS
+    torch.manual_seed(10)
+    x = torch.randn(3000)
+    bins = MAX_BINS + 3
+    counts, edges, _ = Summarizer(bins)([("act", "x")], [x], ["grad"])
+    lo, hi = (float(v) for v in edges[0])
+    assert counts.shape == (1, bins + 2) and counts.sum() == 3000 and counts[0, 0] == counts[0, -1] == 0
+    # the same bucket arithmetic in numpy: (x - lo) * scale in float32
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    y = (x.numpy() - lo32) * (np.float32(bins) / (hi32 - lo32))
+    ref = np.bincount(np.floor(np.clip(y.astype(np.float64), -1, bins)).astype(np.int64) + 1, minlength=bins + 2)
+    assert np.array_equal(counts[0], ref)
+
+
 def test_stats_match_torch_mean_std_and_lecture_saturation():
     torch.manual_seed(1)
     h = torch.tanh(torch.randn(32, 200) * 3)
