@@ -433,8 +433,8 @@ class _Theta:
     The parameters an update changes, one flat float32 copy of them (theta before the update), and after
     it per parameter std(theta) and std(delta theta) -- the real update, right for Adam too. The copy is
     then the updated theta: on consecutive capture steps it is the next step's "before" with no new copy.
-    Compiled code reads the parameters in place when they are contiguous float32 CPU tensors (their data
-    pointers and sizes checked every time); anything else goes through torch.cat.
+    Compiled code reads the parameters in place when they are contiguous float32 CPU tensors (checked
+    before every read); anything else goes through torch.cat.
     """
 
     def __init__(self, params):
@@ -444,8 +444,7 @@ class _Theta:
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
         self.numels = self.sizes.tolist()
         self.theta = None  # a numpy copy read from `addrs` in place, or a torch tensor (addrs None)
-        self.addrs = None  # a list, and the same as an array for the kernels (_at)
-        self._at = None
+        self.addrs = None
         self.step = None   # the step whose updated parameters theta holds
 
     def _readable(self):
@@ -459,9 +458,10 @@ class _Theta:
         return [p.data_ptr() for p in self.params]
 
     def holds(self, step):
-        """Does theta hold the parameters as they are now, updated at `step`?"""
+        """Does theta hold the parameters as they are now, updated at `step`? (Same place is enough here:
+        this decides which values count as "before", and update_stds checks again before it reads.)"""
         return (self.step is not None and self.step == step
-                and (self.addrs is None or self._readable() == self.addrs))
+                and (self.addrs is None or [p.data_ptr() for p in self.params] == self.addrs))
 
     def copy(self):
         """theta = the parameters now (the "before" of an update)."""
@@ -469,8 +469,7 @@ class _Theta:
         if addrs is not None:
             if not isinstance(self.theta, np.ndarray):
                 self.theta = np.empty(int(self.sizes.sum()), dtype=np.float32)
-            self._at = np.array(addrs, dtype=np.int64)
-            kernels.copy_params(self._at, self.sizes, self.starts, self.theta)
+            kernels.copy_params(np.array(addrs, dtype=np.int64), self.sizes, self.starts, self.theta)
         else:
             self.theta = _flat(self.params)
         self.addrs = addrs
@@ -482,15 +481,12 @@ class _Theta:
         out = np.full((len(self.params), 2), np.nan)
         addrs = self._readable() if self.params else None
         if addrs is not None and addrs == self.addrs:
-            kernels.update_stds_in_place(self._at, self.sizes, self.starts, self.theta, out)
+            kernels.update_stds_in_place(np.array(addrs, dtype=np.int64), self.sizes, self.starts, self.theta, out)
         elif self.params:
             after = _flat(self.params)
             if self.theta is not None:
                 out = Summarizer.update_stds(after, torch.as_tensor(self.theta), self.sizes)
-            if addrs is not None:
-                self.theta, self._at = after.numpy(), np.array(addrs, dtype=np.int64)
-            else:
-                self.theta = after
+            self.theta = after.numpy() if addrs is not None else after
             self.addrs = addrs
         self.step = step
         return out

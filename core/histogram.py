@@ -144,9 +144,7 @@ class StepJob:
 
     def result(self):
         """(counts (k, bins + 2), edges (k, 2), stats (k, 6) float32) once run."""
-        stats = self.stats.astype(np.float32)
-        stats[~self._layout.tanh, 2] = np.nan  # saturation only means something for tanh
-        return self.counts, self.edges, stats
+        return self.record(np.zeros((0, 2)), np.zeros(0, dtype=np.int64))[:3]
 
     def record(self, std, wgrad):
         """(counts, edges, stats float32, wratio (w, 3) float32) once run, with the per-weight ratios from

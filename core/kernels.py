@@ -7,9 +7,10 @@ about as much as the lecture-4 model's whole training step; here it is about a f
 The kernels read each tensor where torch keeps it (its data pointer: a contiguous
 float32 CPU tensor, which the caller keeps alive), so nothing is copied first, and
 they release the GIL (nogil): a summarizing thread can run them beside training (the
-Python around them still shares the GIL with the training thread). Compiled code is cached on disk (cache=True): only the
-first capture on a machine pays for compiling (a few seconds).
-core.histogram owns the record format and calls these.
+Python around them still shares the GIL with the training thread). Compiled code is
+cached on disk (cache=True): only the first capture on a machine pays for compiling
+(a few seconds). core.histogram owns the record format and calls these; core.capture
+calls the parameter kernels (copy_params, update_stds_in_place).
 """
 
 import math
@@ -79,7 +80,7 @@ def _sums_finite(x, shift):
 # then the increments, spread over SPREAD copies of the counts so that a run of values in one bucket (the
 # common case: activations crowd a few buckets) does not wait on its own last increment
 CHUNK = 512
-SPREAD = 4
+SPREAD = 4  # the rows _spread takes in turn (its loop is written out for four)
 
 
 @njit(nogil=True, cache=True)  # no fastmath: the bucket arithmetic must round as numpy's does
