@@ -395,6 +395,105 @@ class Recorder:
         return raster
 
 
+def make_recorder(model, bins=BINS, background=False, wait=False):
+    """The compiled recorder (core.compiled) when it is built, else the Python one: the same records.
+    wait: build it here if need be (else a first call starts a build in the background)."""
+    from . import compiled
+    module = compiled.steps_module(wait=wait)
+    if module is None:
+        return Recorder(model, bins, background)
+    return CompiledRecorder(model, module, bins, background)
+
+
+class CompiledRecorder(Recorder):
+    """
+    The Recorder with its per-step plumbing in C++ (core/_capture.cpp): gradient hooks that run no
+    Python, the update ratios and the gathering of a step's tensors in one call each, and the numbers
+    (core.kernels, called as C functions) on the spot or, with background=True, on a worker thread that
+    never takes the GIL. Same hooks points, same kernels, same records as Recorder (tested equal).
+    """
+
+    def __init__(self, model, module, bins=BINS, background=False):
+        super().__init__(model, bins, background)
+        from . import compiled
+        self._cx = module.Steps([p for _, p in self.named_params], len(self.points), bins, list(compiled.KERNELS),
+                                background, MAX_PENDING_VALUES)
+        self._index = {name: i for i, (name, _, _) in enumerate(self.points)}
+        self._layers = [layer for _, _, layer in self.points]
+        self._masks = {}  # which tensors a step had (bytes from C++) -> keys, kinds, weights, layout, index
+        self._loss = None
+        self._rasters = {}  # step -> the latest saturation raster when it was captured
+
+    def _watch(self, name, out):
+        self._cx.watch(self._index[name], out)
+
+    def begin(self, step):
+        self._step = step
+        self._cx.begin()
+        self.capturing = True
+
+    def after_forward(self):
+        self.capturing = False
+        if not isinstance(self.model, nn.Module):
+            self._cx.watch_all([getattr(layer, "out", None) for layer in self._layers])
+
+    def after_backward(self, loss=None):
+        self._loss = loss
+
+    def before_update(self):
+        self._cx.before_update(self._step)
+
+    def after_update(self, probe=None):
+        if probe is not None:
+            self._raster = (self._step, self.probe(probe))
+        mask = self._cx.after_update(self._step, float("nan") if self._loss is None else self._loss)
+        m = self._masks.get(mask)
+        if m is None:
+            m = self._masks[mask] = self._layout(mask)
+        self._rasters[self._step] = self._raster
+        self._cx.submit(m[4])
+
+    def _layout(self, mask):
+        n = len(self.points)
+        keys, kinds, weights = [], [], []
+        for i, (name, kind, _) in enumerate(self.points):
+            if mask[i]:
+                keys.append(("act", name)); kinds.append(kind)
+        for i, (name, kind, _) in enumerate(self.points):
+            if mask[n + i]:
+                keys.append(("agrad", name)); kinds.append(kind)
+        for q, (name, p) in enumerate(self.named_params):
+            if mask[2 * n + q]:
+                keys.append(("wgrad", name)); kinds.append("grad"); weights.append((name, tuple(p.shape)))
+        keys, kinds = tuple(keys), tuple(kinds)
+        lay = self.summarizer.layout(keys, _binning(keys, kinds))
+        wgrad = np.array([i for i, (g, _) in enumerate(keys) if g == "wgrad"], dtype=np.int64)
+        index = self._cx.add_layout(*(torch.from_numpy(a) for a in (lay.tanh, lay.relu, lay.thr, lay.edges, wgrad)))
+        return keys, kinds, tuple(weights), (lay, wgrad), index
+
+    def _records(self, finished):
+        out = []
+        for step, loss, mask, counts, used, stats, wratio in finished:
+            keys, kinds, weights, _, _ = self._masks[mask]
+            raster_step, raster = self._rasters.pop(step)
+            out.append(Capture(step, None if loss != loss else loss, keys, kinds, counts.numpy(), used.numpy(),
+                               stats.numpy(), weights, wratio.numpy(), raster, raster_step))
+        return out
+
+    def ready(self):
+        return self._records(self._cx.ready(False))
+
+    def flush(self):
+        return self._records(self._cx.ready(True))
+
+    @property
+    def pending(self):
+        return self._cx.pending()
+
+    def forget(self):
+        self._cx.forget()
+
+
 def _flat(params):
     """All parameters in one new float32 vector (None when there are none)."""
     if not params:

@@ -82,17 +82,22 @@ class Summarizer:
 
     def prepare(self, keys, kinds, tensors):
         """A StepJob for one step's tensors (references kept: they must not be written to until it has run)."""
+        lay = self.layout(keys, kinds)
+        # the kernel reads each tensor in place: contiguous float32 on the CPU
+        f32 = torch.float32
+        ts = [t if t.dtype is f32 and t.is_cpu and t.is_contiguous() else t.detach().float().contiguous().cpu()
+              for t in tensors]
+        return StepJob(lay, ts, self.bins)
+
+    def layout(self, keys, kinds):
+        """The _Layout of these keys (made at their first step): which kinds, and the edges kept between steps."""
         keys, kinds = tuple(keys), tuple(kinds)
         lay = self._layouts.get((keys, kinds))
         if lay is None:
             if len(self._layouts) > 16:  # a model whose set of captured tensors keeps changing
                 self._layouts.clear()
             lay = self._layouts[(keys, kinds)] = _Layout(keys, kinds)
-        # the kernel reads each tensor in place: contiguous float32 on the CPU
-        f32 = torch.float32
-        ts = [t if t.dtype is f32 and t.is_cpu and t.is_contiguous() else t.detach().float().contiguous().cpu()
-              for t in tensors]
-        return StepJob(lay, ts, self.bins)
+        return lay
 
     @staticmethod
     def update_stds(after, before, sizes):

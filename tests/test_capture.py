@@ -4,12 +4,22 @@ import numpy as np
 import pytest
 import torch
 
-from core.capture import Recorder
+from core.capture import CompiledRecorder, Recorder
 from core.histogram import BINS, Summarizer, density, nice_bound, rebin
 from core.presets import get_preset, train_config
 from core.train import Run, TensorBatches, build_model
 
 V = 27
+
+
+@pytest.fixture(params=["python", "compiled"])
+def recorder(request, compiled_capture):
+    """Both recorders: the Python one and the compiled one (core/_capture.cpp) must give the same records."""
+    if request.param == "python":
+        return Recorder
+    if compiled_capture is None:
+        pytest.fail("the compiled recorder did not build (see tests/test_compiled.py)")
+    return lambda model, **kw: CompiledRecorder(model, compiled_capture, **kw)
 
 
 def summarize(tensors, kinds):
@@ -281,13 +291,13 @@ def test_update_to_data_ratio_uses_the_real_update_for_adam():
             assert ws[name]["update_data_log10"] == pytest.approx(ref, abs=1e-4)
 
 
-def test_update_ratios_stay_right_when_parameters_move_or_cannot_be_read_in_place():
+def test_update_ratios_stay_right_when_parameters_move_or_cannot_be_read_in_place(recorder):
     # the recorder reads the parameters where torch keeps them and reuses one step's "after" as the next
     # one's "before"; parameters replaced between steps (p.data = ...), turned non-contiguous or float64
     # must still give the real update, as must the steps after they come back
     torch.manual_seed(5)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-    rec = Recorder(model)
+    rec = recorder(model)
     X, Y = torch.randn(16, 6), torch.randint(0, 3, (16,))
     w0, w2 = model[0].weight, model[2].weight
     changes = {2: lambda: setattr(w0, "data", w0.data * 1.5),                      # moved, new values
@@ -349,10 +359,10 @@ class _TwoVectors(torch.nn.Module):
         return self.a[:3] * X[:, :3] + self.b[:3] * X[:, 1:4]  # whatever their sizes
 
 
-def test_update_ratios_when_parameters_change_size_between_advances():
+def test_update_ratios_when_parameters_change_size_between_advances(recorder):
     torch.manual_seed(7)
     m = _TwoVectors()
-    rec = Recorder(m)
+    rec = recorder(m)
     X, Y = torch.randn(16, 4), torch.randint(0, 3, (16,))
     _sgd_capture(m, rec, 0, X, Y)
     rec.forget()
@@ -366,19 +376,25 @@ def test_update_ratios_when_parameters_change_size_between_advances():
         assert w["update_data_log10"] == pytest.approx(ref, abs=1e-4)
 
 
-def test_a_gradient_dropped_between_backward_and_the_update_is_an_error_not_garbage():
+def test_a_gradient_dropped_between_backward_and_the_update_is_an_error_not_garbage(recorder):
     torch.manual_seed(8)
     m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-    rec = Recorder(m)
+    rec = recorder(m)
     X, Y = torch.randn(16, 4), torch.randint(0, 3, (16,))
 
     def drop():
         m[2].bias.grad = None
+    if isinstance(rec, CompiledRecorder):
+        # it reads the gradients once, at the update: the one dropped before is not in the record at all
+        (cap,), _ = _sgd_capture(m, rec, 0, X, Y, between=drop)
+        assert [w["name"] for w in cap.weight_stats()] == ["0.weight", "0.bias", "2.weight"]
+        assert ("wgrad", "2.bias") not in cap.keys
+        return
     with pytest.raises(ValueError, match="had a gradient"):
         _sgd_capture(m, rec, 0, X, Y, between=drop)
 
 
-def test_a_layer_called_twice_as_different_outputs_of_its_node():
+def test_a_layer_called_twice_as_different_outputs_of_its_node(recorder):
     class Tanh(torch.nn.Module):  # watched as "tanh"; its output is the last of an unbind's outputs
         def forward(self, x):
             return torch.tanh(x).unbind(0)[-1]
@@ -395,7 +411,7 @@ def test_a_layer_called_twice_as_different_outputs_of_its_node():
 
     torch.manual_seed(9)
     m = Twice()
-    rec = Recorder(m)
+    rec = recorder(m)
     X = torch.randn(16, 4)
     rec.begin(0)
     out = m(X)
@@ -421,10 +437,10 @@ def test_ratios_that_overflow_float32_are_nan_not_inf():
     assert np.isnan(wratio[0, 1]) and np.isnan(wratio[1, 0]) and wratio[0, 2] == pytest.approx(-1, abs=1e-3)
 
 
-def test_recorder_on_torch_nn_modules_uses_forward_hooks():
+def test_recorder_on_torch_nn_modules_uses_forward_hooks(recorder):
     p = get_preset("gpt", "small")
     model, _ = build_model(p, V, 1337)
-    rec = Recorder(model)
+    rec = recorder(model)
     kinds = {k for _, k, _ in rec.points}
     assert kinds == {"relu", "layernorm"}
     X = torch.randint(0, V, (2, 8))
@@ -508,10 +524,10 @@ def test_probe_raster_matches_the_lecture_imshow_and_leaves_training_unchanged(n
     assert np.array_equal(r, (h.abs() > 0.99).numpy())
 
 
-def test_probe_on_gpt_restores_buffers_and_rng():
+def test_probe_on_gpt_restores_buffers_and_rng(recorder):
     preset = get_preset("gpt", "small")
     model, g = build_model(preset, 27, 1337, dropout=0.2)
-    rec = Recorder(model)
+    rec = recorder(model)
     X = torch.randint(0, 27, (4, 32), generator=torch.Generator().manual_seed(0))
     state = torch.get_rng_state()
     raster = rec.probe(X)
@@ -544,11 +560,13 @@ def test_summarizing_many_steps_at_once_equals_one_at_a_time_refits_and_nan_incl
     assert stats[4, 2, 4] == 1
 
 
-def test_background_and_on_the_spot_summaries_are_the_same_records():
+def test_background_and_on_the_spot_summaries_are_the_same_records(compiled_capture):
     runs = []
     for background in (True, False):
         run = makemore_run("deep", "deep-bn", steps=30, capture_every=1)
-        run.recorder.background = background
+        assert isinstance(run.recorder, CompiledRecorder)  # Run records through the compiled recorder
+        run.recorder.close()
+        run.recorder = CompiledRecorder(run.model, compiled_capture, background=background)
         run.run(chunk=7)
         runs.append(run.store.captures)
     a, b = runs

@@ -1,0 +1,369 @@
+// The recorder's per-step plumbing in C++ (core.compiled builds it; core.capture.CompiledRecorder drives it).
+//
+// On a capture step Python makes a handful of calls instead of one per tensor:
+//   begin(); watch(i, out) per watched output (a C++ gradient hook: no Python runs in backward);
+//   before_update(step); <update>; after_update(step, loss) -> which tensors were there; submit(layout)
+// and later ready(wait) hands back the finished records. The numbers come from core.kernels (the same
+// numba code as the Python recorder, called through C function pointers), on the spot or on a worker
+// thread that never needs the GIL.
+#include <torch/extension.h>
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace py = pybind11;
+
+// core.compiled's cfuncs (see there for what each computes)
+typedef void (*SummarizeFn)(const int64_t*, const int64_t*, int64_t, const bool*, const bool*, const float*, float*,
+                            int32_t*, int64_t, double*, float*);
+typedef void (*InPlaceFn)(const int64_t*, const int64_t*, const int64_t*, int64_t, float*, double*);
+typedef void (*CopyFn)(const int64_t*, const int64_t*, const int64_t*, int64_t, float*);
+typedef void (*FlatFn)(const float*, const float*, const int64_t*, const int64_t*, int64_t, double*);
+typedef void (*FinishFn)(const double*, int64_t, const bool*, const double*, const int64_t*, int64_t, float*, float*);
+
+// the gradients caught in one backward pass; a hook writes only if its output is still the one watched
+struct Slots {
+  std::vector<at::Tensor> grads;
+  std::vector<int64_t> gen;
+  explicit Slots(size_t n) : grads(n), gen(n, -1) {}
+};
+
+// one list of keys (Python's core.histogram._Layout): its arrays are shared with numpy, edges updated in place
+struct Layout {
+  at::Tensor tanh, relu, thr, edges, wgrad;
+};
+
+struct Job {
+  int64_t step = 0;
+  double loss = 0;
+  int64_t layout = -1;
+  int64_t values = 0;
+  std::string mask;
+  std::vector<at::Tensor> tensors;  // float32, contiguous, CPU, detached: read in place
+  std::vector<int64_t> addrs, sizes;
+  at::Tensor counts, used, stats64, stats, std, wratio;
+};
+
+class Steps {
+ public:
+  Steps(std::vector<at::Tensor> params, int64_t points, int64_t bins, std::vector<uintptr_t> fns, bool background,
+        int64_t max_pending)
+      : params_(std::move(params)), points_(points), bins_(bins), background_(background),
+        max_pending_(max_pending), acts_(points) {
+    if (fns.size() != 5) throw std::invalid_argument("Steps: five kernel addresses expected");
+    summarize_ = reinterpret_cast<SummarizeFn>(fns[0]);
+    in_place_ = reinterpret_cast<InPlaceFn>(fns[1]);
+    copy_ = reinterpret_cast<CopyFn>(fns[2]);
+    flat_ = reinterpret_cast<FlatFn>(fns[3]);
+    finish_ = reinterpret_cast<FinishFn>(fns[4]);
+  }
+
+  ~Steps() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) {
+      py::gil_scoped_release nogil;
+      worker_.join();
+    }
+  }
+
+  int64_t add_layout(at::Tensor tanh, at::Tensor relu, at::Tensor thr, at::Tensor edges, at::Tensor wgrad) {
+    std::lock_guard<std::mutex> lk(mu_);  // the worker indexes layouts_
+    layouts_.push_back(Layout{tanh, relu, thr, edges, wgrad});
+    return static_cast<int64_t>(layouts_.size()) - 1;
+  }
+
+  void begin() {
+    slots_ = std::make_shared<Slots>(points_);
+    for (auto& a : acts_) a.reset();
+  }
+
+  // output i of this forward pass: kept (an alias), and its gradient caught by a C++ hook
+  void watch(int64_t i, const at::Tensor& out) {
+    if (i < 0 || i >= points_) throw std::out_of_range("watch: no such point");
+    if (!slots_) begin();
+    acts_[i] = out.detach();
+    auto slots = slots_;
+    int64_t g = ++gen_;
+    slots->gen[i] = g;  // a later output of the same point replaces this one
+    if (out.requires_grad() && out.grad_fn()) {
+      out.register_hook([slots, i, g](const at::Tensor& grad) {
+        if (slots->gen[i] == g) slots->grads[i] = grad.detach();
+      });
+    }
+  }
+
+  void watch_all(const std::vector<c10::optional<at::Tensor>>& outs) {
+    for (size_t i = 0; i < outs.size() && static_cast<int64_t>(i) < points_; ++i)
+      if (outs[i].has_value() && outs[i]->defined()) watch(static_cast<int64_t>(i), *outs[i]);
+  }
+
+  // before the update: theta = the parameters that have a gradient (unless it holds them, updated last step)
+  void before_update(int64_t step) {
+    updated_.clear();
+    for (size_t q = 0; q < params_.size(); ++q)
+      if (params_[q].grad().defined()) updated_.push_back(q);
+    sizes_.clear();
+    starts_.clear();
+    int64_t total = 0;
+    for (auto q : updated_) {
+      sizes_.push_back(params_[q].numel());
+      starts_.push_back(total);
+      total += params_[q].numel();
+    }
+    std::vector<int64_t> addrs;
+    bool readable = readable_addrs(addrs);
+    bool same = theta_.defined() && theta_.numel() == total && updated_ == theta_params_ && sizes_ == theta_sizes_;
+    if (same && theta_step_ == step - 1 && (!readable || addrs == theta_addrs_) && theta_readable_ == readable)
+      return;  // theta holds the parameters as the last update left them
+    if (readable) {
+      if (!theta_.defined() || theta_.numel() != total || !theta_readable_) theta_ = at::empty({total}, at::kFloat);
+      copy_(addrs.data(), sizes_.data(), starts_.data(), static_cast<int64_t>(addrs.size()), theta_.data_ptr<float>());
+    } else {
+      theta_ = flat();
+    }
+    theta_readable_ = readable;
+    theta_addrs_ = addrs;
+    theta_params_ = updated_;
+    theta_sizes_ = sizes_;
+    theta_step_ = -2;
+  }
+
+  // after the update: the update stds, and this step's tensors gathered into a job. Returns which were
+  // there (a byte per act, agrad, wgrad slot, then the parameters' shapes) for Python to find the layout;
+  // then submit(layout)
+  py::bytes after_update(int64_t step, double loss) {
+    if (!theta_.defined() && !updated_.empty()) throw std::logic_error("after_update without before_update");
+    auto job = std::make_shared<Job>();
+    job->step = step;
+    job->loss = loss;
+    int64_t w = static_cast<int64_t>(updated_.size());
+    job->std = at::empty({w, 2}, at::kDouble);
+    std::vector<int64_t> addrs;
+    bool readable = readable_addrs(addrs);
+    if (readable && theta_readable_ && addrs == theta_addrs_) {
+      in_place_(addrs.data(), sizes_.data(), starts_.data(), w, theta_.data_ptr<float>(), job->std.data_ptr<double>());
+    } else if (w > 0) {  // anything else: through torch, as the Python recorder does
+      at::Tensor after = flat();
+      const at::Tensor& before = theta_;  // float32, contiguous, laid out as `after`
+      if (after.numel() != before.numel())
+        throw std::runtime_error("step " + std::to_string(step) + ": the parameters changed size in the update");
+      flat_(after.data_ptr<float>(), before.data_ptr<float>(), starts_.data(), sizes_.data(), w,
+            job->std.data_ptr<double>());
+      theta_ = after;  // the next step's "before"
+      theta_readable_ = readable;
+      theta_addrs_ = addrs;
+    }
+    theta_step_ = step;
+
+    std::string mask(2 * points_ + params_.size(), '\0');
+    auto add = [&](const at::Tensor& t, size_t m) {
+      at::Tensor c = t;
+      if (!(c.scalar_type() == at::kFloat && c.is_cpu() && c.is_contiguous()))
+        c = c.to(at::kFloat).contiguous().cpu();
+      job->addrs.push_back(reinterpret_cast<int64_t>(c.data_ptr()));
+      job->sizes.push_back(c.numel());
+      job->values += c.numel();
+      job->tensors.push_back(std::move(c));
+      mask[m] = 1;
+    };
+    for (int64_t i = 0; i < points_; ++i)
+      if (acts_[i].defined()) add(acts_[i], i);
+    for (int64_t i = 0; i < points_; ++i)
+      if (slots_ && slots_->grads[i].defined()) add(slots_->grads[i], points_ + i);
+    size_t with_grad = 0;
+    for (size_t q = 0; q < params_.size(); ++q) {
+      at::Tensor g = params_[q].grad();
+      if (g.defined()) {
+        add(g.detach(), 2 * points_ + q);
+        ++with_grad;
+      }
+    }
+    if (with_grad != updated_.size())
+      throw std::invalid_argument("step " + std::to_string(step) + ": " + std::to_string(with_grad) +
+                               " parameters had a gradient at the update, " + std::to_string(updated_.size()) +
+                               " before it");
+    // and the parameters' shapes, which the record names (they may change between two advances)
+    for (const auto& p : params_) {
+      for (int64_t d : p.sizes()) mask.append(reinterpret_cast<const char*>(&d), sizeof d);
+      mask.push_back('/');
+    }
+    job->mask = mask;
+    staged_ = job;
+    slots_.reset();
+    for (auto& a : acts_) a.reset();
+    return py::bytes(mask);
+  }
+
+  void submit(int64_t layout) {
+    auto job = staged_;
+    staged_.reset();
+    if (!job) throw std::logic_error("submit without after_update");
+    int64_t k = static_cast<int64_t>(job->addrs.size());
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (layout < 0 || layout >= static_cast<int64_t>(layouts_.size())) throw std::out_of_range("no such layout");
+      if (layouts_[layout].edges.size(0) != k || layouts_[layout].wgrad.size(0) != job->std.size(0))
+        throw std::invalid_argument("the layout does not fit the step's tensors");
+    }
+    job->layout = layout;
+    job->counts = at::empty({k, bins_ + 2}, at::kInt);
+    job->used = at::empty({k, 2}, at::kFloat);
+    job->stats64 = at::empty({k, 6}, at::kDouble);
+    job->stats = at::empty({k, 6}, at::kFloat);
+    job->wratio = at::empty({job->std.size(0), 3}, at::kFloat);
+    if (!background_) {
+      run(*job);
+      std::lock_guard<std::mutex> lk(mu_);
+      done_.push_back(job);
+      return;
+    }
+    {
+      py::gil_scoped_release nogil;
+      std::unique_lock<std::mutex> lk(mu_);
+      // the worker far behind: wait, so that memory stays bounded
+      done_cv_.wait(lk, [this] { return pending_values_ <= max_pending_; });
+      queue_.push_back(job);
+      pending_values_ += job->values;
+      if (!worker_.joinable()) worker_ = std::thread([this] { serve(); });
+    }
+    cv_.notify_one();
+  }
+
+  // the finished records, oldest first: (step, loss, mask, counts, used edges, stats, wratio); wait: all of them
+  std::vector<py::tuple> ready(bool wait) {
+    std::deque<std::shared_ptr<Job>> done;
+    if (wait && background_) {
+      py::gil_scoped_release nogil;
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [this] { return queue_.empty() && !busy_; });
+      done.swap(done_);
+    } else {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (done_.empty()) return {};
+      done.swap(done_);
+    }
+    std::vector<py::tuple> out;
+    for (auto& j : done) {
+      j->tensors.clear();  // released here, on the caller's thread
+      out.push_back(py::make_tuple(j->step, j->loss, py::bytes(j->mask), j->counts, j->used, j->stats, j->wratio));
+    }
+    return out;
+  }
+
+  int64_t pending() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return static_cast<int64_t>(queue_.size()) + (busy_ ? 1 : 0);
+  }
+
+  void forget() { theta_step_ = -2; }
+
+ private:
+  // the updated parameters' data pointers if the kernels can read them in place -- contiguous float32 on
+  // the CPU, each value inside its storage
+  bool readable_addrs(std::vector<int64_t>& addrs) {
+    addrs.clear();
+    for (size_t j = 0; j < updated_.size(); ++j) {
+      const at::Tensor& p = params_[updated_[j]];
+      if (!(p.scalar_type() == at::kFloat && p.is_cpu() && p.is_contiguous() && p.numel() == sizes_[j] &&
+            p.storage().nbytes() >= static_cast<size_t>((p.storage_offset() + p.numel()) * 4)))
+        return false;
+      addrs.push_back(reinterpret_cast<int64_t>(p.data_ptr()));
+    }
+    return true;
+  }
+
+  at::Tensor flat() {
+    std::vector<at::Tensor> parts;
+    for (auto q : updated_) parts.push_back(params_[q].detach().reshape({-1}).to(at::kFloat).cpu());
+    if (parts.empty()) return at::empty({0}, at::kFloat);
+    return at::cat(parts).contiguous();
+  }
+
+  void run(Job& j) {
+    Layout L;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      L = layouts_[j.layout];
+    }
+    int64_t k = static_cast<int64_t>(j.addrs.size());
+    summarize_(j.addrs.data(), j.sizes.data(), k, L.tanh.data_ptr<bool>(), L.relu.data_ptr<bool>(),
+               L.thr.data_ptr<float>(), L.edges.data_ptr<float>(), j.counts.data_ptr<int32_t>(), bins_ + 2,
+               j.stats64.data_ptr<double>(), j.used.data_ptr<float>());
+    finish_(j.stats64.data_ptr<double>(), k, L.tanh.data_ptr<bool>(), j.std.data_ptr<double>(),
+            L.wgrad.data_ptr<int64_t>(), j.std.size(0), j.stats.data_ptr<float>(), j.wratio.data_ptr<float>());
+  }
+
+  void serve() {
+    std::unique_lock<std::mutex> lk(mu_);
+    while (true) {
+      cv_.wait(lk, [this] { return quit_ || !queue_.empty(); });
+      if (quit_) return;
+      auto job = queue_.front();
+      queue_.pop_front();
+      busy_ = true;
+      lk.unlock();
+      run(*job);
+      lk.lock();
+      busy_ = false;
+      pending_values_ -= job->values;
+      done_.push_back(job);
+      done_cv_.notify_all();
+    }
+  }
+
+  std::vector<at::Tensor> params_;
+  int64_t points_, bins_;
+  bool background_;
+  int64_t max_pending_;
+  SummarizeFn summarize_;
+  InPlaceFn in_place_;
+  CopyFn copy_;
+  FlatFn flat_;
+  FinishFn finish_;
+  // this capture step
+  std::vector<at::Tensor> acts_;
+  std::shared_ptr<Slots> slots_;
+  int64_t gen_ = 0;
+  std::vector<size_t> updated_;
+  std::vector<int64_t> sizes_, starts_;
+  std::shared_ptr<Job> staged_;
+  // theta: the parameters before the update (laid end to end), read in place or through torch
+  at::Tensor theta_;
+  bool theta_readable_ = false;
+  std::vector<int64_t> theta_addrs_, theta_sizes_;
+  std::vector<size_t> theta_params_;
+  int64_t theta_step_ = -2;
+  // layouts, and the worker's queue
+  std::vector<Layout> layouts_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::deque<std::shared_ptr<Job>> queue_, done_;
+  int64_t pending_values_ = 0;
+  bool busy_ = false, quit_ = false;
+  std::thread worker_;
+};
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  py::class_<Steps>(m, "Steps")
+      .def(py::init<std::vector<at::Tensor>, int64_t, int64_t, std::vector<uintptr_t>, bool, int64_t>())
+      .def("add_layout", &Steps::add_layout)
+      .def("begin", &Steps::begin)
+      .def("watch", &Steps::watch)
+      .def("watch_all", &Steps::watch_all)
+      .def("before_update", &Steps::before_update)
+      .def("after_update", &Steps::after_update)
+      .def("submit", &Steps::submit)
+      .def("ready", &Steps::ready)
+      .def("pending", &Steps::pending)
+      .def("forget", &Steps::forget);
+}
