@@ -5,12 +5,13 @@ Core speed and memory, measured in one process against the plain lecture loop.
 
 1. Capture overhead on the lecture-4 deep stack (deep-bn): the plain notebook loop (no
    diagnostics) against core's Run with capture off, at the default cadence (every 100 steps)
-   and at every step (summaries made on the spot, the default, and by the recorder's background thread);
-   and the lecture's own diagnostic loop (retain_grad on every layer output plus the `ud` list
-   every step) against core's every-step capture. Rounds alternate; medians. Besides steps/s
-   (wall clock), CPU time per step of the whole process and of the training thread alone: the
-   background thread moves work off the training thread, it does not remove it, so steps/s gains
-   from it only while a second core is free (CPU times also hold up better on a busy machine).
+   and at every step: through the compiled recorder (core/_capture.cpp, built first if need be)
+   with its worker thread (Run's default) and on the spot, and through the Python recorder; and
+   the lecture's own diagnostic loop (retain_grad on every layer output plus the `ud` list every
+   step) against core's every-step capture. Rounds alternate; medians. Besides steps/s (wall
+   clock), CPU time per step of the whole process and of the training thread alone: the worker
+   thread moves work off the training thread, it does not remove it, so steps/s gains from it
+   only while a second core is free (CPU times also hold up better on a busy machine).
 2. The bounded store: bytes held after 1,000,000 steps with a capture every 100.
 3. Steps/s of every model's default preset through Run at its default capture cadence.
 """
@@ -88,8 +89,9 @@ def plain_loop(ds, seconds, lecture_diagnostics=False):
                     1e3 * (time.thread_time() - h0) / i)
 
 
-def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", background=False):
-    """core's Run on the same model and data. Returns steps/s, CPU ms/step (process, training thread)."""
+def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", background=None, python=False):
+    """core's Run on the same model and data (python: with the Python recorder, not the compiled one).
+    Returns steps/s, CPU ms/step (process, training thread)."""
     p = get_preset(model, preset)
     cfg = train_config(p, steps=10_000_000, capture_every=capture_every)
     m, g = build_model(p, ds.vocab_size, cfg.seed)
@@ -104,6 +106,10 @@ def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", backgro
         batches = TensorBatches({"train": (ds.Xtr, ds.Ytr), "val": (ds.Xdev, ds.Ydev)}, cfg.batch_size, g)
         probe = ds.Xdev[:32]
     run = Run(m, batches, cfg, probe=probe, background=background)
+    if python and run.recorder is not None:
+        from core.capture import Recorder
+        run.recorder.close()
+        run.recorder = Recorder(m, background=bool(background))
     run.advance(5)  # warm-up
     s0, t0, c0, h0 = run.step, time.perf_counter(), time.process_time(), time.thread_time()
     while time.perf_counter() - t0 < seconds:
@@ -130,6 +136,9 @@ def main():
     args = ap.parse_args()
     configure_torch(1)
     ds = dataset(args.data, 3)
+    from core import compiled
+    if compiled.steps_module(wait=True) is None:
+        print(f"the compiled recorder did not build ({compiled.build_error()}): Run uses the Python one")
     print(f"torch {torch.__version__}, 1 thread; {ds.describe()}; load average {os.getloadavg()[0]:.2f}")
 
     print("\n1. capture overhead, deep-bn (47,024 params), steps/s, median of", args.rounds, "alternating rounds")
@@ -138,8 +147,9 @@ def main():
         "plain notebook loop": lambda: plain_loop(ds, s),
         "Run, capture off": lambda: core_run(ds, s, 0),
         "Run, capture every 100 (default)": lambda: core_run(ds, s, 100),
-        "Run, capture every step": lambda: core_run(ds, s, 1),
-        "Run, capture every step, background thread": lambda: core_run(ds, s, 1, background=True),
+        "Run, capture every step (worker thread)": lambda: core_run(ds, s, 1),
+        "Run, capture every step, on the spot": lambda: core_run(ds, s, 1, background=False),
+        "Run, capture every step, Python recorder": lambda: core_run(ds, s, 1, python=True),
         "lecture loop with retain_grad + ud every step": lambda: plain_loop(ds, s, lecture_diagnostics=True),
     }, args.rounds)
     base, base_cpu, _ = r["plain notebook loop"]
@@ -148,7 +158,7 @@ def main():
         print(f"   {k:48s} {v:8.0f}  {v / base:5.2f}x plain  {cpu:8.2f} {base_cpu / cpu:5.2f}x plain"
               f"  {thread:8.2f} {base_cpu / thread:5.2f}x")
     print(f"   every-step capture vs the lecture's own diagnostics: "
-          f"{r['Run, capture every step'][0] / r['lecture loop with retain_grad + ud every step'][0]:.2f}x; "
+          f"{r['Run, capture every step (worker thread)'][0] / r['lecture loop with retain_grad + ud every step'][0]:.2f}x; "
           f"load average now {os.getloadavg()[0]:.2f}")
 
     print("\n2. the bounded store: 1,000,000 steps, a capture (45 tensors) every 100")

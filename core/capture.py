@@ -395,14 +395,16 @@ class Recorder:
         return raster
 
 
-def make_recorder(model, bins=BINS, background=False, wait=False):
+def make_recorder(model, bins=BINS, background=None, wait=False):
     """The compiled recorder (core.compiled) when it is built, else the Python one: the same records.
-    wait: build it here if need be (else a first call starts a build in the background)."""
+    background None: the compiled recorder's worker thread (it needs no GIL: the training thread only
+    hands it a step), the Python recorder's numbers on the spot (its thread would need the GIL).
+    wait: build the compiled recorder here if need be (else a first call starts a build in the background)."""
     from . import compiled
     module = compiled.steps_module(wait=wait)
     if module is None:
-        return Recorder(model, bins, background)
-    return CompiledRecorder(model, module, bins, background)
+        return Recorder(model, bins, bool(background))
+    return CompiledRecorder(model, module, bins, True if background is None else background)
 
 
 class CompiledRecorder(Recorder):

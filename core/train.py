@@ -154,11 +154,11 @@ class Run:
     """
 
     def __init__(self, model, batches, cfg, store=None, capture=True, device="cpu", meta=None, probe=None,
-                 background=False, on_eval=None):
+                 background=None, on_eval=None):
         self.model = model
         self.probe = probe          # a fixed batch of inputs for the saturation raster (None = no raster)
         self.on_eval = on_eval      # called with the step after each loss estimate (the worker samples text there)
-        # background=True: capture summaries in a thread (core.capture); helps only with an idle core
+        # background: capture summaries on a thread (core.capture.make_recorder; None: the recorder's choice)
         self.batches = batches
         self.cfg = cfg
         self.store = store if store is not None else RunStore()
