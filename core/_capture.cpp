@@ -95,9 +95,10 @@ class Steps {
     auto slots = slots_;
     int64_t g = ++gen_;
     slots->gen[i] = g;  // a later output of the same point replaces this one
-    if (out.requires_grad() && out.grad_fn()) {
+    if (out.requires_grad()) {
+      // (an output no loss depends on, a sibling of one that is, gets an undefined gradient: none)
       out.register_hook([slots, i, g](const at::Tensor& grad) {
-        if (slots->gen[i] == g) slots->grads[i] = grad.detach();
+        if (grad.defined() && slots->gen[i] == g) slots->grads[i] = grad.detach();
       });
     }
   }
@@ -223,10 +224,19 @@ class Steps {
     job->wratio = at::empty({job->std.size(0), 3}, at::kFloat);
     if (!background_) {
       run(*job);
+      job->tensors.clear();  // done with them: a finished step holds only its numbers
       std::lock_guard<std::mutex> lk(mu_);
       done_.push_back(job);
       return;
     }
+    std::vector<at::Tensor> finished;  // the tensors of steps the worker has finished: released here,
+    {                                  // on the caller's thread, outside the lock
+      std::lock_guard<std::mutex> lk(mu_);
+      for (auto& j : done_)
+        for (auto& t : j->tensors) finished.push_back(std::move(t));
+      for (auto& j : done_) j->tensors.clear();
+    }
+    finished.clear();
     {
       py::gil_scoped_release nogil;
       std::unique_lock<std::mutex> lk(mu_);

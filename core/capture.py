@@ -29,6 +29,7 @@ the parameters before the next update) and the Python around them stay
 (BENCHMARKS.md has what each part costs).
 """
 
+import collections
 import functools
 import math
 import threading
@@ -145,8 +146,9 @@ class Recorder:
         self.capturing = False
         self._handles = []
         self._acts = {}        # name -> the layer's output (detached), this capture step
-        self._gouts = {}       # (name, i) -> the gradients arriving at the node that made it (a tuple)
-        self._nr = {}          # name -> i: which of that node's outputs it is
+        self._gouts = {}       # key -> the gradients arriving at the node that made it (a tuple)
+        self._nr = {}          # name -> (i, key): which of that node's outputs it is, where its gradient lands
+        self._gen = 0          # counts the outputs watched (see _watch)
         self._step = None
         self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
         self._theta = None     # _Theta: the parameters being updated and their copy before the update
@@ -199,11 +201,17 @@ class Recorder:
             # cost (no Python wrapper, no handle, and the hook is a builtin: no Python frame when it fires).
             # Keyed by the output's index too: a layer called twice in one forward pass may be a different
             # output of its node each time, and its gradient is read for the output seen last
-            i = self._nr[name] = out.output_nr
-            node.register_prehook(functools.partial(self._gouts.__setitem__, (name, i)))
+            # (and by a generation: a layer called twice as the same output of two nodes must not get the
+            # first call's gradient, which arrives last)
+            self._gen += 1
+            key = (name, self._gen)
+            self._nr[name] = (out.output_nr, key)
+            node.register_prehook(functools.partial(self._gouts.__setitem__, key))
         elif out.requires_grad:
-            self._nr[name] = 0
-            out.register_hook(lambda grad: self._gouts.__setitem__((name, 0), (grad,)))
+            self._gen += 1
+            key = (name, self._gen)
+            self._nr[name] = (0, key)
+            out.register_hook(lambda grad: self._gouts.__setitem__(key, (grad,)))
 
     # --- called by the training loop on a capture step --------------------------
 
@@ -231,8 +239,8 @@ class Recorder:
             if t is not None:
                 keys.append(key); kinds.append(kind); tensors.append(t)
         for name, _, key, kind in self._keyed:
-            i = nr.get(name)
-            grads = gouts.get((name, i))
+            i, gkey = nr.get(name, (None, None))
+            grads = gouts.get(gkey)
             if grads is not None:
                 g = grads[i]
                 if g is not None:
@@ -424,7 +432,7 @@ class CompiledRecorder(Recorder):
         self._layers = [layer for _, _, layer in self.points]
         self._masks = {}  # which tensors a step had (bytes from C++) -> keys, kinds, weights, layout, index
         self._loss = None
-        self._rasters = {}  # step -> the latest saturation raster when it was captured
+        self._submitted = collections.deque()  # (loss, latest raster, keys/kinds/weights) per step, in order
 
     def _watch(self, name, out):
         self._cx.watch(self._index[name], out)
@@ -448,11 +456,14 @@ class CompiledRecorder(Recorder):
     def after_update(self, probe=None):
         if probe is not None:
             self._raster = (self._step, self.probe(probe))
-        mask = self._cx.after_update(self._step, float("nan") if self._loss is None else self._loss)
+        mask = self._cx.after_update(self._step, 0.0)
         m = self._masks.get(mask)
         if m is None:
+            if len(self._masks) > 16:  # a model whose set of captured tensors keeps changing: start afresh
+                self._masks.clear()
+                self.summarizer._layouts.clear()
             m = self._masks[mask] = self._layout(mask)
-        self._rasters[self._step] = self._raster
+        self._submitted.append((self._loss, self._raster, m[:3]))
         self._cx.submit(m[4])
 
     def _layout(self, mask):
@@ -475,11 +486,10 @@ class CompiledRecorder(Recorder):
 
     def _records(self, finished):
         out = []
-        for step, loss, mask, counts, used, stats, wratio in finished:
-            keys, kinds, weights, _, _ = self._masks[mask]
-            raster_step, raster = self._rasters.pop(step)
-            out.append(Capture(step, None if loss != loss else loss, keys, kinds, counts.numpy(), used.numpy(),
-                               stats.numpy(), weights, wratio.numpy(), raster, raster_step))
+        for step, _, _, counts, used, stats, wratio in finished:  # in the order they were submitted
+            loss, (raster_step, raster), (keys, kinds, weights) = self._submitted.popleft()
+            out.append(Capture(step, loss, keys, kinds, counts.numpy(), used.numpy(), stats.numpy(), weights,
+                               wratio.numpy(), raster, raster_step))
         return out
 
     def ready(self):

@@ -17,12 +17,21 @@ import sys
 import threading
 from pathlib import Path
 
-from numba import carray, cfunc, types
+from numba import carray, cfunc, njit, types
 
 from . import kernels
 
 _P = types.CPointer
 _i64, _f32, _f64, _b = types.int64, types.float32, types.float64, types.boolean
+
+
+@njit(nogil=True, cache=True)
+def _total(sizes, w):
+    """How many values w parameters of these sizes (a C array) hold."""
+    n = 0
+    for q in range(w):
+        n += sizes[q]
+    return n
 
 
 @cfunc(types.void(_P(_i64), _P(_i64), _i64, _P(_b), _P(_b), _P(_f32), _P(_f32), _P(types.int32), _i64, _P(_f64),
@@ -35,26 +44,20 @@ def _summarize(addrs, sizes, k, tanh, relu, thr, edges, counts, bins2, stats, us
 
 @cfunc(types.void(_P(_i64), _P(_i64), _P(_i64), _i64, _P(_f32), _P(_f64)), cache=True)
 def _update_in_place(addrs, sizes, starts, w, theta, out):
-    n = 0
-    for q in range(w):
-        n += sizes[q]
+    n = _total(sizes, w)
     kernels.update_stds_in_place(carray(addrs, (w,)), carray(sizes, (w,)), carray(starts, (w,)), carray(theta, (n,)),
                                  carray(out, (w, 2)))
 
 
 @cfunc(types.void(_P(_i64), _P(_i64), _P(_i64), _i64, _P(_f32)), cache=True)
 def _copy_params(addrs, sizes, starts, w, theta):
-    n = 0
-    for q in range(w):
-        n += sizes[q]
+    n = _total(sizes, w)
     kernels.copy_params(carray(addrs, (w,)), carray(sizes, (w,)), carray(starts, (w,)), carray(theta, (n,)))
 
 
 @cfunc(types.void(_P(_f32), _P(_f32), _P(_i64), _P(_i64), _i64, _P(_f64)), cache=True)
 def _update_flat(after, before, starts, sizes, w, out):
-    n = 0
-    for q in range(w):
-        n += sizes[q]
+    n = _total(sizes, w)
     kernels.update_stds(carray(after, (n,)), carray(before, (n,)), carray(starts, (w,)), carray(sizes, (w,)),
                         carray(out, (w, 2)))
 
@@ -86,23 +89,50 @@ def build_dir():
     return root / f"capture-{key}"
 
 
-def _load():
+def _import_built():
+    """The built module, imported from its file: no compiler, no ninja, no build lock needed."""
+    import importlib.util
+
+    import torch  # noqa: F401 (the module links against torch's libraries: loaded first)
+    spec = importlib.util.spec_from_file_location("zth_capture", build_dir() / "zth_capture.so")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _compile():
+    """Build (or find up to date) the module with torch's tools: only ever in `python -m core.compiled`."""
+    import time
+
     from torch.utils.cpp_extension import load
     d = build_dir()
     d.mkdir(parents=True, exist_ok=True)
+    lock = d / "lock"  # torch's build lock: left behind by a killed build, it would stall every later one
+    if lock.exists() and time.time() - lock.stat().st_mtime > 600:
+        lock.unlink(missing_ok=True)
     return load("zth_capture", [str(SOURCE)], build_directory=str(d), extra_cflags=["-O2"], verbose=False)
+
+
+def _reason(text):
+    """The line of a failed build's output that says why (the first error), else its last line."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    for line in lines:
+        low = line.lower()
+        if "error" in low or "not found" in low or "no such file" in low:
+            return line
+    return lines[-1] if lines else "the build failed"
 
 
 def _build():
     # compiled in a process of its own, in a session of its own: a build outlives a CLI run that exits or
-    # is interrupted meanwhile (torch's build lock left behind by a killed build would stall every later
-    # one); once it is built, loading it here takes milliseconds
+    # is interrupted meanwhile; the venv's own ninja is found even when the venv is not activated
+    env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
     try:
-        done = subprocess.run([sys.executable, "-m", "core.compiled"], cwd=SOURCE.parent.parent,
-                              capture_output=True, text=True, timeout=1800, start_new_session=True)
+        done = subprocess.run([sys.executable, "-m", "core.compiled"], cwd=SOURCE.parent.parent, env=env,
+                              capture_output=True, text=True, timeout=900, start_new_session=True)
         if done.returncode != 0:
-            raise RuntimeError(((done.stderr or done.stdout).strip().splitlines() or ["the build failed"])[-1])
-        module = _load()
+            raise RuntimeError(_reason(done.stderr + "\n" + done.stdout))
+        module = _import_built()
     except Exception as e:  # no compiler, no ninja, no headers: the Python recorder does the work
         with _lock:
             _state["error"] = f"{type(e).__name__}: {e}".strip()[:500]
@@ -121,9 +151,9 @@ def steps_module(wait=False):
             return _state["module"]
         thread = _state["thread"]
         if thread is None:
-            if (build_dir() / "zth_capture.so").exists():  # built before: load it now (milliseconds)
+            if (build_dir() / "zth_capture.so").exists():  # built before: import it (milliseconds)
                 try:
-                    _state["module"] = _load()
+                    _state["module"] = _import_built()
                     return _state["module"]
                 except Exception:  # half-written by a build going on now, say: wait for that one
                     pass
@@ -140,4 +170,4 @@ def build_error():
 
 
 if __name__ == "__main__":  # the build (see _build)
-    print(_load().__file__)
+    print(_compile().__file__)

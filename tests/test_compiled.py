@@ -83,3 +83,133 @@ def test_the_worker_keeps_up_and_flush_waits_for_it(compiled_capture):
     assert [c.step for c in caps] == list(range(40)) and rec.pending == 0
     assert all(c.counts[0].sum() == 256 * 400 for c in caps)  # the tanh output, every value counted
     rec.close()
+
+
+def _sgd_step(model, rec, step, X, Y, loss_fn=None):
+    rec.begin(step)
+    out = model(X)
+    loss = torch.nn.functional.cross_entropy(out, Y) if loss_fn is None else loss_fn(out)
+    rec.after_forward()
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    rec.after_backward(loss.item())
+    rec.before_update()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= 0.1 * p.grad
+    rec.after_update()
+
+
+def _both(compiled_capture, make_model, steps, X, Y, loss_fn=None):
+    """The records of the same steps through the Python recorder and the compiled one (on the spot and
+    on its worker), checked equal; returns the Python recorder's."""
+    out = []
+    for make in (Recorder, lambda m: CompiledRecorder(m, compiled_capture, background=False),
+                 lambda m: CompiledRecorder(m, compiled_capture, background=True)):
+        torch.manual_seed(0)
+        model = make_model()
+        rec = make(model)
+        for step in steps:
+            _sgd_step(model, rec, step, X, Y, loss_fn)
+        out.append(rec.flush())
+        rec.close()
+    a = out[0]
+    for b in out[1:]:
+        assert [c.step for c in a] == [c.step for c in b]
+        for x, y in zip(a, b):
+            assert x.keys == y.keys and x.weights == y.weights
+            assert x.loss == y.loss or (np.isnan(x.loss) and np.isnan(y.loss))
+            for f in ("counts", "edges", "stats", "wratio"):
+                assert np.array_equal(getattr(x, f), getattr(y, f), equal_nan=True), (x.step, f)
+    return a
+
+
+class Tanh(torch.nn.Module):  # watched: the recorder goes by the class name
+    def forward(self, x):
+        return torch.tanh(x)
+
+
+def test_a_layer_called_twice_gets_the_gradient_of_its_last_output(compiled_capture):
+    class Twice(torch.nn.Module):  # t(3 * t(x)): both calls output 0 of their node
+        def __init__(self):
+            super().__init__()
+            self.lin, self.t, self.head = torch.nn.Linear(4, 8), Tanh(), torch.nn.Linear(8, 3)
+
+        def forward(self, X):
+            self.last = self.t(3 * self.t(self.lin(X)))
+            self.last.retain_grad()  # the oracle
+            return self.head(self.last)
+
+    X, Y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    models = []
+
+    def make():
+        models.append(Twice())
+        return models[-1]
+    (cap,) = _both(compiled_capture, make, [0], X, Y)
+    (row,) = cap.layer_stats()
+    last = models[0].last
+    assert row["std"] == pytest.approx(last.std().item(), rel=1e-5)
+    assert row["grad_std"] == pytest.approx(last.grad.std().item(), rel=1e-5)
+
+
+def test_a_watched_output_no_loss_depends_on_has_no_gradient_row(compiled_capture):
+    class Tanh(torch.nn.Module):  # watched; its output is chunk 0, and only chunk 1 reaches the loss
+        def forward(self, x):
+            return torch.tanh(x).chunk(2, dim=1)[0]
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.t, self.head = torch.nn.Linear(4, 8), Tanh(), torch.nn.Linear(4, 3)
+
+        def forward(self, X):
+            h = self.lin(X)
+            chunks = torch.tanh(h).chunk(2, dim=1)
+            for hook in self.t._forward_hooks.values():  # the recorder sees chunk 0 as the layer's output
+                hook(self.t, (h,), chunks[0])
+            return self.head(chunks[1])
+
+    X, Y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    (cap,) = _both(compiled_capture, M, [0], X, Y)
+    assert ("act", "t") in cap.keys and ("agrad", "t") not in cap.keys
+
+
+def test_loss_nan_and_one_step_number_captured_twice_are_kept_as_given(compiled_capture):
+    def make():
+        return torch.nn.Sequential(torch.nn.Linear(4, 8), Tanh(), torch.nn.Linear(8, 3))
+    X, Y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    caps = _both(compiled_capture, make, [0, 0, 1], X, Y, loss_fn=lambda out: out.sum() * float("nan"))
+    assert [c.step for c in caps] == [0, 0, 1] and all(np.isnan(c.loss) for c in caps)
+
+
+def test_finished_steps_do_not_hold_their_tensors(compiled_capture):
+    # a caller that collects records only at the end: the steps' tensors must be released as they finish
+    import gc
+    import weakref
+
+    class Keep(torch.nn.Module):  # its output's storage, watched through a weakref to a view's base
+        def forward(self, x):
+            return torch.tanh(x)
+
+    for background in (False, True):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 64), Keep(), torch.nn.Linear(64, 3))
+        rec = CompiledRecorder(model, compiled_capture, background=background)
+        X, Y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+        alive = []
+        for step in range(6):
+            h = {}
+            handle = model[1].register_forward_hook(lambda m, i, o: h.setdefault("o", o))
+            _sgd_step(model, rec, step, X, Y)
+            handle.remove()
+            alive.append(weakref.ref(h.pop("o").untyped_storage()))
+            if background:
+                while rec.pending:
+                    pass
+        gc.collect()
+        # the last step's tensors may still be held (its job is the latest), none of the earlier ones
+        assert sum(r() is not None for r in alive[:-1]) == 0, background
+        rec.flush()
+        rec.close()
