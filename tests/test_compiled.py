@@ -61,31 +61,8 @@ def test_without_the_compiled_path_the_python_recorder_records(monkeypatch):
     assert type(make_recorder(m)) is Recorder
 
 
-def test_the_worker_keeps_up_and_flush_waits_for_it(compiled_capture):
-    # many capture steps queued on the worker: flush() returns every record, in step order
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(50, 400), torch.nn.Tanh(), torch.nn.Linear(400, 5))
-    rec = CompiledRecorder(model, compiled_capture, background=True)
-    X, Y = torch.randn(256, 50), torch.randint(0, 5, (256,))
-    for step in range(40):
-        rec.begin(step)
-        loss = torch.nn.functional.cross_entropy(model(X), Y)
-        rec.after_forward()
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-        rec.after_backward(loss.item())
-        rec.before_update()
-        with torch.no_grad():
-            for p in model.parameters():
-                p -= 0.1 * p.grad
-        rec.after_update()
-    caps = rec.flush()
-    assert [c.step for c in caps] == list(range(40)) and rec.pending == 0
-    assert all(c.counts[0].sum() == 256 * 400 for c in caps)  # the tanh output, every value counted
-    rec.close()
-
-
 def _sgd_step(model, rec, step, X, Y, loss_fn=None):
+    """One capture step of plain SGD through the recorder's calls, as Run makes them."""
     rec.begin(step)
     out = model(X)
     loss = torch.nn.functional.cross_entropy(out, Y) if loss_fn is None else loss_fn(out)
@@ -99,6 +76,20 @@ def _sgd_step(model, rec, step, X, Y, loss_fn=None):
             if p.grad is not None:
                 p -= 0.1 * p.grad
     rec.after_update()
+
+
+def test_the_worker_keeps_up_and_flush_waits_for_it(compiled_capture):
+    # many capture steps queued on the worker: flush() returns every record, in step order
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(50, 400), torch.nn.Tanh(), torch.nn.Linear(400, 5))
+    rec = CompiledRecorder(model, compiled_capture, background=True)
+    X, Y = torch.randn(256, 50), torch.randint(0, 5, (256,))
+    for step in range(40):
+        _sgd_step(model, rec, step, X, Y)
+    caps = rec.flush()
+    assert [c.step for c in caps] == list(range(40)) and rec.pending == 0
+    assert all(c.counts[0].sum() == 256 * 400 for c in caps)  # the tanh output, every value counted
+    rec.close()
 
 
 def _both(compiled_capture, make_model, steps, X, Y, loss_fn=None):
