@@ -2,7 +2,7 @@
 //
 // On a capture step Python makes a handful of calls instead of one per tensor:
 //   begin(); watch(i, out) per watched output (a C++ gradient hook: no Python runs in backward);
-//   before_update(step); <update>; after_update(step, loss) -> which tensors were there; submit(layout)
+//   before_update(step); <update>; after_update(step) -> which tensors were there; submit(layout)
 // and later ready(wait) hands back the finished records. The numbers come from core.kernels (the same
 // numba code as the Python recorder, called through C function pointers), on the spot or on a worker
 // thread that never needs the GIL.
@@ -41,10 +41,8 @@ struct Layout {
 
 struct Job {
   int64_t step = 0;
-  double loss = 0;
   int64_t layout = -1;
   int64_t values = 0;
-  std::string mask;
   std::vector<at::Tensor> tensors;  // float32, contiguous, CPU, detached: read in place
   std::vector<int64_t> addrs, sizes;
   at::Tensor counts, used, stats64, stats, std, wratio;
@@ -142,11 +140,10 @@ class Steps {
   // after the update: the update stds, and this step's tensors gathered into a job. Returns which were
   // there (a byte per act, agrad, wgrad slot, then the parameters' shapes) for Python to find the layout;
   // then submit(layout)
-  py::bytes after_update(int64_t step, double loss) {
+  py::bytes after_update(int64_t step) {
     if (!theta_.defined() && !updated_.empty()) throw std::logic_error("after_update without before_update");
     auto job = std::make_shared<Job>();
     job->step = step;
-    job->loss = loss;
     int64_t w = static_cast<int64_t>(updated_.size());
     job->std = at::empty({w, 2}, at::kDouble);
     std::vector<int64_t> addrs;
@@ -198,7 +195,6 @@ class Steps {
       for (int64_t d : p.sizes()) mask.append(reinterpret_cast<const char*>(&d), sizeof d);
       mask.push_back('/');
     }
-    job->mask = mask;
     staged_ = job;
     slots_.reset();
     for (auto& a : acts_) a.reset();
@@ -249,7 +245,7 @@ class Steps {
     cv_.notify_one();
   }
 
-  // the finished records, oldest first: (step, loss, mask, counts, used edges, stats, wratio); wait: all of them
+  // the finished steps' numbers, oldest first: (step, counts, used edges, stats, wratio); wait: all of them
   std::vector<py::tuple> ready(bool wait) {
     std::deque<std::shared_ptr<Job>> done;
     if (wait && background_) {
@@ -265,7 +261,7 @@ class Steps {
     std::vector<py::tuple> out;
     for (auto& j : done) {
       j->tensors.clear();  // released here, on the caller's thread
-      out.push_back(py::make_tuple(j->step, j->loss, py::bytes(j->mask), j->counts, j->used, j->stats, j->wratio));
+      out.push_back(py::make_tuple(j->step, j->counts, j->used, j->stats, j->wratio));
     }
     return out;
   }

@@ -430,7 +430,7 @@ class CompiledRecorder(Recorder):
                                 background, MAX_PENDING_VALUES)
         self._index = {name: i for i, (name, _, _) in enumerate(self.points)}
         self._layers = [layer for _, _, layer in self.points]
-        self._masks = {}  # which tensors a step had (bytes from C++) -> keys, kinds, weights, layout, index
+        self._masks = {}  # which tensors a step had (bytes from C++) -> (keys, kinds, weights), layout index
         self._loss = None
         self._submitted = collections.deque()  # (loss, latest raster, keys/kinds/weights) per step, in order
 
@@ -456,15 +456,16 @@ class CompiledRecorder(Recorder):
     def after_update(self, probe=None):
         if probe is not None:
             self._raster = (self._step, self.probe(probe))
-        mask = self._cx.after_update(self._step, 0.0)
+        mask = self._cx.after_update(self._step)
         m = self._masks.get(mask)
         if m is None:
             if len(self._masks) > 16:  # a model whose set of captured tensors keeps changing: start afresh
                 self._masks.clear()
                 self.summarizer._layouts.clear()
             m = self._masks[mask] = self._layout(mask)
-        self._submitted.append((self._loss, self._raster, m[:3]))
-        self._cx.submit(m[4])
+        described, index = m
+        self._submitted.append((self._loss, self._raster, described))
+        self._cx.submit(index)
 
     def _layout(self, mask):
         n = len(self.points)
@@ -481,12 +482,13 @@ class CompiledRecorder(Recorder):
         keys, kinds = tuple(keys), tuple(kinds)
         lay = self.summarizer.layout(keys, _binning(keys, kinds))
         wgrad = np.array([i for i, (g, _) in enumerate(keys) if g == "wgrad"], dtype=np.int64)
+        # (torch.from_numpy keeps each array alive as long as C++ holds it)
         index = self._cx.add_layout(*(torch.from_numpy(a) for a in (lay.tanh, lay.relu, lay.thr, lay.edges, wgrad)))
-        return keys, kinds, tuple(weights), (lay, wgrad), index
+        return (keys, kinds, tuple(weights)), index
 
     def _records(self, finished):
         out = []
-        for step, _, _, counts, used, stats, wratio in finished:  # in the order they were submitted
+        for step, counts, used, stats, wratio in finished:  # in the order they were submitted
             loss, (raster_step, raster), (keys, kinds, weights) = self._submitted.popleft()
             out.append(Capture(step, loss, keys, kinds, counts.numpy(), used.numpy(), stats.numpy(), weights,
                                wratio.numpy(), raster, raster_step))
