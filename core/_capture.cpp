@@ -8,6 +8,7 @@
 // thread that never needs the GIL.
 #include <torch/extension.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -225,24 +226,24 @@ class Steps {
       done_.push_back(job);
       return;
     }
-    std::vector<at::Tensor> finished;  // the tensors of steps the worker has finished: released here,
-    {                                  // on the caller's thread, outside the lock
-      std::lock_guard<std::mutex> lk(mu_);
-      for (auto& j : done_)
-        for (auto& t : j->tensors) finished.push_back(std::move(t));
-      for (auto& j : done_) j->tensors.clear();
-    }
-    finished.clear();
     {
       py::gil_scoped_release nogil;
       std::unique_lock<std::mutex> lk(mu_);
-      // the worker far behind: wait, so that memory stays bounded
-      done_cv_.wait(lk, [this] { return pending_values_ <= max_pending_; });
+      if (pending_values_ > max_pending_) {  // the worker far behind: wait, so that memory stays bounded
+        cv_.notify_one();
+        done_cv_.wait(lk, [this] { return pending_values_ <= max_pending_; });
+      }
       queue_.push_back(job);
       pending_values_ += job->values;
       if (!worker_.joinable()) worker_ = std::thread([this] { serve(); });
+      // waking a sleeping thread is a system call (tens of microseconds on a VM): the worker looks at
+      // the queue every kPollMs while there is work and is woken only from its idle sleep or for a
+      // long queue
+      if (idle_ || static_cast<int64_t>(queue_.size()) >= kWakeAt) {
+        idle_ = false;
+        cv_.notify_one();
+      }
     }
-    cv_.notify_one();
   }
 
   // the finished steps' numbers, oldest first: (step, counts, used edges, stats, wratio); wait: all of them
@@ -251,6 +252,8 @@ class Steps {
     if (wait && background_) {
       py::gil_scoped_release nogil;
       std::unique_lock<std::mutex> lk(mu_);
+      idle_ = false;
+      cv_.notify_one();
       done_cv_.wait(lk, [this] { return queue_.empty() && !busy_; });
       done.swap(done_);
     } else {
@@ -260,7 +263,6 @@ class Steps {
     }
     std::vector<py::tuple> out;
     for (auto& j : done) {
-      j->tensors.clear();  // released here, on the caller's thread
       out.push_back(py::make_tuple(j->step, j->counts, j->used, j->stats, j->wratio));
     }
     return out;
@@ -312,13 +314,23 @@ class Steps {
   void serve() {
     std::unique_lock<std::mutex> lk(mu_);
     while (true) {
-      cv_.wait(lk, [this] { return quit_ || !queue_.empty(); });
+      if (idle_) {
+        cv_.wait(lk, [this] { return quit_ || !idle_; });
+      } else if (queue_.empty() &&
+                 !cv_.wait_for(lk, std::chrono::milliseconds(kPollMs), [this] { return quit_ || !queue_.empty(); })) {
+        idle_ = true;  // nothing came for a while: sleep until submit() wakes us
+        continue;
+      }
       if (quit_) return;
+      if (queue_.empty()) continue;
       auto job = queue_.front();
       queue_.pop_front();
       busy_ = true;
       lk.unlock();
       run(*job);
+      // done with them: released here, outside the lock (a storage whose Python object outlived its
+      // last Python reference takes the GIL to drop it: never while holding the lock)
+      job->tensors.clear();
       lk.lock();
       busy_ = false;
       pending_values_ -= job->values;
@@ -355,7 +367,9 @@ class Steps {
   std::condition_variable cv_, done_cv_;
   std::deque<std::shared_ptr<Job>> queue_, done_;
   int64_t pending_values_ = 0;
-  bool busy_ = false, quit_ = false;
+  bool busy_ = false, quit_ = false, idle_ = true;
+  static constexpr int kPollMs = 8;
+  static constexpr int64_t kWakeAt = 16;
   std::thread worker_;
 };
 

@@ -92,6 +92,28 @@ def test_the_worker_keeps_up_and_flush_waits_for_it(compiled_capture):
     rec.close()
 
 
+def test_the_worker_finishes_steps_nobody_waits_for(compiled_capture):
+    # the worker is woken only from its idle sleep or for a long queue (a wake-up is a system call):
+    # a lone step, and a few more after it went idle again, still arrive through ready() alone
+    import time
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
+    rec = CompiledRecorder(model, compiled_capture, background=True)
+    X, Y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    got = []
+    for steps in ([0], [1, 2, 3]):
+        for step in steps:
+            _sgd_step(model, rec, step, X, Y)
+        deadline = time.monotonic() + 10
+        while len(got) < steps[-1] + 1 and time.monotonic() < deadline:
+            got += rec.ready()
+            time.sleep(0.001)
+        assert [c.step for c in got] == list(range(steps[-1] + 1))
+        time.sleep(0.05)  # long enough for the worker to go back to its idle sleep
+    assert rec.pending == 0
+    rec.close()
+
+
 def _both(compiled_capture, make_model, steps, X, Y, loss_fn=None):
     """The records of the same steps through the Python recorder and the compiled one (on the spot and
     on its worker), checked equal; returns the Python recorder's."""
