@@ -28,9 +28,35 @@ typedef void (*CopyFn)(const int64_t*, const int64_t*, const int64_t*, int64_t, 
 typedef void (*FlatFn)(const float*, const float*, const int64_t*, const int64_t*, int64_t, double*);
 typedef void (*FinishFn)(const double*, int64_t, const bool*, const double*, const int64_t*, int64_t, float*, float*);
 
+// one tensor a step keeps for the kernels: a contiguous float32 CPU tensor by its storage (what keeps its
+// values alive) and where they are -- a reference count, where a detached alias costs a dispatched call;
+// anything else as a detached tensor, converted when the step is gathered
+struct Held {
+  c10::Storage storage;
+  at::Tensor tensor;
+  int64_t offset = 0, size = 0;  // in bytes from the storage's start; in values
+
+  Held() = default;
+  explicit Held(const at::Tensor& t) {
+    if (t.scalar_type() == at::kFloat && t.device().is_cpu() && t.is_contiguous() && t.has_storage() &&
+        t.storage().nbytes() >= static_cast<size_t>((t.storage_offset() + t.numel()) * 4)) {
+      storage = t.storage();
+      offset = t.storage_offset() * 4;
+      size = t.numel();
+    } else {
+      tensor = t.detach();
+    }
+  }
+  bool defined() const { return storage || tensor.defined(); }
+  void reset() {
+    storage = c10::Storage();
+    tensor.reset();
+  }
+};
+
 // the gradients caught in one backward pass; a hook writes only if its output is still the one watched
 struct Slots {
-  std::vector<at::Tensor> grads;
+  std::vector<Held> grads;
   std::vector<int64_t> gen;
   explicit Slots(size_t n) : grads(n), gen(n, -1) {}
 };
@@ -44,7 +70,8 @@ struct Job {
   int64_t step = 0;
   int64_t layout = -1;
   int64_t values = 0;
-  std::vector<at::Tensor> tensors;  // float32, contiguous, CPU, detached: read in place
+  std::vector<c10::Storage> storages;  // what keeps the values at addrs alive: read in place
+  std::vector<at::Tensor> tensors;     // (or float32 contiguous CPU copies of tensors that were not)
   std::vector<int64_t> addrs, sizes;
   at::Tensor counts, used, stats64, stats, std, wratio;
 };
@@ -90,14 +117,14 @@ class Steps {
   void watch(int64_t i, const at::Tensor& out) {
     if (i < 0 || i >= points_) throw std::out_of_range("watch: no such point");
     if (!slots_) begin();
-    acts_[i] = out.detach();
+    acts_[i] = Held(out);
     auto slots = slots_;
     int64_t g = ++gen_;
     slots->gen[i] = g;  // a later output of the same point replaces this one
     if (out.requires_grad()) {
       // (an output no loss depends on, a sibling of one that is, gets an undefined gradient: none)
       out.register_hook([slots, i, g](const at::Tensor& grad) {
-        if (grad.defined() && slots->gen[i] == g) slots->grads[i] = grad.detach();
+        if (grad.defined() && slots->gen[i] == g) slots->grads[i] = Held(grad);
       });
     }
   }
@@ -165,25 +192,31 @@ class Steps {
     theta_step_ = step;
 
     std::string mask(2 * points_ + params_.size(), '\0');
-    auto add = [&](const at::Tensor& t, size_t m) {
-      at::Tensor c = t;
-      if (!(c.scalar_type() == at::kFloat && c.is_cpu() && c.is_contiguous()))
-        c = c.to(at::kFloat).contiguous().cpu();
-      job->addrs.push_back(reinterpret_cast<int64_t>(c.data_ptr()));
-      job->sizes.push_back(c.numel());
-      job->values += c.numel();
-      job->tensors.push_back(std::move(c));
+    auto add = [&](Held&& h, size_t m) {
+      if (h.storage) {
+        if (h.storage.nbytes() < static_cast<size_t>(h.offset + h.size * 4))  // resized since: cannot be
+          throw std::runtime_error("step " + std::to_string(step) + ": a watched tensor's storage shrank");
+        job->addrs.push_back(reinterpret_cast<int64_t>(static_cast<const char*>(h.storage.data()) + h.offset));
+        job->sizes.push_back(h.size);
+        job->storages.push_back(std::move(h.storage));
+      } else {
+        at::Tensor c = h.tensor.to(at::kFloat).contiguous().cpu();
+        job->addrs.push_back(reinterpret_cast<int64_t>(c.data_ptr()));
+        job->sizes.push_back(c.numel());
+        job->tensors.push_back(std::move(c));
+      }
+      job->values += job->sizes.back();
       mask[m] = 1;
     };
     for (int64_t i = 0; i < points_; ++i)
-      if (acts_[i].defined()) add(acts_[i], i);
+      if (acts_[i].defined()) add(std::move(acts_[i]), i);
     for (int64_t i = 0; i < points_; ++i)
-      if (slots_ && slots_->grads[i].defined()) add(slots_->grads[i], points_ + i);
+      if (slots_ && slots_->grads[i].defined()) add(std::move(slots_->grads[i]), points_ + i);
     size_t with_grad = 0;
     for (size_t q = 0; q < params_.size(); ++q) {
       at::Tensor g = params_[q].grad();
       if (g.defined()) {
-        add(g.detach(), 2 * points_ + q);
+        add(Held(g), 2 * points_ + q);
         ++with_grad;
       }
     }
@@ -221,7 +254,8 @@ class Steps {
     job->wratio = at::empty({job->std.size(0), 3}, at::kFloat);
     if (!background_) {
       run(*job);
-      job->tensors.clear();  // done with them: a finished step holds only its numbers
+      job->storages.clear();  // done with them: a finished step holds only its numbers
+      job->tensors.clear();
       std::lock_guard<std::mutex> lk(mu_);
       done_.push_back(job);
       return;
@@ -330,6 +364,7 @@ class Steps {
       run(*job);
       // done with them: released here, outside the lock (a storage whose Python object outlived its
       // last Python reference takes the GIL to drop it: never while holding the lock)
+      job->storages.clear();
       job->tensors.clear();
       lk.lock();
       busy_ = false;
@@ -349,7 +384,7 @@ class Steps {
   FlatFn flat_;
   FinishFn finish_;
   // this capture step
-  std::vector<at::Tensor> acts_;
+  std::vector<Held> acts_;
   std::shared_ptr<Slots> slots_;
   int64_t gen_ = 0;
   std::vector<size_t> updated_;
