@@ -1,17 +1,19 @@
 """
 Core speed and memory, measured in one process against the plain lecture loop.
 
-    python bench/bench_core.py [--data ../shared/data/names.txt] [--seconds 3] [--rounds 5]
+    python bench/bench_core.py [--data ../shared/data/names.txt] [--seconds 1] [--rounds 15]
 
 1. Capture overhead on the lecture-4 deep stack (deep-bn): the plain notebook loop (no
    diagnostics) against core's Run with capture off, at the default cadence (every 100 steps)
    and at every step: through the compiled recorder (core/_capture.cpp, built first if need be)
    with its worker thread (Run's default) and on the spot, and through the Python recorder; and
    the lecture's own diagnostic loop (retain_grad on every layer output plus the `ud` list every
-   step) against core's every-step capture. Rounds alternate; medians. Besides steps/s (wall
-   clock), CPU time per step of the whole process and of the training thread alone: the worker
-   thread moves work off the training thread, it does not remove it, so steps/s gains from it
-   only while a second core is free (CPU times also hold up better on a busy machine).
+   step) against core's every-step capture. Rounds alternate; each contender's ratio to the plain
+   loop is taken within a round (seconds apart, so the VM's drift cancels), and its median over the
+   rounds is reported with the quartiles. Besides steps/s (wall clock), CPU time per step of the
+   whole process and of the training thread alone: the worker thread moves work off the training
+   thread, it does not remove it, so steps/s gains from it only while a second core is free (CPU
+   times also hold up better on a busy machine).
 2. The bounded store: bytes held after 1,000,000 steps with a capture every 100.
 3. Steps/s of every model's default preset through Run at its default capture cadence.
 """
@@ -118,21 +120,32 @@ def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", backgro
     return n / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / n, 1e3 * (time.thread_time() - h0) / n
 
 
-def median_rounds(fns, rounds):
-    """{name: medians of what each returns (a tuple)}"""
+def alternate(fns, rounds):
+    """{name: [what it returned in each round]}, the contenders run in turn every round"""
     res = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():  # alternate, so drift hits all alike
             gc.collect()  # the last contender's garbage (a Run, its hooks and records) is not this one's cost
             res[k].append(fn())
-    return {k: tuple(statistics.median(col) for col in zip(*v)) for k, v in res.items()}
+    return res
+
+
+def paired_ratios(res, base, i=0):
+    """{name: (median, lower quartile, upper quartile)} of each round's value i over the base contender's in
+    the same round -- the two ran seconds apart, so the VM's slow drift (+-20% over minutes) cancels"""
+    out = {}
+    for k, v in res.items():
+        r = sorted(a[i] / b[i] for a, b in zip(v, res[base]))
+        q = statistics.quantiles(r, n=4) if len(r) > 1 else (r[0], r[0], r[0])
+        out[k] = (statistics.median(r), q[0], q[2])
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=None, help="words file (default: the SSA names)")
-    ap.add_argument("--seconds", type=float, default=3)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=1)
+    ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args()
     configure_torch(1)
     ds = dataset(args.data, 3)
@@ -141,9 +154,11 @@ def main():
         print(f"the compiled recorder did not build ({compiled.build_error()}): Run uses the Python one")
     print(f"torch {torch.__version__}, 1 thread; {ds.describe()}; load average {os.getloadavg()[0]:.2f}")
 
-    print("\n1. capture overhead, deep-bn (47,024 params), steps/s, median of", args.rounds, "alternating rounds")
+    print("\n1. capture overhead, deep-bn (47,024 params): steps/s and CPU time per step, medians of", args.rounds,
+          "alternating rounds of", args.seconds, "s;\n   'vs plain' is the median (quartiles) of each round's ratio to "
+          "the plain loop's steps/s in the same round")
     s = args.seconds
-    r = median_rounds({
+    res = alternate({
         "plain notebook loop": lambda: plain_loop(ds, s),
         "Run, capture off": lambda: core_run(ds, s, 0),
         "Run, capture every 100 (default)": lambda: core_run(ds, s, 100),
@@ -152,14 +167,18 @@ def main():
         "Run, capture every step, Python recorder": lambda: core_run(ds, s, 1, python=True),
         "lecture loop with retain_grad + ud every step": lambda: plain_loop(ds, s, lecture_diagnostics=True),
     }, args.rounds)
-    base, base_cpu, _ = r["plain notebook loop"]
-    print(f"   {'':48s} {'steps/s':>8s}  {'':11s}  {'CPU ms/step: process':>20s}  {'training thread':>15s}")
+    r = {k: tuple(statistics.median(col) for col in zip(*v)) for k, v in res.items()}
+    ratio = paired_ratios(res, "plain notebook loop")
+    base_cpu = r["plain notebook loop"][1]
+    print(f"   {'':48s} {'steps/s':>8s}  {'vs plain (quartiles)':>22s}  {'CPU ms/step: process':>20s}"
+          f"  {'training thread':>15s}")
     for k, (v, cpu, thread) in r.items():
-        print(f"   {k:48s} {v:8.0f}  {v / base:5.2f}x plain  {cpu:8.2f} {base_cpu / cpu:5.2f}x plain"
+        m, lo, hi = ratio[k]
+        print(f"   {k:48s} {v:8.0f}  {m:5.2f}x ({lo:4.2f}-{hi:4.2f})  {cpu:8.2f} {base_cpu / cpu:5.2f}x plain"
               f"  {thread:8.2f} {base_cpu / thread:5.2f}x")
+    vs = paired_ratios(res, "lecture loop with retain_grad + ud every step")
     print(f"   every-step capture vs the lecture's own diagnostics: "
-          f"{r['Run, capture every step (worker thread)'][0] / r['lecture loop with retain_grad + ud every step'][0]:.2f}x; "
-          f"load average now {os.getloadavg()[0]:.2f}")
+          f"{vs['Run, capture every step (worker thread)'][0]:.2f}x; load average now {os.getloadavg()[0]:.2f}")
 
     print("\n2. the bounded store: 1,000,000 steps, a capture (45 tensors) every 100")
     from core.store import RunStore
