@@ -5,7 +5,7 @@
 //   before_update(step); <update>; after_update(step) -> which tensors were there; submit(layout)
 // and later ready(wait) hands back the finished records. The numbers come from core.kernels (the same
 // numba code as the Python recorder, called through C function pointers), on the spot or on a worker
-// thread that never needs the GIL.
+// thread that never takes the GIL: what it has finished with is released by the training thread.
 #include <torch/extension.h>
 
 #include <chrono>
@@ -29,8 +29,9 @@ typedef void (*FlatFn)(const float*, const float*, const int64_t*, const int64_t
 typedef void (*FinishFn)(const double*, int64_t, const bool*, const double*, const int64_t*, int64_t, float*, float*);
 
 // one tensor a step keeps for the kernels: a contiguous float32 CPU tensor by its storage (what keeps its
-// values alive) and where they are -- a reference count, where a detached alias costs a dispatched call;
-// anything else as a detached tensor, converted when the step is gathered
+// values alive) and where they are in it -- a reference count, where a detached alias costs a dispatched
+// call; anything else (another dtype or device, strides, no plain storage) as a detached tensor, converted
+// when the step is gathered
 struct Held {
   c10::Storage storage;
   at::Tensor tensor;
@@ -38,14 +39,17 @@ struct Held {
 
   Held() = default;
   explicit Held(const at::Tensor& t) {
-    if (t.scalar_type() == at::kFloat && t.device().is_cpu() && t.is_contiguous() && t.has_storage() &&
-        t.storage().nbytes() >= static_cast<size_t>((t.storage_offset() + t.numel()) * 4)) {
-      storage = t.storage();
-      offset = t.storage_offset() * 4;
-      size = t.numel();
-    } else {
-      tensor = t.detach();
+    if (t.layout() == at::kStrided && t.scalar_type() == at::kFloat && t.device().is_cpu() && t.has_storage()) {
+      const c10::Storage& s = t.unsafeGetTensorImpl()->unsafe_storage();
+      if (s && s.device().is_cpu() && t.is_contiguous() && (s.data() != nullptr || t.numel() == 0) &&
+          s.nbytes() >= static_cast<size_t>((t.storage_offset() + t.numel()) * 4)) {
+        storage = s;
+        offset = t.storage_offset() * 4;
+        size = t.numel();
+        return;
+      }
     }
+    tensor = t.detach();
   }
   bool defined() const { return storage || tensor.defined(); }
   void reset() {
@@ -71,9 +75,25 @@ struct Job {
   int64_t layout = -1;
   int64_t values = 0;
   std::vector<c10::Storage> storages;  // what keeps the values at addrs alive: read in place
-  std::vector<at::Tensor> tensors;     // (or float32 contiguous CPU copies of tensors that were not)
+  std::vector<at::Tensor> tensors;     // (or float32 contiguous CPU versions of tensors that were not)
   std::vector<int64_t> addrs, sizes;
   at::Tensor counts, used, stats64, stats, std, wratio;
+};
+
+// the storages and tensors of jobs the worker has finished, waiting for the training thread to drop them
+struct Released {
+  std::vector<c10::Storage> storages;
+  std::vector<at::Tensor> tensors;
+  void add(Job& j) {
+    for (auto& s : j.storages) storages.push_back(std::move(s));
+    for (auto& t : j.tensors) tensors.push_back(std::move(t));
+    j.storages.clear();
+    j.tensors.clear();
+  }
+  void swap(Released& o) {
+    storages.swap(o.storages);
+    tensors.swap(o.tensors);
+  }
 };
 
 class Steps {
@@ -113,7 +133,7 @@ class Steps {
     for (auto& a : acts_) a.reset();
   }
 
-  // output i of this forward pass: kept (an alias), and its gradient caught by a C++ hook
+  // output i of this forward pass: kept (by its storage), and its gradient caught by a C++ hook
   void watch(int64_t i, const at::Tensor& out) {
     if (i < 0 || i >= points_) throw std::out_of_range("watch: no such point");
     if (!slots_) begin();
@@ -195,7 +215,7 @@ class Steps {
     auto add = [&](Held&& h, size_t m) {
       if (h.storage) {
         if (h.storage.nbytes() < static_cast<size_t>(h.offset + h.size * 4))  // resized since: cannot be
-          throw std::runtime_error("step " + std::to_string(step) + ": a watched tensor's storage shrank");
+          throw std::runtime_error("step " + std::to_string(step) + ": a captured tensor's storage shrank");
         job->addrs.push_back(reinterpret_cast<int64_t>(static_cast<const char*>(h.storage.data()) + h.offset));
         job->sizes.push_back(h.size);
         job->storages.push_back(std::move(h.storage));
@@ -260,9 +280,11 @@ class Steps {
       done_.push_back(job);
       return;
     }
+    Released released;  // what the worker has finished with: dropped here, when this returns (GIL held)
     {
       py::gil_scoped_release nogil;
       std::unique_lock<std::mutex> lk(mu_);
+      released.swap(released_);
       if (pending_values_ > max_pending_) {  // the worker far behind: wait, so that memory stays bounded
         cv_.notify_one();
         done_cv_.wait(lk, [this] { return pending_values_ <= max_pending_; });
@@ -270,9 +292,9 @@ class Steps {
       queue_.push_back(job);
       pending_values_ += job->values;
       if (!worker_.joinable()) worker_ = std::thread([this] { serve(); });
-      // waking a sleeping thread is a system call (tens of microseconds on a VM): the worker looks at
-      // the queue every kPollMs while there is work and is woken only from its idle sleep or for a
-      // long queue
+      // waking a sleeping thread is a system call (tens of microseconds on a VM): the worker is woken
+      // only from its idle sleep or for a long queue; after it empties the queue it looks again for
+      // kPollMs before it goes to sleep
       if (idle_ || static_cast<int64_t>(queue_.size()) >= kWakeAt) {
         idle_ = false;
         cv_.notify_one();
@@ -283,6 +305,7 @@ class Steps {
   // the finished steps' numbers, oldest first: (step, counts, used edges, stats, wratio); wait: all of them
   std::vector<py::tuple> ready(bool wait) {
     std::deque<std::shared_ptr<Job>> done;
+    Released released;
     if (wait && background_) {
       py::gil_scoped_release nogil;
       std::unique_lock<std::mutex> lk(mu_);
@@ -290,10 +313,12 @@ class Steps {
       cv_.notify_one();
       done_cv_.wait(lk, [this] { return queue_.empty() && !busy_; });
       done.swap(done_);
+      released.swap(released_);
     } else {
       std::lock_guard<std::mutex> lk(mu_);
       if (done_.empty()) return {};
       done.swap(done_);
+      released.swap(released_);
     }
     std::vector<py::tuple> out;
     for (auto& j : done) {
@@ -362,11 +387,9 @@ class Steps {
       busy_ = true;
       lk.unlock();
       run(*job);
-      // done with them: released here, outside the lock (a storage whose Python object outlived its
-      // last Python reference takes the GIL to drop it: never while holding the lock)
-      job->storages.clear();
-      job->tensors.clear();
       lk.lock();
+      // done with them: the training thread drops them (with the GIL: a storage may have a Python object)
+      released_.add(*job);
       busy_ = false;
       pending_values_ -= job->values;
       done_.push_back(job);
@@ -401,6 +424,7 @@ class Steps {
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   std::deque<std::shared_ptr<Job>> queue_, done_;
+  Released released_;
   int64_t pending_values_ = 0;
   bool busy_ = false, quit_ = false, idle_ = true;
   static constexpr int kPollMs = 8;

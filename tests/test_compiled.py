@@ -198,26 +198,28 @@ def test_loss_nan_and_one_step_number_captured_twice_are_kept_as_given(compiled_
 
 
 def test_finished_steps_do_not_hold_their_tensors(compiled_capture):
-    # a caller that collects records only at the end: the steps' tensors must be released as they finish
+    # a caller that collects records only at the end: the steps' tensors must be released as they finish,
+    # and by the training thread (a storage with a Python object takes the GIL to drop: the worker never does)
     import gc
+    import threading
     import weakref
-
-    class Keep(torch.nn.Module):  # its output's storage, watched through a weakref to a view's base
-        def forward(self, x):
-            return torch.tanh(x)
 
     for background in (False, True):
         torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(4, 64), Keep(), torch.nn.Linear(64, 3))
+        # wide enough that the worker is still counting when the step's last Python reference goes
+        model = torch.nn.Sequential(torch.nn.Linear(4, 50_000), Tanh(), torch.nn.Linear(50_000, 3))
         rec = CompiledRecorder(model, compiled_capture, background=background)
         X, Y = torch.randn(32, 4), torch.randint(0, 3, (32,))
-        alive = []
-        for step in range(6):
+        alive, dropped_on = [], []
+        for step in range(4):
             h = {}
-            handle = model[1].register_forward_hook(lambda m, i, o: h.setdefault("o", o))
+            handle = model[1].register_forward_hook(lambda m, i, o: h.update(s=o.untyped_storage()))
             _sgd_step(model, rec, step, X, Y)
             handle.remove()
-            alive.append(weakref.ref(h.pop("o").untyped_storage()))
+            storage = h.pop("s")  # the watched output's, with a Python object: from here kept by the recorder only
+            alive.append(weakref.ref(storage))
+            weakref.finalize(storage, lambda: dropped_on.append(threading.get_ident()))
+            del storage
             if background:
                 while rec.pending:
                     pass
@@ -225,4 +227,6 @@ def test_finished_steps_do_not_hold_their_tensors(compiled_capture):
         # the last step's tensors may still be held (its job is the latest), none of the earlier ones
         assert sum(r() is not None for r in alive[:-1]) == 0, background
         rec.flush()
+        assert sum(r() is not None for r in alive) == 0, background
+        assert dropped_on == [threading.get_ident()] * 4, background
         rec.close()
