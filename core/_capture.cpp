@@ -6,9 +6,11 @@
 // and later ready(wait) hands back the finished records. The numbers come from core.kernels (the same
 // numba code as the Python recorder, called through C function pointers), on the spot or on a worker
 // thread that never takes the GIL: what it has finished with is released by the training thread.
+#include <pybind11/numpy.h>
 #include <torch/extension.h>
 
 #include <chrono>
+#include <cstring>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -321,10 +323,18 @@ class Steps {
       released.swap(released_);
     }
     std::vector<py::tuple> out;
-    for (auto& j : done) {
-      out.push_back(py::make_tuple(j->step, j->counts, j->used, j->stats, j->wratio));
-    }
+    for (auto& j : done)  // as numpy arrays, which the records are made of (no torch tensor made on the way)
+      out.push_back(py::make_tuple(j->step, numpy<int32_t>(j->counts), numpy<float>(j->used),
+                                   numpy<float>(j->stats), numpy<float>(j->wratio)));
     return out;
+  }
+
+  // a new numpy array with a 2-D contiguous tensor's values
+  template <typename T>
+  static py::array_t<T> numpy(const at::Tensor& t) {
+    py::array_t<T> a({t.size(0), t.size(1)});
+    if (t.numel() > 0) std::memcpy(a.mutable_data(), t.data_ptr<T>(), t.numel() * sizeof(T));
+    return a;
   }
 
   int64_t pending() {

@@ -490,8 +490,7 @@ class CompiledRecorder(Recorder):
         out = []
         for step, counts, used, stats, wratio in finished:  # in the order they were submitted
             loss, (raster_step, raster), (keys, kinds, weights) = self._submitted.popleft()
-            out.append(Capture(step, loss, keys, kinds, counts.numpy(), used.numpy(), stats.numpy(), weights,
-                               wratio.numpy(), raster, raster_step))
+            out.append(Capture(step, loss, keys, kinds, counts, used, stats, weights, wratio, raster, raster_step))
         return out
 
     def ready(self):
