@@ -8,12 +8,12 @@ Core speed and memory, measured in one process against the plain lecture loop.
    and at every step: through the compiled recorder (core/_capture.cpp, built first if need be)
    with its worker thread (Run's default) and on the spot, and through the Python recorder; and
    the lecture's own diagnostic loop (retain_grad on every layer output plus the `ud` list every
-   step) against core's every-step capture. Rounds alternate; each contender's ratio to the plain
-   loop is taken within a round (seconds apart, so the VM's drift cancels), and its median over the
-   rounds is reported with the quartiles. Besides steps/s (wall clock), CPU time per step of the
-   whole process and of the training thread alone: the worker thread moves work off the training
-   thread, it does not remove it, so steps/s gains from it only while a second core is free (CPU
-   times also hold up better on a busy machine).
+   step) against core's every-step capture. Each round runs every contender once, in a shuffled
+   order; each contender's ratio to the plain loop is taken within a round (seconds apart, so the
+   VM's drift cancels), and its median over the rounds is reported with the quartiles. Besides
+   steps/s (wall clock), CPU time per step of the whole process and of the training thread alone:
+   the worker thread moves work off the training thread, it does not remove it, so steps/s gains
+   from it only while a second core is free (CPU times also hold up better on a busy machine).
 2. The bounded store: bytes held after 1,000,000 steps with a capture every 100.
 3. Steps/s of every model's default preset through Run at its default capture cadence.
 """
@@ -21,6 +21,7 @@ Core speed and memory, measured in one process against the plain lecture loop.
 import argparse
 import gc
 import os
+import random
 import resource
 import statistics
 import sys
@@ -121,12 +122,17 @@ def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", backgro
 
 
 def alternate(fns, rounds):
-    """{name: [what it returned in each round]}, the contenders run in turn every round"""
+    """{name: [what it returned in each round]}: every round runs each contender once, in an order of its
+    own (seeded), so that neither drift nor a disturbance that comes back every few seconds keeps hitting
+    the same contender"""
     res = {k: [] for k in fns}
+    order = list(fns)
+    rng = random.Random(0)
     for _ in range(rounds):
-        for k, fn in fns.items():  # alternate, so drift hits all alike
+        rng.shuffle(order)
+        for k in order:
             gc.collect()  # the last contender's garbage (a Run, its hooks and records) is not this one's cost
-            res[k].append(fn())
+            res[k].append(fns[k]())
     return res
 
 
@@ -155,7 +161,7 @@ def main():
     print(f"torch {torch.__version__}, 1 thread; {ds.describe()}; load average {os.getloadavg()[0]:.2f}")
 
     print("\n1. capture overhead, deep-bn (47,024 params): steps/s and CPU time per step, medians of", args.rounds,
-          "alternating rounds of", args.seconds, "s;\n   'vs plain' is the median (quartiles) of each round's ratio to "
+          "rounds of", args.seconds, "s (every contender once a round, in a shuffled order);\n   'vs plain' is the median (quartiles) of each round's ratio to "
           "the plain loop's steps/s in the same round")
     s = args.seconds
     res = alternate({
