@@ -460,8 +460,7 @@ class CompiledRecorder(Recorder):
         m = self._masks.get(mask)
         if m is None:
             if len(self._masks) > 16:  # a model whose set of captured tensors keeps changing: start afresh
-                self._masks.clear()
-                self.summarizer._layouts.clear()
+                self._masks.clear()  # (the Summarizer bounds its own layouts)
             m = self._masks[mask] = self._layout(mask)
         described, index = m
         self._submitted.append((self._loss, self._raster, described))

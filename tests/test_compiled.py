@@ -78,12 +78,17 @@ def _sgd_step(model, rec, step, X, Y, loss_fn=None):
     rec.after_update()
 
 
+def _on_the_worker(compiled_capture, n_in, hidden, n_out, batch):
+    """A seeded Linear-Tanh-Linear model, its compiled recorder with the worker thread, and a batch."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, n_out))
+    rec = CompiledRecorder(model, compiled_capture, background=True)
+    return model, rec, torch.randn(batch, n_in), torch.randint(0, n_out, (batch,))
+
+
 def test_the_worker_keeps_up_and_flush_waits_for_it(compiled_capture):
     # many capture steps queued on the worker: flush() returns every record, in step order
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(50, 400), torch.nn.Tanh(), torch.nn.Linear(400, 5))
-    rec = CompiledRecorder(model, compiled_capture, background=True)
-    X, Y = torch.randn(256, 50), torch.randint(0, 5, (256,))
+    model, rec, X, Y = _on_the_worker(compiled_capture, 50, 400, 5, 256)
     for step in range(40):
         _sgd_step(model, rec, step, X, Y)
     caps = rec.flush()
@@ -96,10 +101,7 @@ def test_the_worker_finishes_steps_nobody_waits_for(compiled_capture):
     # the worker is woken only from its idle sleep or for a long queue (a wake-up is a system call):
     # a lone step, and a few more after it went idle again, still arrive through ready() alone
     import time
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
-    rec = CompiledRecorder(model, compiled_capture, background=True)
-    X, Y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    model, rec, X, Y = _on_the_worker(compiled_capture, 8, 32, 3, 16)
     got = []
     for steps in ([0], [1, 2, 3]):
         for step in steps:
@@ -127,15 +129,18 @@ def _both(compiled_capture, make_model, steps, X, Y, loss_fn=None):
             _sgd_step(model, rec, step, X, Y, loss_fn)
         out.append(rec.flush())
         rec.close()
-    a = out[0]
     for b in out[1:]:
-        assert [c.step for c in a] == [c.step for c in b]
-        for x, y in zip(a, b):
-            assert x.keys == y.keys and x.weights == y.weights
-            assert x.loss == y.loss or (np.isnan(x.loss) and np.isnan(y.loss))
-            for f in ("counts", "edges", "stats", "wratio"):
-                assert np.array_equal(getattr(x, f), getattr(y, f), equal_nan=True), (x.step, f)
-    return a
+        _assert_same_records(out[0], b)
+    return out[0]
+
+
+def _assert_same_records(a, b):
+    assert [c.step for c in a] == [c.step for c in b]
+    for x, y in zip(a, b):
+        assert x.keys == y.keys and x.weights == y.weights
+        assert x.loss == y.loss or (np.isnan(x.loss) and np.isnan(y.loss))
+        for f in ("counts", "edges", "stats", "wratio"):
+            assert np.array_equal(getattr(x, f), getattr(y, f), equal_nan=True), (x.step, f)
 
 
 class Tanh(torch.nn.Module):  # watched: the recorder goes by the class name
@@ -230,3 +235,28 @@ def test_finished_steps_do_not_hold_their_tensors(compiled_capture):
         assert sum(r() is not None for r in alive) == 0, background
         assert dropped_on == [threading.get_ident()] * 4, background
         rec.close()
+
+
+def test_a_model_whose_captured_tensors_keep_changing_is_recorded_right(compiled_capture):
+    # every step freezes another set of weights, so every step has another set of captured tensors: past
+    # 16 of them the compiled recorder starts its layouts afresh, and its records stay the Python one's
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(*[m for _ in range(5) for m in (torch.nn.Linear(6, 6), torch.nn.Tanh())],
+                                   torch.nn.Linear(6, 3))
+    X, Y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    out = []
+    for make_rec in (Recorder, lambda m: CompiledRecorder(m, compiled_capture, background=False)):
+        model = make()
+        rec = make_rec(model)
+        caps = []
+        for step in range(24):
+            for k, layer in enumerate(model[:-1:2]):  # the first five Linear layers, by the bits of step
+                layer.weight.requires_grad_(bool(step >> k & 1))
+            _sgd_step(model, rec, step, X, Y)
+            caps += rec.flush()
+        rec.close()
+        out.append(caps)
+    a, b = out
+    assert len({c.keys for c in a}) > 16 and [c.step for c in a] == list(range(24))
+    _assert_same_records(a, b)
