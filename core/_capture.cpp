@@ -2,8 +2,10 @@
 //
 // On a capture step Python makes a handful of calls instead of one per tensor:
 //   begin(); watch(i, out) per watched output (a C++ gradient hook: no Python runs in backward);
-//   before_update(step); <update>; after_update(step) -> which tensors were there; submit(layout)
-// and later ready(wait) hands back the finished records. The numbers come from core.kernels (the same
+//   before_update(step); <update>; after_update(step)
+// and later ready(wait) hands back the finished records. after_update submits the step under the layout
+// (keys, bucket edges) of the set of tensors it had, or, the first time that set is seen, returns it for
+// Python to describe (submit_new). The numbers come from core.kernels (the same
 // numba code as the Python recorder, called through C function pointers), on the spot or on a worker
 // thread that never takes the GIL: what it has finished with is released by the training thread.
 #include <pybind11/numpy.h>
@@ -18,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace py = pybind11;
@@ -74,7 +77,7 @@ struct Layout {
 
 struct Job {
   int64_t step = 0;
-  int64_t layout = -1;
+  std::shared_ptr<Layout> layout;
   int64_t values = 0;
   std::vector<c10::Storage> storages;  // what keeps the values at addrs alive: read in place
   std::vector<at::Tensor> tensors;     // (or float32 contiguous CPU versions of tensors that were not)
@@ -82,20 +85,30 @@ struct Job {
   at::Tensor counts, used, stats64, stats, std, wratio;
 };
 
-// the storages and tensors of jobs the worker has finished, waiting for the training thread to drop them
+// what jobs the worker has finished held (storages, tensors, their layout: numpy arrays at the bottom),
+// waiting for the training thread to drop them
 struct Released {
   std::vector<c10::Storage> storages;
   std::vector<at::Tensor> tensors;
+  std::vector<std::shared_ptr<Layout>> layouts;
   void add(Job& j) {
     for (auto& s : j.storages) storages.push_back(std::move(s));
     for (auto& t : j.tensors) tensors.push_back(std::move(t));
+    layouts.push_back(std::move(j.layout));
     j.storages.clear();
     j.tensors.clear();
   }
   void swap(Released& o) {
     storages.swap(o.storages);
     tensors.swap(o.tensors);
+    layouts.swap(o.layouts);
   }
+};
+
+// a set of tensors seen before (after_update's mask): its layout, and Python's description of it
+struct Known {
+  std::shared_ptr<Layout> layout;
+  py::object described;
 };
 
 class Steps {
@@ -124,10 +137,16 @@ class Steps {
     }
   }
 
-  int64_t add_layout(at::Tensor tanh, at::Tensor relu, at::Tensor thr, at::Tensor edges, at::Tensor wgrad) {
-    std::lock_guard<std::mutex> lk(mu_);  // the worker indexes layouts_
-    layouts_.push_back(Layout{tanh, relu, thr, edges, wgrad});
-    return static_cast<int64_t>(layouts_.size()) - 1;
+  // the step after_update returned the mask of (a set of tensors not seen before): submitted under this
+  // layout, which later steps with the same mask get without asking Python; `described` is what
+  // after_update returns for them
+  void submit_new(const py::bytes& mask, py::object described, at::Tensor tanh, at::Tensor relu, at::Tensor thr,
+                  at::Tensor edges, at::Tensor wgrad) {
+    if (!staged_) throw std::logic_error("submit_new without after_update");
+    auto layout = std::make_shared<Layout>(Layout{tanh, relu, thr, edges, wgrad});
+    if (known_.size() > 16) known_.clear();  // a model whose set of captured tensors keeps changing
+    known_[std::string(mask)] = Known{layout, std::move(described)};
+    submit(layout);
   }
 
   void begin() {
@@ -187,10 +206,11 @@ class Steps {
     theta_step_ = -2;
   }
 
-  // after the update: the update stds, and this step's tensors gathered into a job. Returns which were
-  // there (a byte per act, agrad, wgrad slot, then the parameters' shapes) for Python to find the layout;
-  // then submit(layout)
-  py::bytes after_update(int64_t step) {
+  // after the update: the update stds, and this step's tensors gathered into a job, submitted under the
+  // layout of the set of tensors it had; returns that layout's description. The first time a set is seen:
+  // returns which tensors were there (bytes: one per act, agrad, wgrad slot, then the parameters' shapes)
+  // and Python describes them (submit_new).
+  py::object after_update(int64_t step) {
     if (!theta_.defined() && !updated_.empty()) throw std::logic_error("after_update without before_update");
     auto job = std::make_shared<Job>();
     job->step = step;
@@ -254,20 +274,18 @@ class Steps {
     staged_ = job;
     slots_.reset();
     for (auto& a : acts_) a.reset();
-    return py::bytes(mask);
+    auto known = known_.find(mask);
+    if (known == known_.end()) return py::bytes(mask);
+    submit(known->second.layout);
+    return known->second.described;
   }
 
-  void submit(int64_t layout) {
+  void submit(const std::shared_ptr<Layout>& layout) {
     auto job = staged_;
     staged_.reset();
-    if (!job) throw std::logic_error("submit without after_update");
     int64_t k = static_cast<int64_t>(job->addrs.size());
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (layout < 0 || layout >= static_cast<int64_t>(layouts_.size())) throw std::out_of_range("no such layout");
-      if (layouts_[layout].edges.size(0) != k || layouts_[layout].wgrad.size(0) != job->std.size(0))
-        throw std::invalid_argument("the layout does not fit the step's tensors");
-    }
+    if (layout->edges.size(0) != k || layout->wgrad.size(0) != job->std.size(0))
+      throw std::invalid_argument("the layout does not fit the step's tensors");
     job->layout = layout;
     job->counts = at::empty({k, bins_ + 2}, at::kInt);
     job->used = at::empty({k, 2}, at::kFloat);
@@ -278,6 +296,7 @@ class Steps {
       run(*job);
       job->storages.clear();  // done with them: a finished step holds only its numbers
       job->tensors.clear();
+      job->layout.reset();
       std::lock_guard<std::mutex> lk(mu_);
       done_.push_back(job);
       return;
@@ -367,11 +386,7 @@ class Steps {
   }
 
   void run(Job& j) {
-    Layout L;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      L = layouts_[j.layout];
-    }
+    const Layout& L = *j.layout;
     int64_t k = static_cast<int64_t>(j.addrs.size());
     summarize_(j.addrs.data(), j.sizes.data(), k, L.tanh.data_ptr<bool>(), L.relu.data_ptr<bool>(),
                L.thr.data_ptr<float>(), L.edges.data_ptr<float>(), j.counts.data_ptr<int32_t>(), bins_ + 2,
@@ -429,8 +444,8 @@ class Steps {
   std::vector<int64_t> theta_addrs_, theta_sizes_;
   std::vector<size_t> theta_params_;
   int64_t theta_step_ = -2;
-  // layouts, and the worker's queue
-  std::vector<Layout> layouts_;
+  // the sets of tensors seen so far (training thread only), and the worker's queue
+  std::unordered_map<std::string, Known> known_;
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   std::deque<std::shared_ptr<Job>> queue_, done_;
@@ -445,13 +460,12 @@ class Steps {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   py::class_<Steps>(m, "Steps")
       .def(py::init<std::vector<at::Tensor>, int64_t, int64_t, std::vector<uintptr_t>, bool, int64_t>())
-      .def("add_layout", &Steps::add_layout)
+      .def("submit_new", &Steps::submit_new)
       .def("begin", &Steps::begin)
       .def("watch", &Steps::watch)
       .def("watch_all", &Steps::watch_all)
       .def("before_update", &Steps::before_update)
       .def("after_update", &Steps::after_update)
-      .def("submit", &Steps::submit)
       .def("ready", &Steps::ready)
       .def("pending", &Steps::pending)
       .def("forget", &Steps::forget);

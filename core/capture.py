@@ -430,8 +430,8 @@ class CompiledRecorder(Recorder):
                                 background, MAX_PENDING_VALUES)
         self._index = {name: i for i, (name, _, _) in enumerate(self.points)}
         self._layers = [layer for _, _, layer in self.points]
-        self._masks = {}  # which tensors a step had (bytes from C++) -> (keys, kinds, weights), layout index
         self._loss = None
+        self._dirty = True  # a capture step was begun and not finished (diverged, say): C++ starts afresh
         self._submitted = collections.deque()  # (loss, latest raster, keys/kinds/weights) per step, in order
 
     def _watch(self, name, out):
@@ -439,7 +439,9 @@ class CompiledRecorder(Recorder):
 
     def begin(self, step):
         self._step = step
-        self._cx.begin()
+        if self._dirty:  # (after_update leaves C++ ready for the next step)
+            self._cx.begin()
+        self._dirty = True
         self.capturing = True
 
     def after_forward(self):
@@ -456,17 +458,15 @@ class CompiledRecorder(Recorder):
     def after_update(self, probe=None):
         if probe is not None:
             self._raster = (self._step, self.probe(probe))
-        mask = self._cx.after_update(self._step)
-        m = self._masks.get(mask)
-        if m is None:
-            if len(self._masks) > 16:  # a model whose set of captured tensors keeps changing: start afresh
-                self._masks.clear()  # (the Summarizer bounds its own layouts)
-            m = self._masks[mask] = self._layout(mask)
-        described, index = m
+        described = self._cx.after_update(self._step)  # submitted, if C++ knows this set of tensors
+        if type(described) is bytes:  # a set not seen before: which tensors it has, to describe
+            described = self._submit_new(described)
+        self._dirty = False
         self._submitted.append((self._loss, self._raster, described))
-        self._cx.submit(index)
 
-    def _layout(self, mask):
+    def _submit_new(self, mask):
+        """Describe the set of tensors a step had (C++'s mask: a byte per act, agrad, wgrad slot) and submit
+        the step under its layout; C++ keeps both for the later steps with the same set."""
         n = len(self.points)
         keys, kinds, weights = [], [], []
         for i, (name, kind, _) in enumerate(self.points):
@@ -478,12 +478,13 @@ class CompiledRecorder(Recorder):
         for q, (name, p) in enumerate(self.named_params):
             if mask[2 * n + q]:
                 keys.append(("wgrad", name)); kinds.append("grad"); weights.append((name, tuple(p.shape)))
-        keys, kinds = tuple(keys), tuple(kinds)
-        lay = self.summarizer.layout(keys, _binning(keys, kinds))
+        described = (tuple(keys), tuple(kinds), tuple(weights))
+        lay = self.summarizer.layout(described[0], _binning(described[0], described[1]))
         wgrad = np.array([i for i, (g, _) in enumerate(keys) if g == "wgrad"], dtype=np.int64)
         # (torch.from_numpy keeps each array alive as long as C++ holds it)
-        index = self._cx.add_layout(*(torch.from_numpy(a) for a in (lay.tanh, lay.relu, lay.thr, lay.edges, wgrad)))
-        return (keys, kinds, tuple(weights)), index
+        self._cx.submit_new(mask, described, *(torch.from_numpy(a) for a in (lay.tanh, lay.relu, lay.thr,
+                                                                              lay.edges, wgrad)))
+        return described
 
     def _records(self, finished):
         out = []
@@ -493,6 +494,8 @@ class CompiledRecorder(Recorder):
         return out
 
     def ready(self):
+        if not self._submitted:  # nothing on its way: no call into C++ (most steps at the default cadence)
+            return []
         return self._records(self._cx.ready(False))
 
     def flush(self):

@@ -25,6 +25,7 @@ from .store import RunStore
 # (and always at the last step). At the default cadence (100) every capture gets a fresh one; with
 # a capture every step one in 100 does, and the others carry the latest (Capture.raster_step says when)
 PROBE_EVERY = 100
+COLLECT_EVERY = 8  # finished captures go to the store every this many steps, and all at the end of advance()
 
 # -----------------------------------------------------------------------------
 # setup
@@ -311,7 +312,7 @@ class Run:
                 self._probed = i
             rec.after_update(probe=self.probe if probe else None)
         self.store.add_step(i, lossv, lr)
-        if rec is not None:
+        if rec is not None and i % COLLECT_EVERY == 0:
             self._collect()
         return True
 

@@ -260,3 +260,37 @@ def test_a_model_whose_captured_tensors_keep_changing_is_recorded_right(compiled
     a, b = out
     assert len({c.keys for c in a}) > 16 and [c.step for c in a] == list(range(24))
     _assert_same_records(a, b)
+
+
+def test_a_capture_step_left_after_its_forward_pass_leaves_nothing_behind(compiled_capture):
+    # a step abandoned after its forward pass (a NaN loss ends a run there): the next capture step's
+    # record holds only what that step saw
+    class Branches(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.a, self.b, self.head = torch.nn.Linear(4, 8), Tanh(), Tanh(), torch.nn.Linear(8, 3)
+
+        def forward(self, X):
+            return self.head((self.a if self.branch == "a" else self.b)(self.lin(X)))
+
+    X, Y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    out = []
+    for make in (Recorder, lambda m: CompiledRecorder(m, compiled_capture, background=False),
+                 lambda m: CompiledRecorder(m, compiled_capture, background=True)):
+        torch.manual_seed(0)
+        model = Branches()
+        rec = make(model)
+        model.branch = "a"
+        rec.begin(0)
+        model(X)
+        rec.after_forward()
+        rec.capturing = False  # as Run does when the loss is not finite
+        model.branch = "b"
+        _sgd_step(model, rec, 1, X, Y)
+        out.append(rec.flush())
+        rec.close()
+    for caps in out:
+        assert [c.step for c in caps] == [1]
+        assert [k for k in caps[0].keys if k[0] != "wgrad"] == [("act", "b"), ("agrad", "b")]
+    _assert_same_records(out[0], out[1])
+    _assert_same_records(out[0], out[2])
