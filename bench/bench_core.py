@@ -1,16 +1,18 @@
 """
 Core speed and memory, measured in one process against the plain lecture loop.
 
-    python bench/bench_core.py [--data ../shared/data/names.txt] [--seconds 1] [--rounds 15]
+    python bench/bench_core.py [--data ../shared/data/names.txt] [--steps 100] [--rounds 100] [--seconds 1]
 
 1. Capture overhead on the lecture-4 deep stack (deep-bn): the plain notebook loop (no
    diagnostics) against core's Run with capture off, at the default cadence (every 100 steps)
    and at every step: through the compiled recorder (core/_capture.cpp, built first if need be)
    with its worker thread (Run's default) and on the spot, and through the Python recorder; and
    the lecture's own diagnostic loop (retain_grad on every layer output plus the `ud` list every
-   step) against core's every-step capture. Each round runs every contender once, in a shuffled
-   order; each contender's ratio to the plain loop is taken within a round (seconds apart, so the
-   VM's drift cancels), and its median over the rounds is reported with the quartiles. Besides
+   step) against core's every-step capture. Every contender is one loop (or Run) that lives
+   through the whole benchmark, as a learner's does; each round runs every contender for 100 steps,
+   in a shuffled order; each contender's ratio to the plain loop is taken within a round (a second
+   or two apart, so the VM's drift cancels), and its median over the rounds (100: on this VM a
+   single round's ratio scatters +-10%) is reported with the quartiles. Besides
    steps/s (wall clock), CPU time per step of the whole process and of the training thread alone:
    the worker thread moves work off the training thread, it does not remove it, so steps/s gains
    from it only while a second core is free (CPU times also hold up better on a busy machine).
@@ -80,23 +82,25 @@ def notebook_step(ds, lecture_diagnostics=False):
     return step
 
 
-def plain_loop(ds, seconds, lecture_diagnostics=False):
-    """The notebook loop for `seconds`. Returns steps/s, CPU ms/step (process, thread)."""
+def plain_loop(ds, lecture_diagnostics=False):
+    """The notebook loop as a contender: each call trains `steps` more steps of one loop that lives on
+    (as a learner's notebook does)."""
     step = notebook_step(ds, lecture_diagnostics)
-    i, t0, c0, h0 = 0, time.perf_counter(), time.process_time(), time.thread_time()
-    while True:
-        step(i)
-        i += 1
-        if i % 50 == 0 and time.perf_counter() - t0 > seconds:
-            return (i / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / i,
-                    1e3 * (time.thread_time() - h0) / i)
+    done = [0]
+
+    def go(steps):
+        for i in range(done[0], done[0] + steps):
+            step(i)
+        done[0] += steps
+    go(5)  # warm-up
+    return go
 
 
-def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", background=None, python=False):
-    """core's Run on the same model and data (python: with the Python recorder, not the compiled one).
-    Returns steps/s, CPU ms/step (process, training thread)."""
+def core_run(ds, capture_every, model="deep", preset="deep-bn", background=None, python=False):
+    """core's Run on the same model and data (python: with the Python recorder, not the compiled one), no
+    loss estimates on the way; returns its advance (warmed up)."""
     p = get_preset(model, preset)
-    cfg = train_config(p, steps=10_000_000, capture_every=capture_every)
+    cfg = train_config(p, steps=10_000_000, capture_every=capture_every, eval_every=0)
     m, g = build_model(p, ds.vocab_size, cfg.seed)
     if model == "gpt":
         batches = TextBatches(lambda split: ds.get_batch(split, cfg.batch_size), 10)
@@ -114,11 +118,26 @@ def core_run(ds, seconds, capture_every, model="deep", preset="deep-bn", backgro
         run.recorder.close()
         run.recorder = Recorder(m, background=bool(background))
     run.advance(5)  # warm-up
-    s0, t0, c0, h0 = run.step, time.perf_counter(), time.process_time(), time.thread_time()
+    return run.advance
+
+
+def timed(go, steps):
+    """A round of a contender: `steps` more steps; returns steps/s, CPU ms/step (process, this thread)."""
+    def round_():
+        t0, c0, h0 = time.perf_counter(), time.process_time(), time.thread_time()
+        go(steps)
+        return (steps / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / steps,
+                1e3 * (time.thread_time() - h0) / steps)
+    return round_
+
+
+def steps_per_s(go, seconds):
+    """steps/s of a contender over `seconds`, in chunks of 50 steps."""
+    n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        run.advance(50)
-    n = run.step - s0
-    return n / (time.perf_counter() - t0), 1e3 * (time.process_time() - c0) / n, 1e3 * (time.thread_time() - h0) / n
+        go(50)
+        n += 50
+    return n / (time.perf_counter() - t0)
 
 
 def alternate(fns, rounds):
@@ -150,8 +169,9 @@ def paired_ratios(res, base, i=0):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=None, help="words file (default: the SSA names)")
-    ap.add_argument("--seconds", type=float, default=1)
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=100, help="steps per contender per round (section 1)")
+    ap.add_argument("--rounds", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=1, help="per model (section 3)")
     args = ap.parse_args()
     configure_torch(1)
     ds = dataset(args.data, 3)
@@ -161,18 +181,20 @@ def main():
     print(f"torch {torch.__version__}, 1 thread; {ds.describe()}; load average {os.getloadavg()[0]:.2f}")
 
     print("\n1. capture overhead, deep-bn (47,024 params): steps/s and CPU time per step, medians of", args.rounds,
-          "rounds of", args.seconds, "s (every contender once a round, in a shuffled order);\n   'vs plain' is the median (quartiles) of each round's ratio to "
-          "the plain loop's steps/s in the same round")
-    s = args.seconds
-    res = alternate({
-        "plain notebook loop": lambda: plain_loop(ds, s),
-        "Run, capture off": lambda: core_run(ds, s, 0),
-        "Run, capture every 100 (default)": lambda: core_run(ds, s, 100),
-        "Run, capture every step (worker thread)": lambda: core_run(ds, s, 1),
-        "Run, capture every step, on the spot": lambda: core_run(ds, s, 1, background=False),
-        "Run, capture every step, Python recorder": lambda: core_run(ds, s, 1, python=True),
-        "lecture loop with retain_grad + ud every step": lambda: plain_loop(ds, s, lecture_diagnostics=True),
-    }, args.rounds)
+          "rounds of", args.steps, "steps (every contender once a round, in a shuffled order; each contender one "
+          "loop or Run\n   that lives through all rounds); 'vs plain' is the median (quartiles) of each round's "
+          "ratio to the plain loop's steps/s in the same round")
+    contenders = {
+        "plain notebook loop": plain_loop(ds),
+        "Run, capture off": core_run(ds, 0),
+        "Run, capture every 100 (default)": core_run(ds, 100),
+        "Run, capture every step (worker thread)": core_run(ds, 1),
+        "Run, capture every step, on the spot": core_run(ds, 1, background=False),
+        "Run, capture every step, Python recorder": core_run(ds, 1, python=True),
+        "lecture loop with retain_grad + ud every step": plain_loop(ds, lecture_diagnostics=True),
+    }
+    res = alternate({k: timed(go, args.steps) for k, go in contenders.items()}, args.rounds)
+    del contenders
     r = {k: tuple(statistics.median(col) for col in zip(*v)) for k, v in res.items()}
     ratio = paired_ratios(res, "plain notebook loop")
     base_cpu = r["plain notebook loop"][1]
@@ -213,7 +235,7 @@ def main():
         else:
             d = dataset(args.data, p.block_size) if p.block_size != 3 else ds
         cap = train_config(p).capture_every
-        v, _, _ = core_run(d, s, cap, model, preset)
+        v = steps_per_s(core_run(d, cap, model, preset), args.seconds)
         print(f"   {model}/{preset:12s} capture every {cap:4d}: {v:8.1f} steps/s")
 
 

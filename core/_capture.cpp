@@ -9,6 +9,7 @@
 // numba code as the Python recorder, called through C function pointers), on the spot or on a worker
 // thread that never takes the GIL: what it has finished with is released by the training thread.
 #include <pybind11/numpy.h>
+#include <torch/csrc/autograd/function.h>
 #include <torch/extension.h>
 
 #include <chrono>
@@ -70,6 +71,20 @@ struct Slots {
   explicit Slots(size_t n) : grads(n), gen(n, -1) {}
 };
 
+// a pre-hook on the autograd node that made a watched output: it receives the gradients of the node's outputs
+// (as the Python recorder's node pre-hook does) and keeps the watched one's, output `nr`; one allocation,
+// where a tensor hook (register_hook) takes four
+struct GradCatcher : torch::autograd::FunctionPreHook {
+  std::shared_ptr<Slots> slots;
+  int64_t i, g;
+  size_t nr;
+  GradCatcher(std::shared_ptr<Slots> s, int64_t i, int64_t g, size_t nr) : slots(std::move(s)), i(i), g(g), nr(nr) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& grads) override {
+    if (nr < grads.size() && grads[nr].defined() && slots->gen[i] == g) slots->grads[i] = Held(grads[nr]);
+    return grads;
+  }
+};
+
 // one list of keys (Python's core.histogram._Layout): its arrays are shared with numpy, edges updated in place
 struct Layout {
   at::Tensor tanh, relu, thr, edges, wgrad;
@@ -82,7 +97,14 @@ struct Job {
   std::vector<c10::Storage> storages;  // what keeps the values at addrs alive: read in place
   std::vector<at::Tensor> tensors;     // (or float32 contiguous CPU versions of tensors that were not)
   std::vector<int64_t> addrs, sizes;
-  at::Tensor counts, used, stats64, stats, std, wratio;
+  // the numbers (rows of k tensors or w parameters): plain buffers, no torch allocation to dispatch
+  int64_t w = 0;
+  std::vector<int32_t> counts;   // (k, bins + 2)
+  std::vector<float> used;       // (k, 2)
+  std::vector<double> stats64;   // (k, 6)
+  std::vector<float> stats;      // (k, 6)
+  std::vector<double> std;       // (w, 2)
+  std::vector<float> wratio;     // (w, 3)
 };
 
 // what jobs the worker has finished held (storages, tensors, their layout: numpy arrays at the bottom),
@@ -162,8 +184,10 @@ class Steps {
     auto slots = slots_;
     int64_t g = ++gen_;
     slots->gen[i] = g;  // a later output of the same point replaces this one
-    if (out.requires_grad()) {
-      // (an output no loss depends on, a sibling of one that is, gets an undefined gradient: none)
+    // (an output no loss depends on, a sibling of one that is, gets an undefined gradient: none)
+    if (const auto& node = out.grad_fn()) {
+      node->add_pre_hook(std::make_unique<GradCatcher>(std::move(slots), i, g, out.output_nr()));
+    } else if (out.requires_grad()) {  // a leaf
       out.register_hook([slots, i, g](const at::Tensor& grad) {
         if (grad.defined() && slots->gen[i] == g) slots->grads[i] = Held(grad);
       });
@@ -215,18 +239,19 @@ class Steps {
     auto job = std::make_shared<Job>();
     job->step = step;
     int64_t w = static_cast<int64_t>(updated_.size());
-    job->std = at::empty({w, 2}, at::kDouble);
+    job->w = w;
+    job->std.resize(2 * w);
     std::vector<int64_t> addrs;
     bool readable = readable_addrs(addrs);
     if (readable && theta_readable_ && addrs == theta_addrs_) {
-      in_place_(addrs.data(), sizes_.data(), starts_.data(), w, theta_.data_ptr<float>(), job->std.data_ptr<double>());
+      in_place_(addrs.data(), sizes_.data(), starts_.data(), w, theta_.data_ptr<float>(), job->std.data());
     } else if (w > 0) {  // anything else: through torch, as the Python recorder does
       at::Tensor after = flat();
       const at::Tensor& before = theta_;  // float32, contiguous, laid out as `after`
       if (after.numel() != before.numel())
         throw std::runtime_error("step " + std::to_string(step) + ": the parameters changed size in the update");
       flat_(after.data_ptr<float>(), before.data_ptr<float>(), starts_.data(), sizes_.data(), w,
-            job->std.data_ptr<double>());
+            job->std.data());
       theta_ = after;  // the next step's "before"
       theta_readable_ = readable;
       theta_addrs_ = addrs;
@@ -284,14 +309,14 @@ class Steps {
     auto job = staged_;
     staged_.reset();
     int64_t k = static_cast<int64_t>(job->addrs.size());
-    if (layout->edges.size(0) != k || layout->wgrad.size(0) != job->std.size(0))
+    if (layout->edges.size(0) != k || layout->wgrad.size(0) != job->w)
       throw std::invalid_argument("the layout does not fit the step's tensors");
     job->layout = layout;
-    job->counts = at::empty({k, bins_ + 2}, at::kInt);
-    job->used = at::empty({k, 2}, at::kFloat);
-    job->stats64 = at::empty({k, 6}, at::kDouble);
-    job->stats = at::empty({k, 6}, at::kFloat);
-    job->wratio = at::empty({job->std.size(0), 3}, at::kFloat);
+    job->counts.resize(k * (bins_ + 2));
+    job->used.resize(k * 2);
+    job->stats64.resize(k * 6);
+    job->stats.resize(k * 6);
+    job->wratio.resize(job->w * 3);
     if (!background_) {
       run(*job);
       job->storages.clear();  // done with them: a finished step holds only its numbers
@@ -343,16 +368,16 @@ class Steps {
     }
     std::vector<py::tuple> out;
     for (auto& j : done)  // as numpy arrays, which the records are made of (no torch tensor made on the way)
-      out.push_back(py::make_tuple(j->step, numpy<int32_t>(j->counts), numpy<float>(j->used),
-                                   numpy<float>(j->stats), numpy<float>(j->wratio)));
+      out.push_back(py::make_tuple(j->step, numpy(j->counts, bins_ + 2), numpy(j->used, 2), numpy(j->stats, 6),
+                                   numpy(j->wratio, 3)));
     return out;
   }
 
-  // a new numpy array with a 2-D contiguous tensor's values
+  // a new numpy array (rows, cols) with these values
   template <typename T>
-  static py::array_t<T> numpy(const at::Tensor& t) {
-    py::array_t<T> a({t.size(0), t.size(1)});
-    if (t.numel() > 0) std::memcpy(a.mutable_data(), t.data_ptr<T>(), t.numel() * sizeof(T));
+  static py::array_t<T> numpy(const std::vector<T>& v, int64_t cols) {
+    py::array_t<T> a({static_cast<int64_t>(v.size()) / cols, cols});
+    if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
     return a;
   }
 
@@ -389,10 +414,10 @@ class Steps {
     const Layout& L = *j.layout;
     int64_t k = static_cast<int64_t>(j.addrs.size());
     summarize_(j.addrs.data(), j.sizes.data(), k, L.tanh.data_ptr<bool>(), L.relu.data_ptr<bool>(),
-               L.thr.data_ptr<float>(), L.edges.data_ptr<float>(), j.counts.data_ptr<int32_t>(), bins_ + 2,
-               j.stats64.data_ptr<double>(), j.used.data_ptr<float>());
-    finish_(j.stats64.data_ptr<double>(), k, L.tanh.data_ptr<bool>(), j.std.data_ptr<double>(),
-            L.wgrad.data_ptr<int64_t>(), j.std.size(0), j.stats.data_ptr<float>(), j.wratio.data_ptr<float>());
+               L.thr.data_ptr<float>(), L.edges.data_ptr<float>(), j.counts.data(), bins_ + 2, j.stats64.data(),
+               j.used.data());
+    finish_(j.stats64.data(), k, L.tanh.data_ptr<bool>(), j.std.data(), L.wgrad.data_ptr<int64_t>(), j.w,
+            j.stats.data(), j.wratio.data());
   }
 
   void serve() {
