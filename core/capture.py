@@ -137,31 +137,19 @@ class Capture:
                     layers=self.layer_stats(), weights=self.weight_stats())
 
 
-class Recorder:
+class _Watcher:
+    """What both recorders share: which outputs they watch (points) and the parameters, the forward hooks
+    on nn modules (they hand a watched output to _watch while capturing), and the saturation raster."""
 
-    def __init__(self, model, bins=BINS, background=False):
+    def __init__(self, model, bins, background):
         self.model = model
         self.summarizer = Summarizer(bins)
         self.background = background
         self.capturing = False
         self._handles = []
-        self._acts = {}        # name -> the layer's output (detached), this capture step
-        self._gouts = {}       # key -> the gradients arriving at the node that made it (a tuple)
-        self._nr = {}          # name -> (i, key): which of that node's outputs it is, where its gradient lands
-        self._gen = 0          # counts the outputs watched (see _watch)
         self._step = None
-        self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
-        self._theta = None     # _Theta: the parameters being updated and their copy before the update
         self._probing = None
         self._raster = (None, {})  # the latest saturation raster and its step
-        # finished records and the steps still to summarize, shared with the summarizing thread
-        self._cond = threading.Condition()
-        self._queue = []
-        self._busy = 0         # steps taken off the queue, being summarized
-        self._pending_values = 0
-        self._done = []
-        self._error = None
-        self._thread = None
         # lecture-style layers (with .out) or nn modules, by name, in forward order
         if isinstance(model, nn.Module):
             self.points = [(name, kind_of(m), m) for name, m in model.named_modules() if kind_of(m)]
@@ -171,18 +159,11 @@ class Recorder:
             self.points = [(name, kind_of(layer), layer) for name, layer in model.named_layers()
                            if kind_of(layer)]
         self.named_params = list(model.named_parameters())
-        self._kept = {}        # (keys, kinds) -> (binning, the wgrad rows in weights' order): computed once
-        # what after_backward lists, made once: (name, ("act", name), ("agrad", name), kind) per point, and
-        # (("wgrad", name), parameter) per parameter
-        self._keyed = [(name, ("act", name), ("agrad", name), kind) for name, kind, _ in self.points]
-        self._wkeyed = [(("wgrad", name), p) for name, p in self.named_params]
 
     def close(self):
         for h in self._handles:
             h.remove()
         self._handles = []
-
-    # --- hooks ---------------------------------------------------------------
 
     def _forward_hook(self, name):
         def hook(module, inputs, out):
@@ -191,6 +172,70 @@ class Recorder:
             elif self._probing is not None:
                 self._probing[name] = out
         return hook
+
+    # --- the saturation raster on a fixed probe batch ------------------------------
+
+    @torch.no_grad()
+    def probe(self, X, max_examples=64, max_units=256):
+        """
+        Run the fixed probe batch X through the model as training sees it (train mode:
+        BatchNorm uses the batch's statistics) and return {layer: raster} for tanh and
+        ReLU outputs. Everything the forward pass could change is put back -- running
+        statistics, other buffers, the global RNG (dropout) -- so training is unaffected.
+        """
+        saved_rng = torch.get_rng_state()
+        saved = _buffers(self.model)
+        watched = [(name, kind, m) for name, kind, m in self.points if kind in ("tanh", "relu")]
+        outs = {}
+        self._probing = outs
+        try:
+            self.model(X)
+            if not isinstance(self.model, nn.Module):
+                for name, _, layer in watched:
+                    if getattr(layer, "out", None) is not None:
+                        outs[name] = layer.out
+        finally:
+            self._probing = None
+            _restore_buffers(self.model, saved)
+            torch.set_rng_state(saved_rng)
+        raster = {}
+        for name, kind, _ in watched:
+            if name not in outs:
+                continue
+            h = outs[name].detach()
+            h = h.reshape(-1, h.shape[-1])[:max_examples, :max_units]
+            sat = (h.abs() > 0.99) if kind == "tanh" else (h == 0)
+            m = sat.cpu().numpy()
+            raster[name] = (m.shape, np.packbits(m.reshape(-1)).tobytes())
+        return raster
+
+
+class Recorder(_Watcher):
+    """The recorder in Python (the compiled one's oracle, and the fallback where it cannot be built)."""
+
+    def __init__(self, model, bins=BINS, background=False):
+        super().__init__(model, bins, background)
+        self._acts = {}        # name -> the layer's output (detached), this capture step
+        self._gouts = {}       # key -> the gradients arriving at the node that made it (a tuple)
+        self._nr = {}          # name -> (i, key): which of that node's outputs it is, where its gradient lands
+        self._gen = 0          # counts the outputs watched (see _watch)
+        self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
+        self._theta = None     # _Theta: the parameters being updated and their copy before the update
+        # finished records and the steps still to summarize, shared with the summarizing thread
+        self._cond = threading.Condition()
+        self._queue = []
+        self._busy = 0         # steps taken off the queue, being summarized
+        self._pending_values = 0
+        self._done = []
+        self._error = None
+        self._thread = None
+        self._kept = {}        # (keys, kinds) -> (binning, the wgrad rows in weights' order): computed once
+        # what after_backward lists, made once: (name, ("act", name), ("agrad", name), kind) per point, and
+        # (("wgrad", name), parameter) per parameter
+        self._keyed = [(name, ("act", name), ("agrad", name), kind) for name, kind, _ in self.points]
+        self._wkeyed = [(("wgrad", name), p) for name, p in self.named_params]
+
+    # --- hooks ---------------------------------------------------------------
 
     def _watch(self, name, out):
         self._acts[name] = out.detach()
@@ -366,43 +411,6 @@ class Recorder:
             if err is not None:
                 return
 
-    # --- the saturation raster on a fixed probe batch ------------------------------
-
-    @torch.no_grad()
-    def probe(self, X, max_examples=64, max_units=256):
-        """
-        Run the fixed probe batch X through the model as training sees it (train mode:
-        BatchNorm uses the batch's statistics) and return {layer: raster} for tanh and
-        ReLU outputs. Everything the forward pass could change is put back -- running
-        statistics, other buffers, the global RNG (dropout) -- so training is unaffected.
-        """
-        saved_rng = torch.get_rng_state()
-        saved = _buffers(self.model)
-        watched = [(name, kind, m) for name, kind, m in self.points if kind in ("tanh", "relu")]
-        outs = {}
-        self._probing = outs
-        try:
-            self.model(X)
-            if not isinstance(self.model, nn.Module):
-                for name, _, layer in watched:
-                    if getattr(layer, "out", None) is not None:
-                        outs[name] = layer.out
-        finally:
-            self._probing = None
-            _restore_buffers(self.model, saved)
-            torch.set_rng_state(saved_rng)
-        raster = {}
-        for name, kind, _ in watched:
-            if name not in outs:
-                continue
-            h = outs[name].detach()
-            h = h.reshape(-1, h.shape[-1])[:max_examples, :max_units]
-            sat = (h.abs() > 0.99) if kind == "tanh" else (h == 0)
-            m = sat.cpu().numpy()
-            raster[name] = (m.shape, np.packbits(m.reshape(-1)).tobytes())
-        return raster
-
-
 def make_recorder(model, bins=BINS, background=None, wait=False):
     """The compiled recorder (core.compiled) when it is built, else the Python one: the same records.
     background None: the compiled recorder's worker thread (it needs no GIL: the training thread only
@@ -415,7 +423,7 @@ def make_recorder(model, bins=BINS, background=None, wait=False):
     return CompiledRecorder(model, module, bins, True if background is None else background)
 
 
-class CompiledRecorder(Recorder):
+class CompiledRecorder(_Watcher):
     """
     The Recorder with its per-step plumbing in C++ (core/_capture.cpp): gradient hooks that run no
     Python, the update ratios and the gathering of a step's tensors in one call each, and the numbers
