@@ -2,10 +2,11 @@
 //
 // On a capture step Python makes a handful of calls instead of one per tensor:
 //   begin(); watch(i, out) per watched output (a C++ gradient hook: no Python runs in backward);
-//   before_update(step); <update>; after_update(step)
+//   before_update(step); <update>; after_update(step, tag)
 // and later ready(wait) hands back the finished records. after_update submits the step under the layout
 // (keys, bucket edges) of the set of tensors it had, or, the first time that set is seen, returns it for
-// Python to describe (submit_new). The numbers come from core.kernels (the same
+// Python to describe (submit_new). Python's tag (the step's loss, its raster) and the description of its
+// tensors travel with the step, so a record can never be matched with another step's. The numbers come from core.kernels (the same
 // numba code as the Python recorder, called through C function pointers), on the spot or on a worker
 // thread that never takes the GIL: what it has finished with is released by the training thread.
 #include <pybind11/numpy.h>
@@ -92,6 +93,7 @@ struct Layout {
 
 struct Job {
   int64_t step = 0;
+  py::object tag, described;  // Python's (only ever dropped by the training thread, which holds the GIL)
   std::shared_ptr<Layout> layout;
   int64_t values = 0;
   std::vector<c10::Storage> storages;  // what keeps the values at addrs alive: read in place
@@ -166,8 +168,10 @@ class Steps {
                   at::Tensor edges, at::Tensor wgrad) {
     if (!staged_) throw std::logic_error("submit_new without after_update");
     auto layout = std::make_shared<Layout>(Layout{tanh, relu, thr, edges, wgrad});
+    check_fits(*layout, *staged_);  // (before it is kept: a layout that does not fit would fail every later step)
     if (known_.size() > 16) known_.clear();  // a model whose set of captured tensors keeps changing
-    known_[std::string(mask)] = Known{layout, std::move(described)};
+    known_[std::string(mask)] = Known{layout, described};
+    staged_->described = std::move(described);
     submit(layout);
   }
 
@@ -234,10 +238,11 @@ class Steps {
   // layout of the set of tensors it had; returns that layout's description. The first time a set is seen:
   // returns which tensors were there (bytes: one per act, agrad, wgrad slot, then the parameters' shapes)
   // and Python describes them (submit_new).
-  py::object after_update(int64_t step) {
+  py::object after_update(int64_t step, py::object tag) {
     if (!theta_.defined() && !updated_.empty()) throw std::logic_error("after_update without before_update");
     auto job = std::make_shared<Job>();
     job->step = step;
+    job->tag = std::move(tag);
     int64_t w = static_cast<int64_t>(updated_.size());
     job->w = w;
     job->std.resize(2 * w);
@@ -301,16 +306,16 @@ class Steps {
     for (auto& a : acts_) a.reset();
     auto known = known_.find(mask);
     if (known == known_.end()) return py::bytes(mask);
+    job->described = known->second.described;
     submit(known->second.layout);
-    return known->second.described;
+    return py::none();
   }
 
   void submit(const std::shared_ptr<Layout>& layout) {
     auto job = staged_;
     staged_.reset();
+    check_fits(*layout, *job);
     int64_t k = static_cast<int64_t>(job->addrs.size());
-    if (layout->edges.size(0) != k || layout->wgrad.size(0) != job->w)
-      throw std::invalid_argument("the layout does not fit the step's tensors");
     job->layout = layout;
     job->counts.resize(k * (bins_ + 2));
     job->used.resize(k * 2);
@@ -335,9 +340,9 @@ class Steps {
         cv_.notify_one();
         done_cv_.wait(lk, [this] { return pending_values_ <= max_pending_; });
       }
+      if (!worker_.joinable()) worker_ = std::thread([this] { serve(); });  // (first: it may fail)
       queue_.push_back(job);
       pending_values_ += job->values;
-      if (!worker_.joinable()) worker_ = std::thread([this] { serve(); });
       // waking a sleeping thread is a system call (tens of microseconds on a VM): the worker is woken
       // only from its idle sleep or for a long queue; after it empties the queue it looks again for
       // kPollMs before it goes to sleep
@@ -348,7 +353,7 @@ class Steps {
     }
   }
 
-  // the finished steps' numbers, oldest first: (step, counts, used edges, stats, wratio); wait: all of them
+  // the finished steps, oldest first: (step, tag, described, counts, used edges, stats, wratio); wait: all
   std::vector<py::tuple> ready(bool wait) {
     std::deque<std::shared_ptr<Job>> done;
     Released released;
@@ -368,8 +373,8 @@ class Steps {
     }
     std::vector<py::tuple> out;
     for (auto& j : done)  // as numpy arrays, which the records are made of (no torch tensor made on the way)
-      out.push_back(py::make_tuple(j->step, numpy(j->counts, bins_ + 2), numpy(j->used, 2), numpy(j->stats, 6),
-                                   numpy(j->wratio, 3)));
+      out.push_back(py::make_tuple(j->step, j->tag, j->described, numpy(j->counts, bins_ + 2), numpy(j->used, 2),
+                                   numpy(j->stats, 6), numpy(j->wratio, 3)));
     return out;
   }
 
@@ -401,6 +406,11 @@ class Steps {
       addrs.push_back(reinterpret_cast<int64_t>(p.data_ptr()));
     }
     return true;
+  }
+
+  static void check_fits(const Layout& L, const Job& j) {
+    if (L.edges.size(0) != static_cast<int64_t>(j.addrs.size()) || L.wgrad.size(0) != j.w)
+      throw std::invalid_argument("the layout does not fit the step's tensors");
   }
 
   at::Tensor flat() {
@@ -442,7 +452,7 @@ class Steps {
       released_.add(*job);
       busy_ = false;
       pending_values_ -= job->values;
-      done_.push_back(job);
+      done_.push_back(std::move(job));  // (the worker never holds a job's last reference: it has py::objects)
       done_cv_.notify_all();
     }
   }

@@ -29,7 +29,6 @@ the parameters before the next update) and the Python around them stay
 (BENCHMARKS.md has what each part costs).
 """
 
-import collections
 import functools
 import math
 import threading
@@ -440,7 +439,7 @@ class CompiledRecorder(_Watcher):
         self._layers = [layer for _, _, layer in self.points]
         self._loss = None
         self._dirty = True  # a capture step was begun and not finished (diverged, say): C++ starts afresh
-        self._submitted = collections.deque()  # (loss, latest raster, keys/kinds/weights) per step, in order
+        self._waiting = 0   # steps handed to C++ whose records have not come back (at least: see ready)
 
     def _watch(self, name, out):
         self._cx.watch(self._index[name], out)
@@ -466,11 +465,12 @@ class CompiledRecorder(_Watcher):
     def after_update(self, probe=None):
         if probe is not None:
             self._raster = (self._step, self.probe(probe))
-        described = self._cx.after_update(self._step)  # submitted, if C++ knows this set of tensors
-        if type(described) is bytes:  # a set not seen before: which tensors it has, to describe
-            described = self._submit_new(described)
+        self._waiting += 1  # (counted first: an interrupt after the call must not hide a step from ready())
+        # the step goes with its loss and raster; submitted, if C++ knows this set of tensors
+        mask = self._cx.after_update(self._step, (self._loss, self._raster))
+        if mask is not None:  # a set not seen before: which tensors it has, to describe
+            self._submit_new(mask)
         self._dirty = False
-        self._submitted.append((self._loss, self._raster, described))
 
     def _submit_new(self, mask):
         """Describe the set of tensors a step had (C++'s mask: a byte per act, agrad, wgrad slot) and submit
@@ -492,22 +492,25 @@ class CompiledRecorder(_Watcher):
         # (torch.from_numpy keeps each array alive as long as C++ holds it)
         self._cx.submit_new(mask, described, *(torch.from_numpy(a) for a in (lay.tanh, lay.relu, lay.thr,
                                                                               lay.edges, wgrad)))
-        return described
 
-    def _records(self, finished):
+    @staticmethod
+    def _records(finished):
         out = []
-        for step, counts, used, stats, wratio in finished:  # in the order they were submitted
-            loss, (raster_step, raster), (keys, kinds, weights) = self._submitted.popleft()
+        for step, (loss, (raster_step, raster)), (keys, kinds, weights), counts, used, stats, wratio in finished:
             out.append(Capture(step, loss, keys, kinds, counts, used, stats, weights, wratio, raster, raster_step))
         return out
 
     def ready(self):
-        if not self._submitted:  # nothing on its way: no call into C++ (most steps at the default cadence)
+        if self._waiting <= 0:  # nothing on its way: no call into C++ (most steps at the default cadence)
             return []
-        return self._records(self._cx.ready(False))
+        finished = self._cx.ready(False)
+        self._waiting -= len(finished)
+        return self._records(finished)
 
     def flush(self):
-        return self._records(self._cx.ready(True))
+        finished = self._cx.ready(True)
+        self._waiting = 0  # all of them
+        return self._records(finished)
 
     @property
     def pending(self):

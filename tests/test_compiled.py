@@ -117,16 +117,24 @@ def test_the_worker_finishes_steps_nobody_waits_for(compiled_capture):
 
 
 def _both(compiled_capture, make_model, steps, X, Y, loss_fn=None):
-    """The records of the same steps through the Python recorder and the compiled one (on the spot and
+    """The records of the same SGD steps through the Python recorder and the compiled one (on the spot and
     on its worker), checked equal; returns the Python recorder's."""
+    def train(model, rec):
+        for step in steps:
+            _sgd_step(model, rec, step, X, Y, loss_fn)
+    return _each_recorder(compiled_capture, make_model, train)
+
+
+def _each_recorder(compiled_capture, make_model, train):
+    """train(model, recorder) through the Python recorder and the compiled one (on the spot and on its
+    worker), each on a fresh model seeded alike: their records, checked equal; returns the Python one's."""
     out = []
     for make in (Recorder, lambda m: CompiledRecorder(m, compiled_capture, background=False),
                  lambda m: CompiledRecorder(m, compiled_capture, background=True)):
         torch.manual_seed(0)
         model = make_model()
         rec = make(model)
-        for step in steps:
-            _sgd_step(model, rec, step, X, Y, loss_fn)
+        train(model, rec)
         out.append(rec.flush())
         rec.close()
     for b in out[1:]:
@@ -274,23 +282,64 @@ def test_a_capture_step_left_after_its_forward_pass_leaves_nothing_behind(compil
             return self.head((self.a if self.branch == "a" else self.b)(self.lin(X)))
 
     X, Y = torch.randn(16, 4), torch.randint(0, 3, (16,))
-    out = []
-    for make in (Recorder, lambda m: CompiledRecorder(m, compiled_capture, background=False),
-                 lambda m: CompiledRecorder(m, compiled_capture, background=True)):
-        torch.manual_seed(0)
-        model = Branches()
-        rec = make(model)
+
+    def train(model, rec):
+        model.branch = "b"
+        _sgd_step(model, rec, 0, X, Y)  # a finished step, then one left after its forward pass
         model.branch = "a"
-        rec.begin(0)
+        rec.begin(1)
         model(X)
         rec.after_forward()
         rec.capturing = False  # as Run does when the loss is not finite
         model.branch = "b"
-        _sgd_step(model, rec, 1, X, Y)
-        out.append(rec.flush())
+        _sgd_step(model, rec, 2, X, Y)
+    caps = _each_recorder(compiled_capture, Branches, train)  # (all three recorders' records are equal)
+    assert [c.step for c in caps] == [0, 2]
+    for c in caps:
+        assert [k for k in c.keys if k[0] != "wgrad"] == [("act", "b"), ("agrad", "b")]
+
+
+def test_an_interrupt_as_a_step_is_handed_over_does_not_mix_up_records(compiled_capture):
+    # Ctrl-C landing just as C++ has taken a step (after_update returned, Python not yet past it): that
+    # step's record still comes back whole, and every record keeps its own step's loss and tensors
+    class Interrupting:  # the recorder's C++ object, interrupted once right after after_update returns
+        def __init__(self, cx):
+            self.cx, self.armed = cx, False
+
+        def __getattr__(self, name):
+            return getattr(self.cx, name)
+
+        def after_update(self, *args):
+            out = self.cx.after_update(*args)
+            if self.armed:
+                self.armed = False
+                raise KeyboardInterrupt
+            return out
+
+    def make():
+        return torch.nn.Sequential(torch.nn.Linear(4, 8), Tanh(), torch.nn.Linear(8, 3))
+    X, Y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    out = []
+    for background in (False, True):
+        torch.manual_seed(0)
+        model = make()
+        rec = CompiledRecorder(model, compiled_capture, background=background)
+        rec._cx = Interrupting(rec._cx)
+        for step in range(4):
+            rec._cx.armed = step == 1
+            try:
+                _sgd_step(model, rec, step, X, Y)
+            except KeyboardInterrupt:
+                pass
+            if step == 2:
+                out.append(rec.ready() + rec.flush())
+        out[-1] += rec.flush()
         rec.close()
+    torch.manual_seed(0)
+    model = make()
+    oracle = Recorder(model)
+    for step in range(4):
+        _sgd_step(model, oracle, step, X, Y)
+    expected = oracle.flush()
     for caps in out:
-        assert [c.step for c in caps] == [1]
-        assert [k for k in caps[0].keys if k[0] != "wgrad"] == [("act", "b"), ("agrad", "b")]
-    _assert_same_records(out[0], out[1])
-    _assert_same_records(out[0], out[2])
+        _assert_same_records(expected, caps)
