@@ -6,7 +6,9 @@ each run under valgrind's callgrind, which counts the instructions a process exe
 repeats exactly for the same inputs whatever else the machine does, so it settles what this VM's
 ±10-20% steps/s noise cannot: whether "capture off" is within 3% of the plain loop, and the default
 cadence within 3%. Per-step figures are the difference between a run of N1 and one of N2 steps (after
-the same 60-step warm-up), so start-up costs cancel.
+the same 60-step warm-up), so start-up costs cancel; after the warm-up the objects made so far are
+frozen out of Python's collector (gc.freeze), whose full collections otherwise land in one run and not
+the other.
 
     python bench/bench_instructions.py --data ../shared/data/names.txt [--n1 100] [--n2 300]
 
@@ -19,6 +21,7 @@ slower than the CPU).
 """
 
 import argparse
+import gc
 import os
 import re
 import subprocess
@@ -56,6 +59,11 @@ def child(data, mode, n):
         def go(steps, i0):
             run.advance(steps)
     go(WARMUP, 0)
+    # the objects made so far (torch, numba, the data: about a million) leave the collector's view: a full
+    # collection over them costs tens of millions of instructions, and whether one falls inside a run of
+    # N1 steps or of N2 moved a contender's count by a few percent between runs
+    gc.collect()
+    gc.freeze()
     go(n, WARMUP)
 
 
