@@ -168,11 +168,10 @@ class Steps {
                   at::Tensor edges, at::Tensor wgrad) {
     if (!staged_) throw std::logic_error("submit_new without after_update");
     auto layout = std::make_shared<Layout>(Layout{tanh, relu, thr, edges, wgrad});
-    check_fits(*layout, *staged_);  // (before it is kept: a layout that does not fit would fail every later step)
+    staged_->described = described;
+    submit(layout);  // (which checks that it fits: only then is it kept, else it would fail every later step)
     if (known_.size() > 16) known_.clear();  // a model whose set of captured tensors keeps changing
-    known_[std::string(mask)] = Known{layout, described};
-    staged_->described = std::move(described);
-    submit(layout);
+    known_[std::string(mask)] = Known{layout, std::move(described)};
   }
 
   void begin() {
