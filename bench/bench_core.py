@@ -5,8 +5,8 @@ Core speed and memory, measured in one process against the plain lecture loop.
 
 1. Capture overhead on the lecture-4 deep stack (deep-bn): the plain notebook loop (no
    diagnostics) against core's Run with capture off, at the default cadence (every 100 steps)
-   and at every step: through the compiled recorder (core/_capture.cpp, built first if need be)
-   with its worker thread (Run's default) and on the spot, and through the Python recorder; and
+   and at every step, on the training thread (Run's default) and with the histogram kernels on a
+   thread of their own; and
    the lecture's own diagnostic loop (retain_grad on every layer output plus the `ud` list every
    step) against core's every-step capture. Every contender is one loop (or Run) that lives
    through the whole benchmark, as a learner's does; each round runs every contender for 100 steps,
@@ -96,9 +96,8 @@ def plain_loop(ds, lecture_diagnostics=False):
     return go
 
 
-def core_run(ds, capture_every, model="deep", preset="deep-bn", background=None, python=False):
-    """core's Run on the same model and data (python: with the Python recorder, not the compiled one), no
-    loss estimates on the way; returns its advance (warmed up)."""
+def core_run(ds, capture_every, model="deep", preset="deep-bn", background=None):
+    """core's Run on the same model and data, no loss estimates on the way; returns its advance (warmed up)."""
     p = get_preset(model, preset)
     cfg = train_config(p, steps=10_000_000, capture_every=capture_every, eval_every=0)
     m, g = build_model(p, ds.vocab_size, cfg.seed)
@@ -113,10 +112,6 @@ def core_run(ds, capture_every, model="deep", preset="deep-bn", background=None,
         batches = TensorBatches({"train": (ds.Xtr, ds.Ytr), "val": (ds.Xdev, ds.Ydev)}, cfg.batch_size, g)
         probe = ds.Xdev[:32]
     run = Run(m, batches, cfg, probe=probe, background=background)
-    if python and run.recorder is not None:
-        from core.capture import Recorder
-        run.recorder.close()
-        run.recorder = Recorder(m, background=bool(background))
     run.advance(5)  # warm-up
     return run.advance
 
@@ -175,9 +170,6 @@ def main():
     args = ap.parse_args()
     configure_torch(1)
     ds = dataset(args.data, 3)
-    from core import compiled
-    if compiled.steps_module(wait=True) is None:
-        print(f"the compiled recorder did not build ({compiled.build_error()}): Run uses the Python one")
     print(f"torch {torch.__version__}, 1 thread; {ds.describe()}; load average {os.getloadavg()[0]:.2f}")
 
     print("\n1. capture overhead, deep-bn (47,024 params): steps/s and CPU time per step, medians of", args.rounds,
@@ -188,9 +180,8 @@ def main():
         "plain notebook loop": plain_loop(ds),
         "Run, capture off": core_run(ds, 0),
         "Run, capture every 100 (default)": core_run(ds, 100),
-        "Run, capture every step (worker thread)": core_run(ds, 1),
-        "Run, capture every step, on the spot": core_run(ds, 1, background=False),
-        "Run, capture every step, Python recorder": core_run(ds, 1, python=True),
+        "Run, capture every step": core_run(ds, 1),
+        "Run, capture every step, kernels on a thread": core_run(ds, 1, background=True),
         "lecture loop with retain_grad + ud every step": plain_loop(ds, lecture_diagnostics=True),
     }
     res = alternate({k: timed(go, args.steps) for k, go in contenders.items()}, args.rounds)
@@ -206,7 +197,7 @@ def main():
               f"  {thread:8.2f} {base_cpu / thread:5.2f}x")
     vs = paired_ratios(res, "lecture loop with retain_grad + ud every step")
     print(f"   every-step capture vs the lecture's own diagnostics: "
-          f"{vs['Run, capture every step (worker thread)'][0]:.2f}x; load average now {os.getloadavg()[0]:.2f}")
+          f"{vs['Run, capture every step'][0]:.2f}x; load average now {os.getloadavg()[0]:.2f}")
 
     print("\n2. the bounded store: 1,000,000 steps, a capture (45 tensors) every 100")
     from core.store import RunStore

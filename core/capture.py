@@ -210,7 +210,7 @@ class _Watcher:
 
 
 class Recorder(_Watcher):
-    """The recorder in Python (the compiled one's oracle, and the fallback where it cannot be built)."""
+    """The recorder."""
 
     def __init__(self, model, bins=BINS, background=False):
         super().__init__(model, bins, background)
@@ -409,116 +409,6 @@ class Recorder(_Watcher):
                 self._cond.notify_all()
             if err is not None:
                 return
-
-def make_recorder(model, bins=BINS, background=None, wait=False):
-    """The compiled recorder (core.compiled) when it is built, else the Python one: the same records.
-    background None: the compiled recorder's worker thread (it needs no GIL: the training thread only
-    hands it a step), the Python recorder's numbers on the spot (its thread would need the GIL).
-    wait: build the compiled recorder here if need be (else a first call starts a build in the background)."""
-    from . import compiled
-    module = compiled.steps_module(wait=wait)
-    if module is None:
-        return Recorder(model, bins, bool(background))
-    return CompiledRecorder(model, module, bins, True if background is None else background)
-
-
-class CompiledRecorder(_Watcher):
-    """
-    The Recorder with its per-step plumbing in C++ (core/_capture.cpp): gradient hooks that run no
-    Python, the update ratios and the gathering of a step's tensors in one call each, and the numbers
-    (core.kernels, called as C functions) on the spot or, with background=True, on a worker thread that
-    never takes the GIL. Same hooks points, same kernels, same records as Recorder (tested equal).
-    """
-
-    def __init__(self, model, module, bins=BINS, background=False):
-        super().__init__(model, bins, background)
-        from . import compiled
-        self._cx = module.Steps([p for _, p in self.named_params], len(self.points), bins, list(compiled.KERNELS),
-                                background, MAX_PENDING_VALUES)
-        self._index = {name: i for i, (name, _, _) in enumerate(self.points)}
-        self._layers = [layer for _, _, layer in self.points]
-        self._loss = None
-        self._dirty = True  # a capture step was begun and not finished (diverged, say): C++ starts afresh
-        self._waiting = 0   # steps handed to C++ whose records have not come back (at least: see ready)
-
-    def _watch(self, name, out):
-        self._cx.watch(self._index[name], out)
-
-    def begin(self, step):
-        self._step = step
-        if self._dirty:  # (after_update leaves C++ ready for the next step)
-            self._cx.begin()
-        self._dirty = True
-        self.capturing = True
-
-    def after_forward(self):
-        self.capturing = False
-        if not isinstance(self.model, nn.Module):
-            self._cx.watch_all([getattr(layer, "out", None) for layer in self._layers])
-
-    def after_backward(self, loss=None):
-        self._loss = loss
-
-    def before_update(self):
-        self._cx.before_update(self._step)
-
-    def after_update(self, probe=None):
-        if probe is not None:
-            self._raster = (self._step, self.probe(probe))
-        self._waiting += 1  # (counted first: an interrupt after the call must not hide a step from ready())
-        # the step goes with its loss and raster; submitted, if C++ knows this set of tensors
-        mask = self._cx.after_update(self._step, (self._loss, self._raster))
-        if mask is not None:  # a set not seen before: which tensors it has, to describe
-            self._submit_new(mask)
-        self._dirty = False
-
-    def _submit_new(self, mask):
-        """Describe the set of tensors a step had (C++'s mask: a byte per act, agrad, wgrad slot) and submit
-        the step under its layout; C++ keeps both for the later steps with the same set."""
-        n = len(self.points)
-        keys, kinds, weights = [], [], []
-        for i, (name, kind, _) in enumerate(self.points):
-            if mask[i]:
-                keys.append(("act", name)); kinds.append(kind)
-        for i, (name, kind, _) in enumerate(self.points):
-            if mask[n + i]:
-                keys.append(("agrad", name)); kinds.append(kind)
-        for q, (name, p) in enumerate(self.named_params):
-            if mask[2 * n + q]:
-                keys.append(("wgrad", name)); kinds.append("grad"); weights.append((name, tuple(p.shape)))
-        described = (tuple(keys), tuple(kinds), tuple(weights))
-        lay = self.summarizer.layout(described[0], _binning(described[0], described[1]))
-        wgrad = np.array([i for i, (g, _) in enumerate(keys) if g == "wgrad"], dtype=np.int64)
-        # (torch.from_numpy keeps each array alive as long as C++ holds it)
-        self._cx.submit_new(mask, described, *(torch.from_numpy(a) for a in (lay.tanh, lay.relu, lay.thr,
-                                                                              lay.edges, wgrad)))
-
-    @staticmethod
-    def _records(finished):
-        out = []
-        for step, (loss, (raster_step, raster)), (keys, kinds, weights), counts, used, stats, wratio in finished:
-            out.append(Capture(step, loss, keys, kinds, counts, used, stats, weights, wratio, raster, raster_step))
-        return out
-
-    def ready(self):
-        if self._waiting <= 0:  # nothing on its way: no call into C++ (most steps at the default cadence)
-            return []
-        finished = self._cx.ready(False)
-        self._waiting -= len(finished)
-        return self._records(finished)
-
-    def flush(self):
-        finished = self._cx.ready(True)
-        self._waiting = 0  # all of them
-        return self._records(finished)
-
-    @property
-    def pending(self):
-        return self._cx.pending()
-
-    def forget(self):
-        self._cx.forget()
-
 
 def _flat(params):
     """All parameters in one new float32 vector (None when there are none)."""

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from .capture import make_recorder
+from .capture import Recorder
 from .models import GPT, MLP, Bigram, BigramNN, Deep, WaveNet
 from .ninja import Ninja
 from .store import RunStore
@@ -165,7 +165,7 @@ class Run:
         self.store = store if store is not None else RunStore()
         self.device = device
         self.parameters = list(model.parameters())
-        self.recorder = (make_recorder(model, background=background)
+        self.recorder = (Recorder(model, background=bool(background))
                          if (capture and cfg.capture_every and self.parameters) else None)
         self._probed = None         # the last step that ran the probe batch
         self.optimizer = None

@@ -41,15 +41,6 @@ def one_thread():
     configure_torch(1)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def compiled_capture():
-    """Build the compiled recorder (core/_capture.cpp) before any test runs, so that every Run of the
-    suite records through it; tests of the Python recorder make a Recorder themselves. The build must
-    succeed here (tests/test_compiled.py says why if not)."""
-    from core import compiled
-    return compiled.steps_module(wait=True)
-
-
 @pytest.fixture(scope="session")
 def screenshot_dir():
     """Browser tests save screenshots here (ignored by git) for a person to look at."""

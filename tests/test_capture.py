@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.capture import CompiledRecorder, Recorder
+from core.capture import Recorder
 from core.histogram import BINS, Summarizer, density, nice_bound, rebin
 from core.presets import get_preset, train_config
 from core.train import Run, TensorBatches, build_model
@@ -12,14 +12,9 @@ from core.train import Run, TensorBatches, build_model
 V = 27
 
 
-@pytest.fixture(params=["python", "compiled"])
-def recorder(request, compiled_capture):
-    """Both recorders: the Python one and the compiled one (core/_capture.cpp) must give the same records."""
-    if request.param == "python":
-        return Recorder
-    if compiled_capture is None:
-        pytest.fail("the compiled recorder did not build (see tests/test_compiled.py)")
-    return lambda model, **kw: CompiledRecorder(model, compiled_capture, **kw)
+@pytest.fixture
+def recorder():
+    return Recorder
 
 
 def summarize(tensors, kinds):
@@ -384,12 +379,6 @@ def test_a_gradient_dropped_between_backward_and_the_update_is_an_error_not_garb
 
     def drop():
         m[2].bias.grad = None
-    if isinstance(rec, CompiledRecorder):
-        # it reads the gradients once, at the update: the one dropped before is not in the record at all
-        (cap,), _ = _sgd_capture(m, rec, 0, X, Y, between=drop)
-        assert [w["name"] for w in cap.weight_stats()] == ["0.weight", "0.bias", "2.weight"]
-        assert ("wgrad", "2.bias") not in cap.keys
-        return
     with pytest.raises(ValueError, match="had a gradient"):
         _sgd_capture(m, rec, 0, X, Y, between=drop)
 
@@ -560,13 +549,12 @@ def test_summarizing_many_steps_at_once_equals_one_at_a_time_refits_and_nan_incl
     assert stats[4, 2, 4] == 1
 
 
-def test_background_and_on_the_spot_summaries_are_the_same_records(compiled_capture):
+def test_background_and_on_the_spot_summaries_are_the_same_records():
     runs = []
     for background in (True, False):
         run = makemore_run("deep", "deep-bn", steps=30, capture_every=1)
-        assert isinstance(run.recorder, CompiledRecorder)  # Run records through the compiled recorder
         run.recorder.close()
-        run.recorder = CompiledRecorder(run.model, compiled_capture, background=background)
+        run.recorder = Recorder(run.model, background=background)
         run.run(chunk=7)
         runs.append(run.store.captures)
     a, b = runs
