@@ -36,8 +36,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from core.presets import get_preset, train_config  # noqa: E402
-from core.train import Run, TensorBatches, TextBatches, build_model, configure_torch  # noqa: E402
+from core.models.presets import (  # noqa: E402
+    build_model,  # noqa: E402
+    get_preset,
+    train_config,
+)
+from core.training.loop import Run, TensorBatches, TextBatches, configure_torch
 
 
 def dataset(path, block_size):
@@ -200,7 +204,7 @@ def main():
           f"{vs['Run, capture every step'][0]:.2f}x; load average now {os.getloadavg()[0]:.2f}")
 
     print("\n2. the bounded store: 1,000,000 steps, a capture (45 tensors) every 100")
-    from core.store import RunStore
+    from core.runs.store import RunStore
     sys.path.insert(0, str(ROOT / "tests"))
     from test_run import fake_capture
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

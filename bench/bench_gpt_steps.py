@@ -19,9 +19,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from core.jobs import build_job  # noqa: E402
-from core.presets import get_preset  # noqa: E402
-from core.train import Run, configure_torch  # noqa: E402
+from core.models.presets import get_preset  # noqa: E402
+from core.runs.spec import build_job  # noqa: E402
+from core.training.loop import Run, configure_torch  # noqa: E402
 
 STEPS = ["bigram", "one-head", "four-heads", "ffwd", "blocks"]
 

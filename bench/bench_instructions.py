@@ -40,8 +40,9 @@ WARMUP = 60
 def child(data, mode, n):
     """Inside valgrind: warm up, then train n steps of one contender."""
     from bench_core import dataset, notebook_step
-    from core.presets import get_preset, train_config
-    from core.train import Run, TensorBatches, build_model, configure_torch
+
+    from core.models.presets import build_model, get_preset, train_config
+    from core.training.loop import Run, TensorBatches, configure_torch
     configure_torch(1)
     ds = dataset(data, 3)
     if mode == "plain":  # bench_core's notebook loop, with its lossi
@@ -70,8 +71,9 @@ def child(data, mode, n):
 def warm():
     """Every kernel a capture uses, compiled into the cache: three capture steps of a small deep stack."""
     import torch
-    from core.presets import get_preset, train_config
-    from core.train import Run, TensorBatches, build_model
+
+    from core.models.presets import build_model, get_preset, train_config
+    from core.training.loop import Run, TensorBatches
     p = get_preset("deep", "deep-bn")
     cfg = train_config(p, steps=3, capture_every=1)
     m, g = build_model(p, 27, cfg.seed)

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from core.rundb import RunDB  # noqa: E402
-from core.worker import RunManager  # noqa: E402
+from core.runs.db import RunDB  # noqa: E402
+from core.runs.manager import RunManager  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

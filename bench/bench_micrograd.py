@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from core.micrograd import Value, gc_paused, topological_order  # noqa: E402
-from core.micrograd_graph import build_graph, collapse, to_dot  # noqa: E402
-from core.moons import datapoint_score, demo_model, make_moons, moons_loss  # noqa: E402
+from core.micrograd.engine import Value, gc_paused, topological_order  # noqa: E402
+from core.micrograd.graph import build_graph, collapse, to_dot  # noqa: E402
+from core.micrograd.moons import datapoint_score, demo_model, make_moons, moons_loss  # noqa: E402
 
 
 def timed(fn, repeat):

@@ -22,9 +22,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.ninja import run_exercises  # noqa: E402
-from core.presets import get_preset, train_config  # noqa: E402
-from core.train import Run, TensorBatches, build_model, configure_torch  # noqa: E402
+from core.models.ninja import run_exercises  # noqa: E402
+from core.models.presets import (  # noqa: E402
+    build_model,  # noqa: E402
+    get_preset,
+    train_config,
+)
+from core.training.loop import Run, TensorBatches, configure_torch
 
 
 def run_once(ds, preset, steps):

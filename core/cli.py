@@ -5,8 +5,8 @@ Headless CLI:
                           [--capture-every K] [--device D] [--json]
     python -m core sample --model bigram [--data FILE] [--seed S] [-n N] [--sampler torch|lecture]
 
-Like a page, the CLI turns its arguments into a job spec and lets core.jobs
-build the dataset, model and batches (core.jobs is where core meets data/).
+Like a page, the CLI turns its arguments into a job spec and lets core.runs.spec
+build the dataset, model and batches (core.runs.spec is where core meets data/).
 """
 
 import argparse
@@ -15,7 +15,7 @@ import math
 import sys
 import time
 
-from .presets import MAKEMORE_SEED, MODELS, get_preset
+from core.models.presets import MAKEMORE_SEED, MODELS, get_preset
 
 
 class CliError(Exception):
@@ -83,8 +83,9 @@ def data_source(path):
 
 def train(args, out=print):
     import torch
-    from .jobs import build_job
-    from .train import Run, configure_torch
+
+    from core.runs.spec import build_job
+    from core.training.loop import Run, configure_torch
 
     configure_torch(args.threads)
     preset = get_preset(args.model, args.preset)
@@ -155,9 +156,10 @@ def train_bigram(preset, model, ds, args, out):
 
 def sample(args, out=print):
     import torch
-    from .models import Bigram
-    from .jobs import load_data
-    from .train import sample_bigram
+
+    from core.models.bigram import Bigram
+    from core.runs.spec import load_data
+    from core.training.sampling import sample_bigram
     from data import bigrams
     ds = load_data("bigram", data_source(args.data), 1)
     model = Bigram(ds.vocab_size).fit(*bigrams(ds.words, ds.stoi))

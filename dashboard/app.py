@@ -12,8 +12,8 @@ if str(ROOT) not in sys.path:
 
 st.set_page_config(page_title="Zero to Hero Lab", page_icon=":material/neurology:", layout="wide")
 
-import state  # noqa: E402  (after the sys.path fix above)
-from settings import shared_settings  # noqa: E402
+from dashboard import state  # noqa: E402  (after the sys.path fix above)
+from dashboard.ui.settings import shared_settings  # noqa: E402
 
 PAGES = Path(__file__).parent / "views"  # not pages/: that name switches on the old automatic multipage mode
 FILES = {}  # url_path -> the page's file name (state.PAGE: each page keeps its own current run)

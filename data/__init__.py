@@ -8,10 +8,20 @@ Every problem with a user's input raises DataError (a ValueError) whose message
 can be shown to the user as is.
 """
 
-from .loading import (MAX_FILE_BYTES, MAX_VOCAB, MAX_WORD_LEN, DataError, decode_bytes,
-                      load_text, load_words, read_text, ssa_names, text_from_text,
-                      words_from_text)
 from .dataset import TextDataset, Vocab, WordsDataset, bigrams, build_dataset, split_words, word_examples
+from .loading import (
+    MAX_FILE_BYTES,
+    MAX_VOCAB,
+    MAX_WORD_LEN,
+    DataError,
+    decode_bytes,
+    load_text,
+    load_words,
+    read_text,
+    ssa_names,
+    text_from_text,
+    words_from_text,
+)
 
 
 def default_words():

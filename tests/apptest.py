@@ -9,9 +9,8 @@ import sys
 import time
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import ROOT
+from streamlit.testing.v1 import AppTest
 
 APP = str(ROOT / "dashboard" / "app.py")
 USE_DATA_DIR = pytest.mark.usefixtures("app_data_dir")
@@ -45,7 +44,7 @@ def tick_until(at, pred, timeout=60):
 
 
 def manager():
-    return sys.modules["registry"].manager()
+    return sys.modules["dashboard.ui.registry"].manager()
 
 
 def run_of(at):

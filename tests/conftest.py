@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 # makemore's names.txt and tiny Shakespeare live beside the checkout, for tests only
 SHARED = Path(os.environ.get("ZTH_SHARED", ROOT.parent / "shared"))
@@ -37,7 +36,7 @@ def names_words(names_path):
 
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
-    from core.train import configure_torch
+    from core.training.loop import configure_torch
     configure_torch(1)
 
 
@@ -68,7 +67,7 @@ def app_data_dir(tmp_path_factory):
     """Each test module gets its own runs file; its workers are stopped at the end."""
     with data_dir_env(tmp_path_factory.mktemp("zth-data")) as d:
         yield d
-        reg = sys.modules.get("registry")
+        reg = sys.modules.get("dashboard.ui.registry")
         if reg is not None:  # stop this module's workers; the next module gets a fresh manager
             reg.manager().stop_all()
             reg.manager.clear()

@@ -8,7 +8,6 @@ import json
 import re
 
 import pytest
-
 from apptest import USE_DATA_DIR, manager, page, run_of, status, tick_until, with_data_path
 
 pytestmark = USE_DATA_DIR
@@ -55,7 +54,7 @@ def test_start_tick_histograms_diagnosis_finish_scrub_download():
 
 
 def test_a_capture_between_probes_says_which_step_its_raster_is_from():
-    from core.train import PROBE_EVERY
+    from core.training.loop import PROBE_EVERY
     at = page(model="mlp", preset="raw", steps=PROBE_EVERY + 15, capture_every=1)
     at.button(key="btn_start").click().run()
     tick_until(at, lambda a: "`finished`" in status(a), 60)

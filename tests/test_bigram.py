@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 import torch
 
-from core.bigram import count_model, nll_by_smoothing, softmax_rows, word_bigrams
+from core.models.bigram import count_model, nll_by_smoothing, softmax_rows, word_bigrams
 from data import WordsDataset, bigrams, load_words
 
 

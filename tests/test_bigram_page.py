@@ -5,7 +5,6 @@ import json
 from collections import Counter
 
 import pytest
-
 from apptest import USE_DATA_DIR, page, status, tick_until, values, with_data_path
 
 pytestmark = USE_DATA_DIR

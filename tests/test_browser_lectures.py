@@ -4,7 +4,6 @@ generated text and attention maps appear while it trains. Screenshots are saved 
 """
 
 import pytest
-
 from browser import chromium_page, need_browser, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.browser

@@ -7,7 +7,6 @@ import re
 import time
 
 import pytest
-
 from browser import chromium_page, need_browser, streamlit_server
 
 pytestmark = pytest.mark.browser

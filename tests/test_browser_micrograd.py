@@ -7,9 +7,8 @@ draws the folded network. A screenshot is saved for a person to look at.
 import time
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
 from browser import chromium_page, need_browser, streamlit_server, wait_idle
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,6 @@ import json
 import time
 
 import pytest
-
 from browser import chromium_page, need_browser, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.browser

@@ -5,7 +5,6 @@ and the closed-form tab draws dlogits. A screenshot is saved for a person to loo
 """
 
 import pytest
-
 from browser import chromium_page, need_browser, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.browser

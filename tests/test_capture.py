@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.capture import Recorder
-from core.histogram import BINS, Summarizer, density, nice_bound, rebin
-from core.presets import get_preset, train_config
-from core.train import Run, TensorBatches, build_model
+from core.capture.histogram import BINS, Summarizer, density, nice_bound, rebin
+from core.capture.recorder import Recorder
+from core.models.presets import build_model, get_preset, train_config
+from core.training.loop import Run, TensorBatches
 
 V = 27
 
@@ -53,7 +53,7 @@ def test_counts_match_torch_histc_for_any_length():
 
 
 def test_more_bins_than_the_vectorized_tally_takes_are_counted_the_same_way():
-    from core.kernels import MAX_BINS
+    from core.capture.kernels import MAX_BINS
     torch.manual_seed(10)
     x = torch.randn(3000)
     bins = MAX_BINS + 3
@@ -416,7 +416,7 @@ def test_a_layer_called_twice_as_different_outputs_of_its_node(recorder):
 
 
 def test_ratios_that_overflow_float32_are_nan_not_inf():
-    from core import kernels
+    from core.capture import kernels
     stats = np.array([[0, 1e-3, 0, 0, 0, 0]], dtype=np.float64)
     std = np.array([[1e-42, 1e-43], [1e39, 1.0]])
     out_stats = np.empty((1, 6), dtype=np.float32)
@@ -584,7 +584,7 @@ def test_a_diverging_run_keeps_the_captures_before_the_divergence():
 
 
 def test_the_probe_runs_at_most_every_probe_every_steps_and_at_the_last(names_words):
-    from core.train import PROBE_EVERY
+    from core.training.loop import PROBE_EVERY
     from data import WordsDataset
     ds = WordsDataset(names_words[:2000], 3)
     preset = get_preset("mlp", "kaiming")
@@ -596,6 +596,6 @@ def test_the_probe_runs_at_most_every_probe_every_steps_and_at_the_last(names_wo
     fresh = [c.step for c in caps if c.raster_step == c.step]
     assert fresh == [0, PROBE_EVERY, 2 * PROBE_EVERY, cfg.steps - 1]
     assert all(c.raster and c.raster_step == max(s for s in fresh if s <= c.step) for c in caps)
-    from core.rundb import pack_capture, unpack_capture
+    from core.capture.record import pack_capture, unpack_capture
     c = unpack_capture(pack_capture(caps[3]))  # the record format keeps where a raster came from
     assert c.step == 3 and c.raster_step == 0 and c.raster == caps[0].raster

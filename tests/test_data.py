@@ -6,7 +6,6 @@ import torch
 import data
 from data import DataError, TextDataset, Vocab, WordsDataset, bigrams, build_dataset
 
-
 # --- the lectures' pipeline on makemore's names.txt ------------------------------------
 
 def test_names_txt_has_makemores_32033_words(names_words):

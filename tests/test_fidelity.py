@@ -34,8 +34,8 @@ def test_lecture_sampler_reproduces_the_printed_samples(names_path):
 
 
 def test_neural_bigram_after_100_steps(names_path):
-    from core.presets import get_preset, train_config
-    from core.train import Run, TensorBatches, build_model
+    from core.models.presets import build_model, get_preset, train_config
+    from core.training.loop import Run, TensorBatches
     from data import WordsDataset, bigrams, load_words
     ds = WordsDataset(load_words(names_path), 1)
     preset = get_preset("bigram-nn")

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from core.inspector import attention_maps, generate_text, layer_shapes, time_per_1000_steps
-from core.jobs import build_job, seconds_per_1000_steps
-from core.presets import get_preset, train_config
-from core.train import Run, build_model
+from core.models.inspector import attention_maps, generate_text, layer_shapes, time_per_1000_steps
+from core.models.presets import build_model, get_preset, train_config
+from core.runs.spec import build_job, seconds_per_1000_steps
+from core.training.loop import Run
 
 
 def wavenet(preset):

@@ -5,9 +5,8 @@ processes, tiny real trainings. A tick is another .run() (AppTest never fires ru
 
 import json
 
-from streamlit.testing.v1 import AppTest
-
 from apptest import APP, USE_DATA_DIR, manager, page, status, tick_until, with_data_path
+from streamlit.testing.v1 import AppTest
 
 pytestmark = USE_DATA_DIR
 

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from core.jobs import SpecError, build_job, check_spec, count_params
-from core.lr_finder import smooth_loss, suggest_lr
-from core.presets import get_preset, lr_sweep, train_config
-from core.train import Run
+from core.models.presets import get_preset, lr_sweep, train_config
+from core.runs.spec import SpecError, build_job, check_spec, count_params
+from core.training.loop import Run
+from core.training.lr_finder import smooth_loss, suggest_lr
 
 
 def finder_spec(names_path, **train):
@@ -104,6 +104,6 @@ def test_a_finished_run_reports_the_test_split_too(names_path):
 
 
 def test_running_text_has_no_test_split_to_report():
-    from core.train import TextBatches
+    from core.training.loop import TextBatches
     batches = TextBatches(lambda split: None, eval_iters=1)
     assert batches.split_loss(model=None, split="test") is None   # GPT's final losses stay train / val

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.micrograd import MLP, Layer, Neuron, Value, topological_order
-from core.moons import demo_model, make_moons, mlp_scores, moons_loss, train_step
+from core.micrograd.engine import Value, topological_order
+from core.micrograd.moons import demo_model, make_moons, mlp_scores, moons_loss, train_step
+from core.micrograd.nn import MLP, Layer, Neuron
 
 
 def close(a, b, rel=1e-9, abs_=1e-12):

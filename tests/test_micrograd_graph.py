@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from core.micrograd import MLP, Value
-from core.micrograd_graph import (backward_order, build_graph, collapse, dot_program, step_backward, to_dot,
-                                  to_svg)
-from core.micrograd_parse import PRESETS, parse_with_leaves
-from core.moons import datapoint_score, demo_model, make_moons
+from core.micrograd.engine import Value
+from core.micrograd.graph import backward_order, build_graph, collapse, dot_program, step_backward, to_dot, to_svg
+from core.micrograd.moons import datapoint_score, demo_model, make_moons
+from core.micrograd.nn import MLP
+from core.micrograd.parse import PRESETS, parse_with_leaves
 
 
 def preset(name, backward=False):

@@ -7,7 +7,6 @@ AppTest never fires run_every by itself, so a tick of Play or of training is ano
 import re
 
 import pytest
-
 from apptest import USE_DATA_DIR
 from apptest import page as app_page
 
@@ -183,7 +182,7 @@ def test_downloads_dot_and_says_where_svg_needs_dot():
     at = page()
     labels = [b.label for b in at.get("download_button")]
     assert "Download DOT" in labels
-    from core.micrograd_graph import dot_program
+    from core.micrograd.graph import dot_program
     if dot_program() is None:
         assert any("needs Graphviz's `dot` program" in c.value for c in at.caption)
     else:

@@ -9,9 +9,17 @@ import time
 
 import pytest
 
-from core.micrograd import topological_order
-from core.micrograd_parse import (MAX_CHARS, MAX_DEPTH, PRESETS, ExpressionError, free_names, parse_expression,
-                                  parse_with_leaves, slope_check)
+from core.micrograd.engine import topological_order
+from core.micrograd.parse import (
+    MAX_CHARS,
+    MAX_DEPTH,
+    PRESETS,
+    ExpressionError,
+    free_names,
+    parse_expression,
+    parse_with_leaves,
+    slope_check,
+)
 
 
 def labels(root):

@@ -7,7 +7,6 @@ losses, embedding and samples. AppTest never fires run_every: a tick is a .run()
 import json
 
 import pytest
-
 from apptest import USE_DATA_DIR, manager, page, tick_until, with_data_path
 
 pytestmark = USE_DATA_DIR

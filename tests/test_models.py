@@ -5,10 +5,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.layers import BatchNorm1d, Embedding, FlattenConsecutive, Linear, Sequential, Tanh
-from core.models import Bigram
-from core.presets import PRESETS, get_preset
-from core.train import build_model
+from core.models.bigram import Bigram
+from core.models.layers import BatchNorm1d, Embedding, FlattenConsecutive, Linear, Sequential, Tanh
+from core.models.presets import PRESETS, build_model, get_preset
 
 V = 27
 

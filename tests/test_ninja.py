@@ -10,12 +10,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.jobs import SpecError, check_spec
-from core.ninja import (CE_STEP, BN_STEP, CMP_ORDER, INTERMEDIATES, PARAMS, STEPS, Ninja, batchnorm_backward,
-                        chunked_forward, cmp, cross_entropy_backward, embedding_backward, lecture_batch,
-                        run_exercises)
-from core.presets import get_preset, train_config
-from core.train import Run, TensorBatches, build_model
+from core.models.ninja import (
+    BN_STEP,
+    CE_STEP,
+    CMP_ORDER,
+    INTERMEDIATES,
+    PARAMS,
+    STEPS,
+    Ninja,
+    batchnorm_backward,
+    chunked_forward,
+    cmp,
+    cross_entropy_backward,
+    embedding_backward,
+    lecture_batch,
+    run_exercises,
+)
+from core.models.presets import build_model, get_preset, train_config
+from core.runs.spec import SpecError, check_spec
+from core.training.loop import Run, TensorBatches
 
 SEED = 2147483647
 EXACT = CMP_ORDER[:CMP_ORDER.index("b2") + 1]        # logprobs ... b2

@@ -9,9 +9,8 @@ import json
 import time
 
 import apptest
-from apptest import USE_DATA_DIR
+from apptest import USE_DATA_DIR, with_data_path
 from apptest import page as app_page
-from apptest import with_data_path
 
 pytestmark = USE_DATA_DIR
 

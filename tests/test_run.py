@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.capture import Capture
-from core.presets import get_preset, train_config
-from core.store import RunStore, Series
-from core.train import Run, TensorBatches, build_model, lecture_multinomial, sample_words
+from core.capture.record import Capture
+from core.models.presets import build_model, get_preset, train_config
+from core.runs.store import RunStore, Series
+from core.training.loop import Run, TensorBatches
+from core.training.sampling import lecture_multinomial, sample_words
 
 V = 27
 
@@ -163,7 +164,7 @@ def test_adamw_for_gpt_and_eval_interval():
     def get_batch(split):
         ix = torch.randint(len(text) - 8, (4,))
         return torch.stack([text[i:i + 8] for i in ix]), torch.stack([text[i + 1:i + 9] for i in ix])
-    from core.train import TextBatches
+    from core.training.loop import TextBatches
     model, _ = build_model(p, V, 1337, block_size=8, n_layer=1, n_embd=16, n_head=2)
     run = Run(model, TextBatches(get_batch, eval_iters=2), cfg)
     run.advance(20)

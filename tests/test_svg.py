@@ -1,5 +1,5 @@
 """
-The live view's server-drawn SVG panels (dashboard/svg.py), from the same figure dicts the
+The live view's server-drawn SVG panels (dashboard/plot/svg.py), from the same figure dicts the
 still view hands to Plotly. The oracle for "it draws": the SVG parses as XML, and the numbers
 it was given come back out of its paths.
 """
@@ -7,17 +7,12 @@ it was given come back out of its paths.
 import base64
 import io
 import re
-import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "dashboard"))
-import charts  # noqa: E402
-import svg  # noqa: E402
+from dashboard.plot import charts, svg
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -56,7 +51,7 @@ def test_tick_labels_for_thousands_decimals_tiny_steps_and_negatives():
 
 
 def test_a_histogram_keeps_one_point_per_bin_in_order():
-    from core.capture import Capture
+    from core.capture.record import Capture
     bins = 8
     counts = np.zeros((1, bins + 2), np.int32)
     counts[0, 1:-1] = [0, 1, 2, 8, 8, 2, 1, 0]

@@ -1,7 +1,6 @@
 import streamlit as st
 
-import live
-import run_view
+from dashboard.ui import live, run_view
 
 st.title("Activations & gradients")
 st.caption("Lecture 4 · *Building makemore Part 3: Activations & Gradients, BatchNorm*. Press Start and "

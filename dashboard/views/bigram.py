@@ -3,13 +3,13 @@ import pandas as pd
 import streamlit as st
 import torch
 
-import charts
-import live
-import state
-from core.bigram import count_model, nll_by_smoothing, softmax_rows, word_bigrams
-from core.presets import MAKEMORE_SEED
-from core.train import sample_bigram
-from registry import dataset_key, words_bigrams, words_dataset
+from core.models.bigram import count_model, nll_by_smoothing, softmax_rows, word_bigrams
+from core.models.presets import MAKEMORE_SEED
+from core.training.sampling import sample_bigram
+from dashboard import state
+from dashboard.plot import charts
+from dashboard.ui import live
+from dashboard.ui.registry import dataset_key, words_bigrams, words_dataset
 
 st.title("Bigrams")
 st.caption("Lecture 2 · *The spelled-out intro to language modeling: building makemore*. Count which character "

@@ -1,9 +1,8 @@
 import streamlit as st
 
-import lecture_view as lv
-import live
-import run_view
-from core.presets import get_preset
+from core.models.presets import get_preset
+from dashboard.ui import lecture_view as lv
+from dashboard.ui import live, run_view
 
 st.title("GPT")
 st.caption("Lecture 7 · *Let's build GPT: from scratch, in code, spelled out*. A character-level Transformer on "

@@ -1,18 +1,11 @@
-import sys
 import time
-from pathlib import Path
 
-# run by the router (dashboard/ and the repo root already on sys.path) or on its own (AppTest)
-for p in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2]):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-import micrograd_view as mv  # noqa: E402
-from core.micrograd_graph import backward_order, build_graph, collapse, to_dot  # noqa: E402
-from core.micrograd_parse import PRESETS, ExpressionError, free_names, parse_expression, slope_check  # noqa: E402
-from core.moons import N_STEPS, datapoint_score, decision_grid, learning_rate, make_moons  # noqa: E402
+from core.micrograd.graph import backward_order, build_graph, collapse, to_dot
+from core.micrograd.moons import N_STEPS, datapoint_score, decision_grid, learning_rate, make_moons
+from core.micrograd.parse import PRESETS, ExpressionError, free_names, parse_expression, slope_check
+from dashboard.ui import micrograd_view as mv
 
 st.title("micrograd")
 st.caption("Lecture 1 · *The spelled-out intro to neural networks and backpropagation: building micrograd*. "

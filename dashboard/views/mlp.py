@@ -1,8 +1,6 @@
 import streamlit as st
 
-import live
-import mlp_view
-import run_view
+from dashboard.ui import live, mlp_view, run_view
 
 st.title("MLP")
 st.caption("Lecture 3 · *Building makemore Part 2: MLP*. Bengio et al.'s idea on makemore's names: embed each "

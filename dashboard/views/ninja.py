@@ -2,10 +2,10 @@ import math
 
 import streamlit as st
 
-import ninja_view as nv
-import state
-from core.ninja import BN_STEP, CE_STEP, CMP_ORDER
-from core.presets import MAKEMORE_SEED
+from core.models.ninja import BN_STEP, CE_STEP, CMP_ORDER
+from core.models.presets import MAKEMORE_SEED
+from dashboard import state
+from dashboard.ui import ninja_view as nv
 from data import DataError
 
 st.title("Backprop ninja")
@@ -109,7 +109,7 @@ with ex4:
                 "run trains under `torch.no_grad()` and fills every `p.grad` by hand. The **autograd** run is the same "
                 "network, seed, batches and updates with `loss.backward()`. Both train at once, each in its own "
                 "process; the lecture ran 200,000 steps (lr 0.1, then 0.01 from step 100,000).")
-    with st.expander("The manual backward the run uses (`Ninja.manual_backward` in core/ninja.py)"):
+    with st.expander("The manual backward the run uses (`Ninja.manual_backward` in core/models/ninja.py)"):
         st.code(nv.MANUAL_BACKWARD_SOURCE, language="python")
     c1, c2, c3, _ = st.columns([1.2, 1.3, 1, 2.5])
     steps = c1.number_input("steps", min_value=1, max_value=200_000, value=200_000, step=1000, key=nv.NJ_STEPS)

@@ -1,10 +1,10 @@
 import pandas as pd
 import streamlit as st
 
-import live
-import state
-from core.rundb import LIVE_STATES
-from registry import manager
+from core.runs.db import LIVE_STATES
+from dashboard import state
+from dashboard.ui import live
+from dashboard.ui.registry import manager
 
 st.title("Runs")
 st.caption("Every run this server has trained, kept on disk: reopen one on its page, compare two, export, delete.")

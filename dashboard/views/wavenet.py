@@ -1,8 +1,7 @@
 import streamlit as st
 
-import lecture_view as lv
-import live
-import run_view
+from dashboard.ui import lecture_view as lv
+from dashboard.ui import live, run_view
 
 st.title("WaveNet")
 st.caption("Lecture 6 · *Building makemore Part 5: Building a WaveNet*. Eight characters of context, fused two "

@@ -1,0 +1,452 @@
+"""
+The recorder: watches a model through hooks and turns what it sees into small
+Capture records. No model code is edited and nothing calls retain_grad():
+
+- torch.nn modules (GPT): forward hooks on nonlinearities and normalizations;
+- the lectures' from-scratch layers: they keep their output in .out (as in the
+  video), which the recorder reads right after the forward pass;
+- either way a pre-hook on the autograd node that made that output catches its
+  gradient in backward.
+
+The training loop calls, on a capture step only:
+
+    rec.begin(step); logits, loss = model(X, Y); rec.after_forward()
+    loss.backward(); rec.after_backward(loss); rec.before_update(); <update>; rec.after_update()
+
+and takes the finished Capture records with rec.ready() (those done so far) or
+rec.flush() (waits for all). On other steps the recorder costs nothing (nn forward
+hooks return at once).
+
+A capture step only keeps references to what it saw (activations and gradients are
+new tensors every step; p.grad is replaced, never written into) plus one flat copy of
+the parameters (core.capture._Theta), which after the update becomes the next capture
+step's "before". The numbers -- histograms, statistics, update ratios of ~100k values
+-- come from compiled kernels (core.capture.kernels) that read those tensors in place. By
+default that is done on the spot, at the end of the step; background=True runs the
+histogram kernels on a thread (GIL-free; same records, same order), which moves only
+their share off the training thread: the hooks, the update-ratio pass (it must read
+the parameters before the next update) and the Python around them stay
+(BENCHMARKS.md has what each part costs).
+"""
+
+import functools
+import threading
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from core.capture import kernels
+from core.capture.histogram import BINS, Summarizer
+from core.capture.record import Capture
+
+MAX_PENDING_VALUES = 8_000_000  # unfinished steps may hold this many values (32 MB); then training waits
+
+# which outputs are watched, and under what kind (the kind decides "saturated")
+KINDS = {
+    "Tanh": "tanh", "ReLU": "relu", "GELU": "gelu", "Sigmoid": "sigmoid",
+    "BatchNorm1d": "batchnorm", "BatchNormStd": "batchnorm", "_Dim0BatchNorm1d": "batchnorm",
+    "NinjaBatchNorm": "batchnorm",
+    "LayerNorm": "layernorm",
+}
+
+
+def kind_of(layer):
+    return KINDS.get(type(layer).__name__)
+
+
+class _Watcher:
+    """What both recorders share: which outputs they watch (points) and the parameters, the forward hooks
+    on nn modules (they hand a watched output to _watch while capturing), and the saturation raster."""
+
+    def __init__(self, model, bins, background):
+        self.model = model
+        self.summarizer = Summarizer(bins)
+        self.background = background
+        self.capturing = False
+        self._handles = []
+        self._step = None
+        self._probing = None
+        self._raster = (None, {})  # the latest saturation raster and its step
+        # lecture-style layers (with .out) or nn modules, by name, in forward order
+        if isinstance(model, nn.Module):
+            self.points = [(name, kind_of(m), m) for name, m in model.named_modules() if kind_of(m)]
+            for name, kind, m in self.points:
+                self._handles.append(m.register_forward_hook(self._forward_hook(name)))
+        else:
+            self.points = [(name, kind_of(layer), layer) for name, layer in model.named_layers()
+                           if kind_of(layer)]
+        self.named_params = list(model.named_parameters())
+
+    def close(self):
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def _forward_hook(self, name):
+        def hook(module, inputs, out):
+            if self.capturing:
+                self._watch(name, out)
+            elif self._probing is not None:
+                self._probing[name] = out
+        return hook
+
+    # --- the saturation raster on a fixed probe batch ------------------------------
+
+    @torch.no_grad()
+    def probe(self, X, max_examples=64, max_units=256):
+        """
+        Run the fixed probe batch X through the model as training sees it (train mode:
+        BatchNorm uses the batch's statistics) and return {layer: raster} for tanh and
+        ReLU outputs. Everything the forward pass could change is put back -- running
+        statistics, other buffers, the global RNG (dropout) -- so training is unaffected.
+        """
+        saved_rng = torch.get_rng_state()
+        saved = _buffers(self.model)
+        watched = [(name, kind, m) for name, kind, m in self.points if kind in ("tanh", "relu")]
+        outs = {}
+        self._probing = outs
+        try:
+            self.model(X)
+            if not isinstance(self.model, nn.Module):
+                for name, _, layer in watched:
+                    if getattr(layer, "out", None) is not None:
+                        outs[name] = layer.out
+        finally:
+            self._probing = None
+            _restore_buffers(self.model, saved)
+            torch.set_rng_state(saved_rng)
+        raster = {}
+        for name, kind, _ in watched:
+            if name not in outs:
+                continue
+            h = outs[name].detach()
+            h = h.reshape(-1, h.shape[-1])[:max_examples, :max_units]
+            sat = (h.abs() > 0.99) if kind == "tanh" else (h == 0)
+            m = sat.cpu().numpy()
+            raster[name] = (m.shape, np.packbits(m.reshape(-1)).tobytes())
+        return raster
+
+
+class Recorder(_Watcher):
+    """The recorder."""
+
+    def __init__(self, model, bins=BINS, background=False):
+        super().__init__(model, bins, background)
+        self._acts = {}        # name -> the layer's output (detached), this capture step
+        self._gouts = {}       # key -> the gradients arriving at the node that made it (a tuple)
+        self._nr = {}          # name -> (i, key): which of that node's outputs it is, where its gradient lands
+        self._gen = 0          # counts the outputs watched (see _watch)
+        self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
+        self._theta = None     # _Theta: the parameters being updated and their copy before the update
+        # finished records and the steps still to summarize, shared with the summarizing thread
+        self._cond = threading.Condition()
+        self._queue = []
+        self._busy = 0         # steps taken off the queue, being summarized
+        self._pending_values = 0
+        self._done = []
+        self._error = None
+        self._thread = None
+        self._kept = {}        # (keys, kinds) -> (binning, the wgrad rows in weights' order): computed once
+        # what after_backward lists, made once: (name, ("act", name), ("agrad", name), kind) per point, and
+        # (("wgrad", name), parameter) per parameter
+        self._keyed = [(name, ("act", name), ("agrad", name), kind) for name, kind, _ in self.points]
+        self._wkeyed = [(("wgrad", name), p) for name, p in self.named_params]
+
+    # --- hooks ---------------------------------------------------------------
+
+    def _watch(self, name, out):
+        self._acts[name] = out.detach()
+        node = out.grad_fn
+        if node is not None:
+            # a pre-hook on the autograd node that made `out` receives the (accumulated) gradients of the
+            # node's outputs, out's at out.output_nr: the same as out.register_hook, at a fraction of the
+            # cost (no Python wrapper, no handle, and the hook is a builtin: no Python frame when it fires).
+            # Keyed by the output's index too: a layer called twice in one forward pass may be a different
+            # output of its node each time, and its gradient is read for the output seen last
+            # (and by a generation: a layer called twice as the same output of two nodes must not get the
+            # first call's gradient, which arrives last)
+            self._gen += 1
+            key = (name, self._gen)
+            self._nr[name] = (out.output_nr, key)
+            node.register_prehook(functools.partial(self._gouts.__setitem__, key))
+        elif out.requires_grad:
+            self._gen += 1
+            key = (name, self._gen)
+            self._nr[name] = (0, key)
+            out.register_hook(lambda grad: self._gouts.__setitem__(key, (grad,)))
+
+    # --- called by the training loop on a capture step --------------------------
+
+    def begin(self, step):
+        self._acts.clear()
+        self._gouts.clear()
+        self._nr.clear()
+        self._step = step
+        self.capturing = True
+
+    def after_forward(self):
+        self.capturing = False
+        if not isinstance(self.model, nn.Module):
+            for name, _, layer in self.points:
+                out = getattr(layer, "out", None)
+                if out is not None:
+                    self._watch(name, out)
+
+    def after_backward(self, loss=None):
+        # references only: these tensors are not written to again (the next step makes new ones)
+        keys, kinds, tensors = [], [], []
+        acts, gouts, nr = self._acts, self._gouts, self._nr
+        for name, key, _, kind in self._keyed:
+            t = acts.get(name)
+            if t is not None:
+                keys.append(key); kinds.append(kind); tensors.append(t)
+        for name, _, key, kind in self._keyed:
+            i, gkey = nr.get(name, (None, None))
+            grads = gouts.get(gkey)
+            if grads is not None:
+                g = grads[i]
+                if g is not None:
+                    keys.append(key); kinds.append(kind); tensors.append(g)
+        weights = []
+        for key, p in self._wkeyed:
+            g = p.grad
+            if g is not None:
+                keys.append(key); kinds.append("grad"); tensors.append(g)
+                weights.append((key[1], tuple(p.shape)))
+        self._seen = (tuple(keys), tuple(kinds), tensors, tuple(weights), loss)
+        acts.clear()
+        gouts.clear()
+        nr.clear()
+
+    def before_update(self):
+        # the real update (right for Adam too): keep theta before the step, one flat copy. On
+        # consecutive capture steps the last one's "after" is this one's "before" (nothing else
+        # writes to the parameters between two steps of one advance(); forget() drops it)
+        params = self._updated()
+        theta = self._theta
+        if theta is None or theta.ids != tuple(map(id, params)) or [p.numel() for p in params] != theta.numels:
+            theta = self._theta = _Theta(params)
+        if not theta.holds(self._step - 1):
+            theta.copy()
+
+    def after_update(self, probe=None):
+        """Finish the step's capture (queued for the summarizer); `probe`: a batch for the saturation raster."""
+        keys, kinds, tensors, weights, loss = self._seen
+        std = self._theta.update_stds(self._step)
+        if len(std) != len(weights):
+            raise ValueError(f"step {self._step}: {len(weights)} parameters had a gradient after backward, "
+                             f"{len(std)} at the update")
+        if probe is not None:
+            self._raster = (self._step, self.probe(probe))
+        self._seen = None
+        kept = self._kept.get((keys, kinds))
+        if kept is None:
+            if len(self._kept) > 16:  # a model whose set of captured tensors keeps changing
+                self._kept.clear()
+            kept = self._kept[(keys, kinds)] = (_binning(keys, kinds), np.array(
+                [i for i, (g, _) in enumerate(keys) if g == "wgrad"], dtype=np.int64))
+        job = _Pending(self._step, loss, keys, kinds, weights, self._raster,
+                       self.summarizer.prepare(keys, kept[0], tensors), std, kept[1])
+        if not self.background:
+            job.run()
+            self._done.append(job)
+            return
+        values = sum(t.numel() for t in tensors)
+        with self._cond:
+            while self._pending_values > MAX_PENDING_VALUES and self._error is None:
+                self._cond.wait()  # the summarizer is far behind: wait, so memory stays bounded
+            self._queue.append((job, values))
+            self._pending_values += values
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="capture-summarizer", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def forget(self):
+        """Between two advance() calls anything may touch the parameters: take a fresh "before" next time."""
+        if self._theta is not None:
+            self._theta.step = None
+
+    def _updated(self):
+        return [p for name, p in self.named_params if p.grad is not None]
+
+    # --- finished records -------------------------------------------------------------
+
+    def ready(self):
+        """The Capture records finished so far, oldest first (each is returned once)."""
+        with self._cond:
+            self._raise()
+            done, self._done = self._done, []
+        return [job.capture() for job in done]
+
+    def flush(self):
+        """Wait until every captured step is summarized; its records, oldest first."""
+        with self._cond:
+            while (self._queue or self._busy) and self._error is None:
+                self._cond.wait()
+        return self.ready()
+
+    @property
+    def pending(self):
+        """Captured steps not yet summarized."""
+        with self._cond:
+            return len(self._queue) + self._busy
+
+    def _raise(self):
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise RuntimeError("the capture summarizer failed") from e
+
+    def _serve(self):
+        # the summarizing thread: run queued steps in order (compiled code holding no GIL, so training goes
+        # on in Python meanwhile), hand them back; ends when nothing came for a second (the next capture
+        # starts a new one)
+        while True:
+            with self._cond:
+                if not self._queue and not self._cond.wait_for(lambda: self._queue, timeout=1.0):
+                    self._thread = None
+                    return
+                job, values = self._queue.pop(0)
+                self._busy = 1
+            try:
+                job.run()
+            except BaseException as e:  # surfaces in the training thread at its next ready()/flush()
+                err = e
+            else:
+                err = None
+            with self._cond:
+                self._busy = 0
+                self._pending_values -= values
+                if err is None:
+                    self._done.append(job)
+                else:
+                    self._error = err
+                    self._queue = []
+                    self._pending_values = 0
+                    self._thread = None
+                self._cond.notify_all()
+            if err is not None:
+                return
+
+def _flat(params):
+    """All parameters in one new float32 vector (None when there are none)."""
+    if not params:
+        return None
+    return torch.cat([p.detach().reshape(-1) for p in params]).float()
+
+
+def _binning(keys, kinds):
+    """How each key is binned: a layer's gradient like any gradient (edges fitted to its values, no
+    saturation) -- not on tanh's fixed (-1, 1) or ReLU's (0, b), which fit the activations only."""
+    return tuple(k if g == "act" else "grad" for (g, _), k in zip(keys, kinds))
+
+
+class _Pending:
+    """A captured step on its way to a Capture: run() does the numbers (compiled, GIL-free, any thread, in
+    step order); capture() builds the record (Python, on the training thread)."""
+
+    __slots__ = ("step", "loss", "keys", "kinds", "weights", "raster", "job", "std", "wgrad")
+
+    def __init__(self, step, loss, keys, kinds, weights, raster, job, std, wgrad):
+        self.step, self.loss, self.keys, self.kinds, self.weights = step, loss, keys, kinds, weights
+        self.raster, self.job, self.std, self.wgrad = raster, job, std, wgrad
+
+    def run(self):
+        self.job.run()
+
+    def capture(self):
+        counts, edges, stats, wratio = self.job.record(self.std, self.wgrad)
+        raster_step, raster = self.raster
+        return Capture(self.step, self.loss, self.keys, self.kinds, counts, edges, stats, self.weights, wratio,
+                       raster, raster_step)
+
+
+class _Theta:
+    """
+    The parameters an update changes, one flat float32 copy of them (theta before the update), and after
+    it per parameter std(theta) and std(delta theta) -- the real update, right for Adam too. The copy is
+    then the updated theta: on consecutive capture steps it is the next step's "before" with no new copy.
+    Compiled code reads the parameters in place when they are contiguous float32 CPU tensors (checked
+    before every read); anything else goes through torch.cat.
+    """
+
+    def __init__(self, params):
+        self.params = params
+        self.ids = tuple(map(id, params))
+        self.sizes = np.array([p.numel() for p in params], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        self.numels = self.sizes.tolist()
+        self.theta = None  # a numpy copy read from `addrs` in place, or a torch tensor (addrs None)
+        self.addrs = None
+        self.step = None   # the step whose updated parameters theta holds
+
+    def _readable(self):
+        """The parameters' data pointers (a list) if compiled code can read them in place -- contiguous
+        float32 on the CPU, laid out as theta is, each value inside its storage; else None."""
+        f32 = torch.float32
+        for p, n in zip(self.params, self.numels):
+            if not (p.dtype is f32 and p.is_cpu and p.is_contiguous() and p.numel() == n
+                    and p.untyped_storage().nbytes() >= (p.storage_offset() + n) * 4):
+                return None
+        return [p.data_ptr() for p in self.params]
+
+    def holds(self, step):
+        """Does theta hold the parameters as they are now, updated at `step`? (Same place is enough here:
+        this decides which values count as "before", and update_stds checks again before it reads.)"""
+        return (self.step is not None and self.step == step
+                and (self.addrs is None or [p.data_ptr() for p in self.params] == self.addrs))
+
+    def copy(self):
+        """theta = the parameters now (the "before" of an update)."""
+        addrs = self._readable()
+        if addrs is not None:
+            if not isinstance(self.theta, np.ndarray):
+                self.theta = np.empty(int(self.sizes.sum()), dtype=np.float32)
+            kernels.copy_params(np.array(addrs, dtype=np.int64), self.sizes, self.starts, self.theta)
+        else:
+            self.theta = _flat(self.params)
+        self.addrs = addrs
+        self.step = None
+
+    def update_stds(self, step):
+        """Per parameter std(theta) and std(theta - theta before) (w, 2) float64, just after the update of
+        `step`; theta then holds the updated parameters."""
+        out = np.full((len(self.params), 2), np.nan)
+        addrs = self._readable() if self.params else None
+        if addrs is not None and addrs == self.addrs:
+            kernels.update_stds_in_place(np.array(addrs, dtype=np.int64), self.sizes, self.starts, self.theta, out)
+        elif self.params:
+            after = _flat(self.params)
+            if self.theta is not None:
+                out = Summarizer.update_stds(after, torch.as_tensor(self.theta), self.sizes)
+            self.theta = after.numpy() if addrs is not None else after
+            self.addrs = addrs
+        self.step = step
+        return out
+
+
+# the state a forward pass may change: BatchNorm running statistics (lecture layers keep them as
+# plain tensor attributes, nn modules as buffers)
+_RUNNING = ("running_mean", "running_var", "bnmean_running", "bnstd_running")
+
+
+def _buffers(model):
+    if isinstance(model, nn.Module):
+        return [(b, b.clone()) for b in model.buffers()]
+    saved = []
+    for _, layer in model.named_layers():
+        for attr in _RUNNING:
+            t = getattr(layer, attr, None)
+            if isinstance(t, torch.Tensor):
+                saved.append((layer, attr, t.clone()))
+    return saved
+
+
+def _restore_buffers(model, saved):
+    if isinstance(model, nn.Module):
+        for b, copy in saved:
+            b.copy_(copy)
+        return
+    for layer, attr, t in saved:
+        setattr(layer, attr, t)

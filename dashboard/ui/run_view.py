@@ -1,0 +1,200 @@
+"""
+The live view of one run that every training page shares: the compare picker, the
+step scrubber, the once-a-second panels (loss, update ratios, histograms, raster,
+diagnosis), samples and downloads. A page builds its controls, then calls show().
+"""
+
+import pandas as pd
+import streamlit as st
+
+from core.capture.diagnose import dead_units, diagnose
+from core.capture.record import stats_table, ud_history
+from core.training.loop import PROBE_EVERY
+from dashboard import state
+from dashboard.plot import charts, svg
+from dashboard.ui import live
+from dashboard.ui.registry import manager
+
+
+def show(run_id, spec, compare=True, samples=True, diagnostics=True):
+    """Everything below a page's controls, for the run `run_id`. Returns its RunData.
+    diagnostics=False keeps to the loss (a lecture before lecture 4's histograms and diagnosis)."""
+    compare_id = compare_picker(run_id) if compare else None
+    main = live.run_data(run_id)
+    scrub = scrubber(main) if diagnostics else None
+    live.watch(run_id, lambda d, o, ticking: _frame(d, o, spec, ticking, scrub, diagnostics), compare_id)
+    if samples:
+        samples_and_downloads(main)
+    return main
+
+
+def compare_picker(run_id):
+    """A second run overlaid on this one (its id in the URL)."""
+    others = [r for r in manager().db.list_runs() if r["id"] != run_id]
+    labels = {r["id"]: f"{r['name']} · {r['state']} · step {r['step']:,} · {r['id']}" for r in others}
+    with st.expander("Compare with another run", expanded=bool(state.get(state.page_key(state.COMPARE_ID)))):
+        c1, c2 = st.columns([2, 1])
+        ids = [None] + list(labels)
+        cur = state.url_get("compare", None)
+        compare_id = c1.selectbox("Overlay", ids, index=ids.index(cur) if cur in ids else 0,
+                                  format_func=lambda i: "none" if i is None else labels[i], key="compare_pick")
+        c2.caption("Tip: set the other scenario above and press Start -- the seed and data order are the same, "
+                   "so the runs differ only by the scenario. Then pick the earlier run here.")
+    state.put(state.page_key(state.COMPARE_ID), compare_id)
+    state.url_set(compare=compare_id)
+    return compare_id
+
+
+def scrubber(d):
+    """After pausing or finishing, look at any recorded step."""
+    if d.live and d.state != "paused":
+        return None
+    steps = d.capture_steps()
+    if len(steps) < 2:
+        return None
+    return st.select_slider("Recorded step", options=steps, value=steps[-1], key=f"scrub_{d.run_id}",
+                            help="Histograms, raster and diagnosis at any captured step.")
+
+
+def _frame(d, o, spec, ticking, scrub, diagnostics=True):
+    meta, s = d.meta, d.row
+    rate = f" · {s['steps_per_s']:,.0f} steps/s" if s["steps_per_s"] else ""
+    total = meta.get("steps") or spec["train"]["steps"]
+    st.markdown(f"**{d.label}** · `{d.state}` · step **{s['step']:,}** of {total:,}{rate} · "
+                f"{meta.get('params', 0):,} parameters · run `{d.run_id}`")
+    if meta.get("message") and d.state in ("failed", "stopped", "diverged"):
+        (st.error if d.state in ("failed", "diverged") else st.warning)(meta["message"])
+    cap = d.capture(scrub)
+    ocap = o.capture(cap.step if cap is not None else None) if o is not None else None
+    caps = d.captures(max_n=200)
+    recent = [c for c in caps if cap is None or c.step <= cap.step][-5:]
+
+    points = 1000 if ticking else 4000  # a live refresh draws fewer raw points
+    curves = [(d.label, *charts.downsample(d.steps, d.loss, points), d.evals())]
+    if o is not None:
+        curves.append((f"B: {o.label}", *charts.downsample(o.steps, o.loss, points), o.evals()))
+    expected = meta.get("expected_init_loss")
+    figs = {"loss": charts.loss_figure(curves, init_expected=expected)}
+    if not diagnostics:
+        left, right = st.columns([3, 2])
+        left.plotly_chart(figs["loss"], key="loss_chart", width="stretch", config={"staticPlot": ticking})
+        first = d.init_loss()
+        if first is not None and expected:
+            right.metric("First loss vs −ln(1/vocab_size)", f"{first:.3f}",
+                         f"{first - expected:+.3f} vs {expected:.3f}", delta_color="inverse")
+        return
+    dead = m = None
+    if cap is not None:
+        pair = [("A", cap)] + ([("B", ocap)] if ocap is not None else [])
+        ocaps = o.captures(max_n=200) if o is not None else None
+        figs["act"] = charts.histogram_figure(pair, "act", f"activations at step {cap.step:,}")
+        figs["agrad"] = charts.histogram_figure(pair, "agrad", f"activation gradients at step {cap.step:,}")
+        figs["wgrad"] = charts.histogram_figure(pair, "wgrad", f"weight gradients at step {cap.step:,} (2-D)",
+                                                only_2d=True)
+        figs["ud"] = charts.update_ratio_figure(ud_history(caps), ud_history(ocaps) if ocaps else None)
+        if cap.raster:
+            name = state.get("raster_layer") if state.get("raster_layer") in cap.raster else next(iter(cap.raster))
+            m = cap.raster_matrix(name)
+            dead = dead_units(cap, name)
+            kind = dict((n, k) for (g, n), k in zip(cap.keys, cap.kinds) if g == "act").get(name, "tanh")
+            figs["raster"] = charts.raster_figure(m, dead, name, kind)
+
+    left, right = st.columns([3, 2])
+    with right:
+        first = d.init_loss()
+        if first is not None and expected:
+            st.metric("First loss vs −ln(1/vocab_size)", f"{first:.3f}", f"{first - expected:+.3f} vs {expected:.3f}",
+                      delta_color="inverse")
+        st.markdown("**Diagnosis**" + (f" at step {cap.step:,}" if cap is not None else ""))
+        findings = diagnose(init_loss=first, vocab_size=meta.get("vocab_size"), capture=cap, recent=recent,
+                            state=d.state, diverged_at=meta.get("diverged_at"), batch_size=meta.get("batch_size"),
+                            batchnorm=meta.get("batchnorm", False),
+                            sampled_in_train_mode=(meta.get("samples") or {}).get("mode") == "train")
+        for f in findings:
+            box = {"error": st.error, "warning": st.warning, "ok": st.success}[f.severity]
+            box(f"**{f.title}** -- {f.evidence}" + (f"\n\n*Fix:* {f.fix}" if f.fix else ""))
+        if cap is not None:
+            st.markdown(layer_table(cap))
+            if cap.raster:
+                st.selectbox("Raster layer", list(cap.raster), key="raster_layer")
+                when = ("" if cap.raster_step == cap.step else
+                        f" The raster is from step {cap.raster_step:,}: the probe batch runs at most every "
+                        f"{PROBE_EVERY} steps.")
+                st.caption(f"{len(dead)} dead unit{'s' if len(dead) != 1 else ''} of {m.shape[1]} (saturated for "
+                           f"every one of the {m.shape[0]} probe examples); {100 * m.mean():.1f}% of the raster "
+                           "is white." + when)
+    with left:
+        if cap is None:
+            st.plotly_chart(figs["loss"], key="loss_chart", width="stretch")
+            st.info("No capture recorded yet: histograms appear at the first capture step.")
+        elif ticking:  # live: the same panels drawn by the server as small SVGs (cheap for the browser)
+            live_panels(figs)
+        else:  # still: every panel on its own, with legends, zoomable
+            for k in ("loss", "ud", "act", "agrad", "wgrad", "raster"):
+                if k in figs:
+                    st.plotly_chart(figs[k], key=f"{k}_chart", width="stretch")
+
+
+def live_panels(figs):
+    """The six panels as one server-drawn SVG (dashboard/plot/svg.py), two a row: no zoom or hover while it
+    ticks, and a browser draws it in milliseconds where the Plotly figure cost most of a core. Inline
+    markdown rather than st.image: an image whose data URI changes every second was not repainted
+    (Chromium kept showing the first one), and st.html's sanitizer drops SVG."""
+    order = ["loss", "ud", "act", "agrad", "wgrad", "raster"]
+    st.markdown(svg.grid_svg([(k, figs.get(k)) for k in order]) + NO_FADE, unsafe_allow_html=True)
+
+
+# A hack, admitted: Streamlit dims a fragment's elements while it reruns (opacity with a transition);
+# for a picture replaced every second that is a flicker, and repainting the fade costs the browser
+# more than drawing the picture. This keeps the live picture's container opaque.
+NO_FADE = ("<style>[data-testid='stElementContainer']:has(svg.zth-live)"
+           "{opacity:1 !important;transition:none !important}</style>")
+
+
+def layer_table(cap):
+    """Per layer and per weight, the numbers the lecture prints beside its plots."""
+    rows = ["| layer | mean | std | saturated | grad std |", "|---|---:|---:|---:|---:|"]
+    for r in cap.layer_stats():
+        sat = "" if r["saturated_pct"] is None else f"{r['saturated_pct']:.1f}%"
+        gs = "" if r["grad_std"] is None else f"{r['grad_std']:.2e}"
+        rows.append(f"| {r['layer']} ({r['kind']}) | {r['mean']:+.2f} | {r['std']:.2f} | {sat} | {gs} |")
+    rows += ["", "| weight | shape | grad:data | log10 update:data |", "|---|---|---:|---:|"]
+    for w in cap.weight_stats():
+        if len(w["shape"]) == 2:
+            ud = "" if w["update_data_log10"] is None else f"{w['update_data_log10']:.2f}"
+            rows.append(f"| {w['name']} | {tuple(w['shape'])} | {w['grad_data_ratio']:.2e} | {ud} |")
+    return "\n".join(rows)
+
+
+def samples_and_downloads(main, train_mode_option=True):
+    """Sample from the run (eval or the BatchNorm-bug train mode) and download its records."""
+    run_id = main.run_id
+    c1, c2 = st.columns(2)
+    with c1:
+        st.markdown("**Samples**")
+        samples = main.meta.get("samples")
+        if main.live:
+            a, b = st.columns(2)
+            train_mode = train_mode_option and b.checkbox("in training mode (the BatchNorm bug)",
+                                                          key="sample_train_mode")
+            a.button("Sample 10 names", key="btn_sample",
+                     on_click=lambda: manager().send(run_id, f"sample:10:{'train' if train_mode else 'eval'}"))
+        if samples:
+            st.caption(f"at step {samples.get('step', '?'):,}, {samples['mode']} mode")
+            st.code(" ".join(samples["words"]) if samples["words"] else samples.get("error", ""), language=None,
+                    wrap_lines=True)
+    with c2:
+        st.markdown("**Download**")
+        if main.state not in ("starting", "ready", "running"):
+            df = pd.DataFrame({"step": main.steps, "loss": main.loss, "lr": main.lr})
+            st.download_button("Losses (CSV)", df.to_csv(index=False), f"{run_id}-loss.csv", "text/csv",
+                               key="dl_loss")
+            st.download_button("Histogram statistics (CSV)",
+                               pd.DataFrame(stats_table(main.captures())).to_csv(index=False),
+                               f"{run_id}-stats.csv", "text/csv", key="dl_stats")
+            st.download_button("Everything (JSON)", live.export_json(main), f"{run_id}.json", "application/json",
+                               key="dl_json")
+            st.download_button("Figures (HTML)", live.figures_html(main, state.get(f"scrub_{run_id}")),
+                               f"{run_id}-figures.html", "text/html", key="dl_fig")
+        else:
+            st.caption("Downloads appear when the run is paused, stopped or finished.")
