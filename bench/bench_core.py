@@ -5,8 +5,7 @@ Core speed and memory, measured in one process against the plain lecture loop.
 
 1. Capture overhead on the lecture-4 deep stack (deep-bn): the plain notebook loop (no
    diagnostics) against core's Run with capture off, at the default cadence (every 100 steps)
-   and at every step, on the training thread (Run's default) and with the histogram kernels on a
-   thread of their own; and
+   and at every step; and
    the lecture's own diagnostic loop (retain_grad on every layer output plus the `ud` list every
    step) against core's every-step capture. Every contender is one loop (or Run) that lives
    through the whole benchmark, as a learner's does; each round runs every contender for 100 steps,
@@ -100,7 +99,7 @@ def plain_loop(ds, lecture_diagnostics=False):
     return go
 
 
-def core_run(ds, capture_every, model="deep", preset="deep-bn", background=None):
+def core_run(ds, capture_every, model="deep", preset="deep-bn"):
     """core's Run on the same model and data, no loss estimates on the way; returns its advance (warmed up)."""
     p = get_preset(model, preset)
     cfg = train_config(p, steps=10_000_000, capture_every=capture_every, eval_every=0)
@@ -115,7 +114,7 @@ def core_run(ds, capture_every, model="deep", preset="deep-bn", background=None)
     else:
         batches = TensorBatches({"train": (ds.Xtr, ds.Ytr), "val": (ds.Xdev, ds.Ydev)}, cfg.batch_size, g)
         probe = ds.Xdev[:32]
-    run = Run(m, batches, cfg, probe=probe, background=background)
+    run = Run(m, batches, cfg, probe=probe)
     run.advance(5)  # warm-up
     return run.advance
 
@@ -185,7 +184,6 @@ def main():
         "Run, capture off": core_run(ds, 0),
         "Run, capture every 100 (default)": core_run(ds, 100),
         "Run, capture every step": core_run(ds, 1),
-        "Run, capture every step, kernels on a thread": core_run(ds, 1, background=True),
         "lecture loop with retain_grad + ud every step": plain_loop(ds, lecture_diagnostics=True),
     }
     res = alternate({k: timed(go, args.steps) for k, go in contenders.items()}, args.rounds)

@@ -10,7 +10,6 @@ On the CPU the kernels are faster (one pass over memory, no temporaries); the te
 CPU tensors and compare it with them.
 """
 
-import numpy as np
 import torch
 
 from core.capture.kernels import MAX_BOUND, MIN_BOUND
@@ -37,7 +36,8 @@ def fitted_edges(x, fin, tanh, relu):
     """kernels._fit_edges: (lo, hi) float32 for a tensor's values: tanh's (-1, 1), else a round bound
     1.5x the largest |finite value| (1.5 when none is finite), from 0 for ReLU."""
     if tanh:
-        return torch.tensor([-1.0, 1.0], device=x.device)
+        one = torch.ones((), device=x.device)  # made on the device: no copy from the host
+        return torch.stack([-one, one])
     m = torch.where(fin, x.abs(), -1.0).amax().double() if x.numel() else torch.tensor(-1.0, device=x.device)
     m = torch.where(m >= 0, m, 1.0)
     b = nice_bound(m * 1.5).clamp(MIN_BOUND, MAX_BOUND).float()
@@ -48,7 +48,7 @@ def buckets(x, edges, bins):
     """Each value's index into the counts: 0 under lo, 1..bins the buckets, bins + 1 at or over hi, with
     y = (x - lo) * scale in float32 as the kernels compute it (int64)."""
     lo = edges[0]
-    scale = torch.tensor(float(bins), dtype=torch.float32, device=x.device) / (edges[1] - lo)
+    scale = float(bins) / (edges[1] - lo)  # a float32 division, as the kernels' bins / (hi - lo)
     y = ((x - lo) * scale).clamp(-1.0, float(bins))  # a NaN y (never for a finite x) goes under, as there
     return torch.nan_to_num(y, nan=-1.0).floor_().long() + 1
 
@@ -96,12 +96,10 @@ def summarize_tensor(x, edges, tanh, relu, thr, bins):
 def std_pair(after, before):
     """Unbiased std of after and of after - before (the difference in float32, as the kernels take it),
     float64 0-dim tensors; NaN if either holds a NaN/inf."""
-    a = after.double()
-    diff = (after - before).double()
-    if after.numel() < 2:
+    if after.numel() < 2:  # the kernels' std of one value (or none) is 0
         z = torch.zeros((), dtype=torch.float64, device=after.device)
-        return (z, z) if after.numel() else (z, z)
-    return a.std(), diff.std()
+        return z, z
+    return after.double().std(), (after - before).double().std()
 
 
 # -----------------------------------------------------------------------------
@@ -157,6 +155,3 @@ def update_stds(after, before):
         return torch.zeros((0, 2), dtype=torch.float64)
     return torch.stack(rows)
 
-
-def as_numpy_edges(edges):
-    return np.asarray(edges.detach().cpu().numpy(), dtype=np.float32)

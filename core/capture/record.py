@@ -9,6 +9,15 @@ import struct
 
 import numpy as np
 
+# The statistics a record keeps per tensor (columns of Capture.stats) and per weight (columns of
+# Capture.wratio), in order. A new statistic is a new name here (and its number in the kernels that
+# fill the row); records stored before it read it as NaN.
+STATS = ("mean", "std", "sat", "zero", "nan", "inf")
+WRATIO = ("data_std", "grad_data_ratio", "update_data_log10")
+UD = WRATIO.index("update_data_log10")
+COL = {name: i for i, name in enumerate(STATS)}
+VERSION = 2  # of the stored form (pack_capture); 1: no version field, the columns above
+
 
 class Capture:
     """
@@ -28,9 +37,9 @@ class Capture:
         self.kinds = kinds      # tuple of kind per key
         self.counts = counts    # int32 (k, bins + 2)
         self.edges = edges      # float32 (k, 2)
-        self.stats = stats      # float32 (k, 6): mean, std, sat, zero, nan, inf
+        self.stats = stats      # float32 (k, len(STATS)): mean, std, sat, zero, nan, inf
         self.weights = weights  # tuple of (name, shape)
-        self.wratio = wratio    # float32 (w, 3): data std, grad:data ratio, log10 update:data
+        self.wratio = wratio    # float32 (w, len(WRATIO)): data std, grad:data ratio, log10 update:data
         # per tanh/ReLU layer on the fixed probe batch: ((examples, units), np.packbits of the
         # boolean "saturated" matrix: |h| > 0.99 for tanh, h == 0 for ReLU) -- the lecture's plt.imshow
         self.raster = raster or {}
@@ -53,13 +62,13 @@ class Capture:
         grads = {name: i for name, _, i in self.rows("agrad")}
         out = []
         for name, kind, i in self.rows("act"):
-            mean, std, sat, zero, nan, inf = (float(v) for v in self.stats[i])
+            st = dict(zip(STATS, (float(v) for v in self.stats[i])))
             j = grads.get(name)
-            out.append(dict(layer=name, kind=kind, mean=mean, std=std,
-                            saturated_pct=(zero * 100 if kind == "relu" else
-                                           None if math.isnan(sat) else sat * 100),
-                            grad_std=None if j is None else float(self.stats[j, 1]),
-                            nan=int(nan), inf=int(inf)))
+            out.append(dict(layer=name, kind=kind, mean=st["mean"], std=st["std"],
+                            saturated_pct=(st["zero"] * 100 if kind == "relu" else
+                                           None if math.isnan(st["sat"]) else st["sat"] * 100),
+                            grad_std=None if j is None else float(self.stats[j, COL["std"]]),
+                            nan=int(st["nan"]), inf=int(st["inf"])))
         return out
 
     def weight_stats(self):
@@ -67,14 +76,15 @@ class Capture:
         out = []
         for w, (name, shape) in enumerate(self.weights):
             i = rows[name]
-            data_std, ratio, ud = (float(v) for v in self.wratio[w])
-            out.append(dict(name=name, shape=list(shape), grad_mean=float(self.stats[i, 0]),
-                            grad_std=float(self.stats[i, 1]), data_std=data_std,
-                            grad_data_ratio=ratio, update_data_log10=None if math.isnan(ud) else ud))
+            r = dict(zip(WRATIO, (float(v) for v in self.wratio[w])))
+            ud = r["update_data_log10"]
+            out.append(dict(name=name, shape=list(shape), grad_mean=float(self.stats[i, COL["mean"]]),
+                            grad_std=float(self.stats[i, COL["std"]]), data_std=r["data_std"],
+                            grad_data_ratio=r["grad_data_ratio"], update_data_log10=None if math.isnan(ud) else ud))
         return out
 
     def nonfinite(self):
-        return int(self.stats[:, 4].sum() + self.stats[:, 5].sum())
+        return int(self.stats[:, COL["nan"]].sum() + self.stats[:, COL["inf"]].sum())
 
     def nbytes(self):
         return (self.counts.nbytes + self.edges.nbytes + self.stats.nbytes + self.wratio.nbytes + 200
@@ -85,7 +95,7 @@ class Capture:
                     histograms=[dict(group=g, name=n, kind=k, lo=float(e[0]), hi=float(e[1]),
                                      under=int(c[0]), over=int(c[-1]), counts=c[1:-1].tolist(),
                                      **{col: (None if math.isnan(v) else float(v))
-                                        for col, v in zip(("mean", "std", "sat", "zero", "nan", "inf"), s)})
+                                        for col, v in zip(STATS, s)})
                                 for (g, n), k, c, e, s in zip(self.keys, self.kinds, self.counts,
                                                               self.edges, self.stats)],
                     layers=self.layer_stats(), weights=self.weight_stats())
@@ -105,7 +115,7 @@ def ud_history(captures, only_2d=True):
     for i, c in enumerate(captures):
         for w, (name, _) in enumerate(c.weights):
             if name in col:
-                values[i, col[name]] = c.wratio[w, 2]
+                values[i, col[name]] = c.wratio[w, UD]
     return np.array([c.step for c in captures]), names, values
 
 
@@ -115,12 +125,11 @@ def stats_table(captures):
     for c in captures:
         ratios = {name: c.wratio[w] for w, (name, _) in enumerate(c.weights)}
         for i, (group, name) in enumerate(c.keys):
-            mean, std, sat, zero, nan, inf = (float(v) for v in c.stats[i])
+            st = dict(zip(STATS, (float(v) for v in c.stats[i])))
             r = ratios.get(name) if group == "wgrad" else None
-            rows.append(dict(step=c.step, group=group, name=name, kind=c.kinds[i], mean=mean, std=std,
-                             saturated=sat, zero=zero, nan=int(nan), inf=int(inf),
-                             grad_data_ratio=None if r is None else float(r[1]),
-                             update_data_log10=None if r is None else float(r[2])))
+            rows.append(dict(step=c.step, group=group, name=name, kind=c.kinds[i], mean=st["mean"], std=st["std"],
+                             saturated=st["sat"], zero=st["zero"], nan=int(st["nan"]), inf=int(st["inf"]),
+                             **{col: None if r is None else float(r[j]) for j, col in enumerate(WRATIO) if j}))
     return rows
 
 
@@ -129,11 +138,12 @@ def _nan_to_none(x):
 
 
 # -----------------------------------------------------------------------------
-# Capture records <-> bytes: a JSON header, then the arrays' raw bytes
+# Capture records <-> bytes: a JSON header (with the format's version and the columns stored), then the
+# arrays' raw bytes
 
 
 def pack_capture(c):
-    head = dict(step=c.step, loss=_nan_to_none(c.loss), keys=c.keys, kinds=c.kinds, weights=c.weights,
+    head = dict(version=VERSION, stats=list(STATS), wratio=list(WRATIO), step=c.step, loss=_nan_to_none(c.loss), keys=c.keys, kinds=c.kinds, weights=c.weights,
                 bins=c.counts.shape[1] - 2 if c.counts.size else 0,
                 raster={name: [list(shape), len(bits)] for name, (shape, bits) in (c.raster or {}).items()},
                 raster_step=c.raster_step)
@@ -157,10 +167,12 @@ def unpack_capture(blob):
         off += a.nbytes
         return a
 
+    stored_stats = head.get("stats", STATS)  # version 1 wrote no columns: they were these
+    stored_wratio = head.get("wratio", WRATIO)
     counts = take(np.int32, k * (bins + 2), (k, bins + 2))
     edges = take(np.float32, k * 2, (k, 2))
-    stats = take(np.float32, k * 6, (k, 6))
-    wratio = take(np.float32, w * 3, (w, 3))
+    stats = _columns(take(np.float32, k * len(stored_stats), (k, len(stored_stats))), stored_stats, STATS)
+    wratio = _columns(take(np.float32, w * len(stored_wratio), (w, len(stored_wratio))), stored_wratio, WRATIO)
     raster = {}
     for name, (shape, nbits) in head["raster"].items():
         raster[name] = (tuple(shape), bytes(blob[off:off + nbits]))
@@ -169,3 +181,14 @@ def unpack_capture(blob):
     return Capture(head["step"], loss, tuple(tuple(x) for x in head["keys"]), tuple(head["kinds"]),
                    counts, edges, stats, tuple((nm, tuple(sh)) for nm, sh in head["weights"]), wratio,
                    raster=raster, raster_step=head.get("raster_step"))  # older records: the capture's step
+
+
+def _columns(a, stored, wanted):
+    """A stored array's columns in today's order; a column the record was written without is NaN."""
+    if tuple(stored) == tuple(wanted):
+        return a
+    out = np.full((a.shape[0], len(wanted)), np.nan, dtype=a.dtype)
+    for j, name in enumerate(wanted):
+        if name in stored:
+            out[:, j] = a[:, list(stored).index(name)]
+    return out

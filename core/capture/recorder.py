@@ -1,6 +1,7 @@
 """
 The recorder: watches a model through hooks and turns what it sees into small
-Capture records. No model code is edited and nothing calls retain_grad():
+Capture records (core.capture.record). No model code is edited and nothing calls
+retain_grad():
 
 - torch.nn modules (GPT): forward hooks on nonlinearities and normalizations;
 - the lectures' from-scratch layers: they keep their output in .out (as in the
@@ -19,18 +20,15 @@ hooks return at once).
 
 A capture step only keeps references to what it saw (activations and gradients are
 new tensors every step; p.grad is replaced, never written into) plus one flat copy of
-the parameters (core.capture._Theta), which after the update becomes the next capture
-step's "before". The numbers -- histograms, statistics, update ratios of ~100k values
--- come from compiled kernels (core.capture.kernels) that read those tensors in place. By
-default that is done on the spot, at the end of the step; background=True runs the
-histogram kernels on a thread (GIL-free; same records, same order), which moves only
-their share off the training thread: the hooks, the update-ratio pass (it must read
-the parameters before the next update) and the Python around them stay
-(BENCHMARKS.md has what each part costs).
+the parameters (_Theta), which after the update becomes the next capture step's
+"before". On the CPU the numbers -- histograms, statistics, update ratios of ~100k
+values -- come from compiled kernels (core.capture.kernels) that read those tensors in
+place, at the end of the step. On a GPU they are computed there (core.capture.device)
+and only the small records come back, while training goes on.
 """
 
+import collections
 import functools
-import threading
 
 import numpy as np
 import torch
@@ -39,8 +37,6 @@ import torch.nn as nn
 from core.capture import kernels
 from core.capture.histogram import BINS, Summarizer
 from core.capture.record import Capture
-
-MAX_PENDING_VALUES = 8_000_000  # unfinished steps may hold this many values (32 MB); then training waits
 
 # which outputs are watched, and under what kind (the kind decides "saturated")
 KINDS = {
@@ -55,14 +51,16 @@ def kind_of(layer):
     return KINDS.get(type(layer).__name__)
 
 
-class _Watcher:
-    """What both recorders share: which outputs they watch (points) and the parameters, the forward hooks
-    on nn modules (they hand a watched output to _watch while capturing), and the saturation raster."""
+class Recorder:
+    """
+    Watches a model's layers (points: name, kind, layer) and parameters; turns each capture step into a
+    Capture. on_device: summarize where the tensors are (None: when the model's parameters are on a GPU;
+    True on CPU tensors runs the device code path, which the tests compare with the kernels).
+    """
 
-    def __init__(self, model, bins, background):
+    def __init__(self, model, bins=BINS, on_device=None):
         self.model = model
         self.summarizer = Summarizer(bins)
-        self.background = background
         self.capturing = False
         self._handles = []
         self._step = None
@@ -77,6 +75,21 @@ class _Watcher:
             self.points = [(name, kind_of(layer), layer) for name, layer in model.named_layers()
                            if kind_of(layer)]
         self.named_params = list(model.named_parameters())
+        if on_device is None:
+            on_device = any(not p.is_cpu for _, p in self.named_params)
+        self.on_device = on_device
+        self._acts = {}        # name -> the layer's output (detached), this capture step
+        self._gouts = {}       # key -> the gradients arriving at the node that made it (a tuple)
+        self._grad_at = {}     # name -> (i, key): which of that node's outputs it is, where its gradient lands
+        self._gen = 0          # counts the outputs watched (see _watch)
+        self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
+        self._theta = None     # _Theta: the parameters being updated and their copy before the update
+        self._on_way = collections.deque()  # captured steps whose numbers are not all here yet, oldest first
+        self._wgrad_rows = {}  # (keys, kinds) -> (binning, the wgrad rows in weights' order): computed once
+        # what after_backward lists, made once: (name, ("act", name), ("agrad", name), kind) per point, and
+        # (("wgrad", name), parameter) per parameter
+        self._point_keys = [(name, ("act", name), ("agrad", name), kind) for name, kind, _ in self.points]
+        self._param_keys = [(("wgrad", name), p) for name, p in self.named_params]
 
     def close(self):
         for h in self._handles:
@@ -128,31 +141,6 @@ class _Watcher:
         return raster
 
 
-class Recorder(_Watcher):
-    """The recorder."""
-
-    def __init__(self, model, bins=BINS, background=False):
-        super().__init__(model, bins, background)
-        self._acts = {}        # name -> the layer's output (detached), this capture step
-        self._gouts = {}       # key -> the gradients arriving at the node that made it (a tuple)
-        self._nr = {}          # name -> (i, key): which of that node's outputs it is, where its gradient lands
-        self._gen = 0          # counts the outputs watched (see _watch)
-        self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
-        self._theta = None     # _Theta: the parameters being updated and their copy before the update
-        # finished records and the steps still to summarize, shared with the summarizing thread
-        self._cond = threading.Condition()
-        self._queue = []
-        self._busy = 0         # steps taken off the queue, being summarized
-        self._pending_values = 0
-        self._done = []
-        self._error = None
-        self._thread = None
-        self._kept = {}        # (keys, kinds) -> (binning, the wgrad rows in weights' order): computed once
-        # what after_backward lists, made once: (name, ("act", name), ("agrad", name), kind) per point, and
-        # (("wgrad", name), parameter) per parameter
-        self._keyed = [(name, ("act", name), ("agrad", name), kind) for name, kind, _ in self.points]
-        self._wkeyed = [(("wgrad", name), p) for name, p in self.named_params]
-
     # --- hooks ---------------------------------------------------------------
 
     def _watch(self, name, out):
@@ -168,12 +156,12 @@ class Recorder(_Watcher):
             # first call's gradient, which arrives last)
             self._gen += 1
             key = (name, self._gen)
-            self._nr[name] = (out.output_nr, key)
+            self._grad_at[name] = (out.output_nr, key)
             node.register_prehook(functools.partial(self._gouts.__setitem__, key))
         elif out.requires_grad:
             self._gen += 1
             key = (name, self._gen)
-            self._nr[name] = (0, key)
+            self._grad_at[name] = (0, key)
             out.register_hook(lambda grad: self._gouts.__setitem__(key, (grad,)))
 
     # --- called by the training loop on a capture step --------------------------
@@ -181,7 +169,7 @@ class Recorder(_Watcher):
     def begin(self, step):
         self._acts.clear()
         self._gouts.clear()
-        self._nr.clear()
+        self._grad_at.clear()
         self._step = step
         self.capturing = True
 
@@ -196,20 +184,20 @@ class Recorder(_Watcher):
     def after_backward(self, loss=None):
         # references only: these tensors are not written to again (the next step makes new ones)
         keys, kinds, tensors = [], [], []
-        acts, gouts, nr = self._acts, self._gouts, self._nr
-        for name, key, _, kind in self._keyed:
+        acts, gouts, grad_at = self._acts, self._gouts, self._grad_at
+        for name, key, _, kind in self._point_keys:
             t = acts.get(name)
             if t is not None:
                 keys.append(key); kinds.append(kind); tensors.append(t)
-        for name, _, key, kind in self._keyed:
-            i, gkey = nr.get(name, (None, None))
+        for name, _, key, kind in self._point_keys:
+            i, gkey = grad_at.get(name, (None, None))
             grads = gouts.get(gkey)
             if grads is not None:
                 g = grads[i]
                 if g is not None:
                     keys.append(key); kinds.append(kind); tensors.append(g)
         weights = []
-        for key, p in self._wkeyed:
+        for key, p in self._param_keys:
             g = p.grad
             if g is not None:
                 keys.append(key); kinds.append("grad"); tensors.append(g)
@@ -217,7 +205,7 @@ class Recorder(_Watcher):
         self._seen = (tuple(keys), tuple(kinds), tensors, tuple(weights), loss)
         acts.clear()
         gouts.clear()
-        nr.clear()
+        grad_at.clear()
 
     def before_update(self):
         # the real update (right for Adam too): keep theta before the step, one flat copy. On
@@ -240,28 +228,16 @@ class Recorder(_Watcher):
         if probe is not None:
             self._raster = (self._step, self.probe(probe))
         self._seen = None
-        kept = self._kept.get((keys, kinds))
+        kept = self._wgrad_rows.get((keys, kinds))
         if kept is None:
-            if len(self._kept) > 16:  # a model whose set of captured tensors keeps changing
-                self._kept.clear()
-            kept = self._kept[(keys, kinds)] = (_binning(keys, kinds), np.array(
+            if len(self._wgrad_rows) > 16:  # a model whose set of captured tensors keeps changing
+                self._wgrad_rows.clear()
+            kept = self._wgrad_rows[(keys, kinds)] = (_binning(keys, kinds), np.array(
                 [i for i, (g, _) in enumerate(keys) if g == "wgrad"], dtype=np.int64))
-        job = _Pending(self._step, loss, keys, kinds, weights, self._raster,
-                       self.summarizer.prepare(keys, kept[0], tensors), std, kept[1])
-        if not self.background:
-            job.run()
-            self._done.append(job)
-            return
-        values = sum(t.numel() for t in tensors)
-        with self._cond:
-            while self._pending_values > MAX_PENDING_VALUES and self._error is None:
-                self._cond.wait()  # the summarizer is far behind: wait, so memory stays bounded
-            self._queue.append((job, values))
-            self._pending_values += values
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name="capture-summarizer", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
+        job = self.summarizer.prepare(keys, kept[0], tensors, std, self.on_device)
+        if not self.on_device:
+            job.run()  # the kernels, here and now: the next update may write to these tensors
+        self._on_way.append(_Pending(self._step, loss, keys, kinds, weights, self._raster, job, kept[1]))
 
     def forget(self):
         """Between two advance() calls anything may touch the parameters: take a fresh "before" next time."""
@@ -275,59 +251,23 @@ class Recorder(_Watcher):
 
     def ready(self):
         """The Capture records finished so far, oldest first (each is returned once)."""
-        with self._cond:
-            self._raise()
-            done, self._done = self._done, []
-        return [job.capture() for job in done]
+        out = []
+        while self._on_way and self._on_way[0].job.done():
+            out.append(self._on_way.popleft().capture())
+        return out
 
     def flush(self):
         """Wait until every captured step is summarized; its records, oldest first."""
-        with self._cond:
-            while (self._queue or self._busy) and self._error is None:
-                self._cond.wait()
-        return self.ready()
+        out = []
+        while self._on_way:
+            out.append(self._on_way.popleft().capture())
+        return out
 
     @property
     def pending(self):
-        """Captured steps not yet summarized."""
-        with self._cond:
-            return len(self._queue) + self._busy
+        """Captured steps whose records are not out yet."""
+        return len(self._on_way)
 
-    def _raise(self):
-        if self._error is not None:
-            e, self._error = self._error, None
-            raise RuntimeError("the capture summarizer failed") from e
-
-    def _serve(self):
-        # the summarizing thread: run queued steps in order (compiled code holding no GIL, so training goes
-        # on in Python meanwhile), hand them back; ends when nothing came for a second (the next capture
-        # starts a new one)
-        while True:
-            with self._cond:
-                if not self._queue and not self._cond.wait_for(lambda: self._queue, timeout=1.0):
-                    self._thread = None
-                    return
-                job, values = self._queue.pop(0)
-                self._busy = 1
-            try:
-                job.run()
-            except BaseException as e:  # surfaces in the training thread at its next ready()/flush()
-                err = e
-            else:
-                err = None
-            with self._cond:
-                self._busy = 0
-                self._pending_values -= values
-                if err is None:
-                    self._done.append(job)
-                else:
-                    self._error = err
-                    self._queue = []
-                    self._pending_values = 0
-                    self._thread = None
-                self._cond.notify_all()
-            if err is not None:
-                return
 
 def _flat(params):
     """All parameters in one new float32 vector (None when there are none)."""
@@ -343,20 +283,17 @@ def _binning(keys, kinds):
 
 
 class _Pending:
-    """A captured step on its way to a Capture: run() does the numbers (compiled, GIL-free, any thread, in
-    step order); capture() builds the record (Python, on the training thread)."""
+    """A captured step on its way to a Capture: its summary job (done, or on its way from the device) and
+    what the record carries besides the numbers."""
 
-    __slots__ = ("step", "loss", "keys", "kinds", "weights", "raster", "job", "std", "wgrad")
+    __slots__ = ("step", "loss", "keys", "kinds", "weights", "raster", "job", "wgrad")
 
-    def __init__(self, step, loss, keys, kinds, weights, raster, job, std, wgrad):
+    def __init__(self, step, loss, keys, kinds, weights, raster, job, wgrad):
         self.step, self.loss, self.keys, self.kinds, self.weights = step, loss, keys, kinds, weights
-        self.raster, self.job, self.std, self.wgrad = raster, job, std, wgrad
-
-    def run(self):
-        self.job.run()
+        self.raster, self.job, self.wgrad = raster, job, wgrad
 
     def capture(self):
-        counts, edges, stats, wratio = self.job.record(self.std, self.wgrad)
+        counts, edges, stats, wratio = self.job.record(self.wgrad)
         raster_step, raster = self.raster
         return Capture(self.step, self.loss, self.keys, self.kinds, counts, edges, stats, self.weights, wratio,
                        raster, raster_step)

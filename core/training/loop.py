@@ -120,17 +120,16 @@ class Run:
     """
 
     def __init__(self, model, batches, cfg, store=None, capture=True, device="cpu", meta=None, probe=None,
-                 background=None, on_eval=None):
+                 on_eval=None):
         self.model = model
         self.probe = probe          # a fixed batch of inputs for the saturation raster (None = no raster)
         self.on_eval = on_eval      # called with the step after each loss estimate (the worker samples text there)
-        # background: capture summaries on a thread (core.capture.make_recorder; None: the recorder's choice)
         self.batches = batches
         self.cfg = cfg
         self.store = store if store is not None else RunStore()
         self.device = device
         self.parameters = list(model.parameters())
-        self.recorder = (Recorder(model, background=bool(background))
+        self.recorder = (Recorder(model)
                          if (capture and cfg.capture_every and self.parameters) else None)
         self._probed = None         # the last step that ran the probe batch
         self.optimizer = None
