@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import micrograd.engine  # noqa: E402
+import micrograd.nn  # noqa: E402
+from browser import chromium_page, streamlit_server  # noqa: E402
+
 from core.micrograd.engine import Value, gc_paused, topological_order  # noqa: E402
 from core.micrograd.graph import build_graph, collapse, to_dot  # noqa: E402
 from core.micrograd.moons import datapoint_score, demo_model, make_moons, moons_loss  # noqa: E402
@@ -58,8 +62,6 @@ def chain(n=1_000_000):
 
 
 def moons(repeat):
-    import micrograd.engine
-    import micrograd.nn
     X, y = make_moons()
     ours = demo_model()
     random.seed(1337)
@@ -89,15 +91,14 @@ def dot_times(repeat):
     X, y = make_moons()
     model = demo_model()
     score = datapoint_score(model, X[0])
-    records = build_graph(score, parameters=model.parameters())
+    records = build_graph(score, model=model)
     assert records.total == 979
-    full = timed(lambda: to_dot(build_graph(score, parameters=model.parameters())), repeat)
-    folded = timed(lambda: to_dot(collapse(build_graph(score, parameters=model.parameters()))), repeat)
+    full = timed(lambda: to_dot(build_graph(score, model=model)), repeat)
+    folded = timed(lambda: to_dot(collapse(build_graph(score, model=model))), repeat)
     return full, folded, len(collapse(records).nodes)
 
 
 def browser_render(points=(1, 2, 3, 4, 5)):
-    from browser import chromium_page, streamlit_server
     X, y = make_moons()
     model = demo_model()
     scores = {i: datapoint_score(model, X[i]).data for i in points}

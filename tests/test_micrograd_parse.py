@@ -170,8 +170,7 @@ def test_unsafe_or_unknown_input_is_refused_quickly_with_a_message(name):
     with pytest.raises(ExpressionError) as e:
         parse_expression(text, dict(a=1.0, b=2.0, c=3.0))
     assert time.perf_counter() - t0 < 0.05
-    assert 5 < len(str(e.value)) < 200 and "Traceback" not in str(e.value)
-    assert isinstance(e.value, ValueError)
+    assert 5 < len(str(e.value)) < 200 and "\n" not in str(e.value)  # one short line for the learner
 
 
 def test_refusals_explain_what_is_wrong():

@@ -1,7 +1,8 @@
 """
-Lecture 1's scalar autograd engine and the little neural net library on top of it,
+Lecture 1's scalar autograd engine (the neural net library on top of it is nn.py),
 written in micrograd's style: every op computes `out`, defines its `_backward` right
-under the forward, and returns `out`.
+under the forward, and returns `out`. It knows nothing of drawing: graph.py reads the
+graph from `_prev` and `_op`, and each rule it shows from the `_backward` source.
 
 What differs from the lecture's engine, all so the dashboard can use it on big graphs:
 - nothing recurses (a 1,000,000-node chain works): the topological sort keeps its own
@@ -31,8 +32,7 @@ def _noop(out):
 class Value:
     """ stores a single scalar value and its gradient """
 
-    # _tag is set only on a neuron's output (see Neuron.__call__); it is never initialised
-    __slots__ = ("data", "grad", "label", "_op", "_prev", "_backward", "_tag")
+    __slots__ = ("data", "grad", "label", "_op", "_prev", "_backward")
 
     def __init__(self, data, _children=(), _op="", label=""):
         self.data = data
@@ -205,23 +205,3 @@ def gc_paused():
         if was_enabled:
             gc.enable()
 
-
-def op_kind(op):
-    """ '**3' -> '**': the key of an op in BACKWARD_RULES """
-    return "**" if op.startswith("**") else op
-
-
-# each op's local chain rule, exactly as its _backward writes it, for a page to show
-BACKWARD_RULES = {
-    "+": "self.grad += out.grad\nother.grad += out.grad",
-    "-": "self.grad += out.grad\nother.grad -= out.grad",
-    "*": "self.grad += other.data * out.grad\nother.grad += self.data * out.grad",
-    "/": "self.grad += out.grad / other.data\nother.grad -= out.data / other.data * out.grad",
-    "**": "self.grad += (other * self.data**(other - 1)) * out.grad",
-    "exp": "self.grad += out.data * out.grad",
-    "log": "self.grad += (1 / self.data) * out.grad",
-    "tanh": "self.grad += (1 - t**2) * out.grad",
-    "ReLU": "self.grad += (out.data > 0) * out.grad",
-    "sigmoid": "self.grad += s * (1 - s) * out.grad",
-    "neg": "self.grad -= out.grad",
-}

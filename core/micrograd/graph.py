@@ -5,18 +5,22 @@ into neuron and layer nodes under a node budget; step_backward: backward() one n
 time, recording what each step changed) and drawing (to_dot, to_svg: only draw).
 
 Node names are positions, not id(): value nodes are v0, v1, ... in topological order,
-folded nodes are named after the neuron or layer (L2.N3, L2, with #k when a neuron is
-called more than once). Building the same expression twice gives the same names, so
-st.graphviz_chart does not re-lay-out the graph on every rerun.
+folded nodes are named after the neuron or layer by its place in the MLP (L2.N3, L2, with
+#k when it is called more than once). Building the same expression twice gives the same
+names, so st.graphviz_chart does not re-lay-out the graph on every rerun.
 """
 
+import ast
+import functools
+import inspect
 import re
 import shutil
+import textwrap
 from dataclasses import dataclass, field
 
 import graphviz
 
-from core.micrograd.engine import BACKWARD_RULES, op_kind, topological_order
+from core.micrograd.engine import topological_order
 
 ROLE_COLORS = {"input": "lightblue", "parameter": "khaki", "output": "salmon", "intermediate": "white"}
 GROUP_COLOR = "lavender"
@@ -38,48 +42,89 @@ class GraphRecords:
     hidden: int = 0  # values not drawn at all: parameters inside a closed neuron, or cut by the budget
 
 
-def _call_names(topo, tagged, key):
-    """ name each call after its module, adding #k (k in topological order) when a module is called more than once """
-    calls = {}  # call object -> module
-    for v in topo:
-        if v in tagged:
-            module, call = key(tagged[v], v)
-            calls.setdefault(call, module)
-    counts = {}
-    for module in calls.values():
+def mlp_names(model):
+    """ the names an MLP's parts get in the pictures, read off its structure: layer i is Li,
+    its neuron j is Li.Nj, counting from 1. Returns ({layer: name}, {neuron: name}). """
+    layers, neurons = {}, {}
+    for i, layer in enumerate(model.layers, 1):
+        layers[layer] = f"L{i}"
+        for j, n in enumerate(layer.neurons, 1):
+            neurons[n] = f"L{i}.N{j}"
+    return layers, neurons
+
+
+def _neuron_call(v, weight_of):
+    """ (neuron, the Values its call made, its inputs x) if v is the output of a Neuron call,
+    else None. Neuron.__call__ read backwards: relu (when nonlin) of b + w0*x0 + w1*x1 + ...,
+    a chain of (+, *) pairs that ends at b. """
+    act = v._prev[0] if v._op == "ReLU" else v
+    if act._op != "+" or act._prev[1]._op != "*":
+        return None
+    neuron = weight_of.get(act._prev[1]._prev[0])
+    if neuron is None or neuron.nonlin != (act is not v):
+        return None  # no neuron's sum, or a ReLU neuron's sum seen without its relu
+    nodes, xs = ([v] if act is v else [v, act]), []
+    for w in reversed(neuron.w):
+        if act._op != "+" or act._prev[1]._op != "*" or act._prev[1]._prev[0] is not w:
+            return None  # part of a sum, not a whole call
+        mul = act._prev[1]
+        nodes.append(mul)
+        xs.append(mul._prev[1])
+        act = act._prev[0]
+        if act is not neuron.b:
+            nodes.append(act)
+    return (neuron, nodes, xs[::-1]) if act is neuron.b else None
+
+
+def _input_key(x):
+    # a float input is wrapped in a new leaf by each neuron's w*x: equal data is the same input
+    return x if x._prev or x.label else x.data
+
+
+def _numbered(calls):
+    """ {call: (module, name)} in topological order -> {call: name}, adding #k (k in that order)
+    when a module is called more than once """
+    counts, seen, names = {}, {}, {}
+    for module, _ in calls.values():
         counts[module] = counts.get(module, 0) + 1
-    seen, names = {}, {}
-    for call, module in calls.items():
+    for call, (module, name) in calls.items():
         seen[module] = seen.get(module, 0) + 1
-        names[call] = module.name if counts[module] == 1 else f"{module.name}#{seen[module]}"
+        names[call] = name if counts[module] == 1 else f"{name}#{seen[module]}"
     return names
 
 
-def build_graph(root, parameters=None):
+def build_graph(root, parameters=None, model=None):
     """ records for every Value under root. Leaves in `parameters` are parameters, the rest
-    inputs; with parameters=None, the weights of any Neuron that ran in the graph count. """
+    inputs; with parameters=None, the model's parameters count. With an MLP as `model`, each
+    value a neuron's call made is marked with that neuron call and its layer call, so collapse
+    can fold them. """
     topo = topological_order(root)
     index = {v: i for i, v in enumerate(topo)}
-    tagged = {}  # neuron output -> (neuron, layer call or None), set by Neuron/Layer.__call__
-    for v in topo:
-        tag = getattr(v, "_tag", None)
-        if tag is not None:
-            tagged[v] = tag
-    neuron_calls = _call_names(topo, tagged, lambda tag, out: (tag[0], out))
-    layer_calls = _call_names([v for v in topo if v in tagged and tagged[v][1] is not None], tagged,
-                              lambda tag, out: (tag[1].layer, tag[1]))
-
-    owner = {}  # parameter -> neuron name
-    for neuron, _ in tagged.values():
-        for p in neuron.parameters():
-            owner[p] = neuron.name
+    layer_names, neuron_names = mlp_names(model) if model is not None else ({}, {})
+    layer_of_neuron = {n: layer for layer in layer_names for n in layer.neurons}
+    weight_of = {w: n for n in neuron_names for w in n.w}
+    owner = {p: neuron_names[n] for n in neuron_names for p in n.parameters()}  # parameter -> neuron name
     params = set(owner) if parameters is None else set(parameters)
+
+    # a layer call is its neurons' calls on the same inputs; when a layer runs twice on the
+    # same inputs, the k-th call of each neuron belongs to its k-th call
+    neuron_calls, layer_calls, members, calls_so_far = {}, {}, {}, {}
+    for v in topo:
+        call = _neuron_call(v, weight_of)
+        if call is None:
+            continue
+        neuron, nodes, xs = call
+        layer, inputs = layer_of_neuron[neuron], tuple(_input_key(x) for x in xs)
+        k = calls_so_far[neuron, inputs] = calls_so_far.get((neuron, inputs), 0) + 1
+        neuron_calls[v] = (neuron, neuron_names[neuron])
+        layer_calls.setdefault((layer, inputs, k), (layer, layer_names[layer]))
+        members[v] = (nodes, (layer, inputs, k))
+    neuron_call_names, layer_call_names = _numbered(neuron_calls), _numbered(layer_calls)
     neuron_of, layer_of = {}, {}
-    for out, (neuron, call) in tagged.items():
-        for v in neuron.call_nodes(out):
-            if v not in owner:
-                neuron_of[v] = neuron_calls[out]
-                layer_of[v] = layer_calls[call] if call is not None else None
+    for out, (nodes, layer_call) in members.items():
+        for v in nodes:
+            neuron_of[v] = neuron_call_names[out]
+            layer_of[v] = layer_call_names[layer_call]
 
     records = GraphRecords()
     for i, v in enumerate(topo):
@@ -116,7 +161,7 @@ def _fold(records, level, expand):
             show[n["name"]] = n["name"] if n["owner"] in expanded_owners else None
         elif n["neuron"] is None:
             show[n["name"]] = n["name"]
-        elif level == "neurons" or n["layer"] is None or n["layer"] == expand:
+        elif level == "neurons" or n["layer"] == expand:
             show[n["name"]] = n["neuron"]
         else:
             show[n["name"]] = n["layer"]
@@ -139,24 +184,25 @@ def collapse(records, budget=300, expand=None, level=None):
     groups = {}  # folded node name -> its record
     layer_neurons = {}  # folded node name -> the neuron calls inside it
     for n in records.nodes:
-        s = show[n["name"]]
-        if s == n["name"]:
+        box = show[n["name"]]
+        if box == n["name"]:
             out.nodes.append(n)
-        elif s is not None:
-            if s not in groups:
-                kind = "neuron" if s == n["neuron"] else "layer"
-                groups[s] = dict(name=s, label=s, data=None, grad=None, op="", role="intermediate", kind=kind,
-                                 neuron=n["neuron"] if kind == "neuron" else None, layer=n["layer"], owner=None, size=0)
-                out.nodes.append(groups[s])
-            g = groups[s]
-            g["size"] += 1
-            layer_neurons.setdefault(s, set()).add(n["neuron"])
-            if g["kind"] == "neuron":  # the last member in topological order is the neuron's output
-                g["data"], g["grad"], g["op"] = n["data"], n["grad"], n["op"]
+        elif box is not None:
+            if box not in groups:
+                kind = "neuron" if box == n["neuron"] else "layer"
+                groups[box] = dict(name=box, label=box, data=None, grad=None, op="", role="intermediate", kind=kind,
+                                   neuron=n["neuron"] if kind == "neuron" else None, layer=n["layer"], owner=None,
+                                   size=0)
+                out.nodes.append(groups[box])
+            group = groups[box]
+            group["size"] += 1
+            layer_neurons.setdefault(box, set()).add(n["neuron"])
+            if group["kind"] == "neuron":  # the last member in topological order is the neuron's output
+                group["data"], group["grad"], group["op"] = n["data"], n["grad"], n["op"]
             if n["role"] == "output":
-                g["role"] = "output"
-    for s, g in groups.items():
-        g["count"] = len(layer_neurons[s])  # neurons inside: 1 for a neuron node
+                group["role"] = "output"
+    for box, group in groups.items():
+        group["count"] = len(layer_neurons[box])  # neurons inside: 1 for a neuron node
     seen = set()
     for a, b in records.edges:
         edge = (show[a], show[b])
@@ -191,7 +237,7 @@ class Step:
     name: str        # record name of the node (v12), as build_graph names it
     label: str
     op: str
-    rule: str        # the engine's code for this op, as its _backward writes it
+    rule: str        # the body of this op's _backward, read from the engine's source
     here: str        # the rule with this node's names put in for self, other and out
     data: float      # the node's data and grad when its _backward ran
     grad: float
@@ -215,19 +261,31 @@ def step_backward(root, k):
     reached = {}  # child -> how many += it has received in this pass
     steps = []
     for v in [v for v in reversed(topo) if v._prev][:k]:
-        kids = list(dict.fromkeys(v._prev))  # a + a: a once, with times = 2
-        before = [c.grad for c in kids]
+        children = list(dict.fromkeys(v._prev))  # a + a: a once, with times = 2
+        before = [c.grad for c in children]
         v._backward(v)
         changes = []
-        for c, b in zip(kids, before):
+        for c, b in zip(children, before):
             times = v._prev.count(c)
             changes.append(dict(name=f"v{index[c]}", label=c.label, before=b, after=c.grad,
                                 earlier=reached.get(c, 0), times=times))
             reached[c] = reached.get(c, 0) + times
-        rule = BACKWARD_RULES.get(op_kind(v._op), "")
+        rule = backward_rule(v)
         steps.append(Step(name=f"v{index[v]}", label=v.label, op=v._op, rule=rule, here=_rule_here(v, rule),
                           data=v.data, grad=v.grad, changes=changes))
     return steps
+
+
+def backward_rule(v):
+    """ the body of the _backward that v's op defined, e.g. for tanh "self.grad += (1 - t**2) * out.grad" """
+    return _rule_source(v._backward.__code__)
+
+
+@functools.cache
+def _rule_source(code):
+    # read from the engine's source, so the page shows exactly the code backward() runs
+    src = textwrap.dedent(inspect.getsource(code))
+    return "\n".join(ast.get_source_segment(src, stmt) for stmt in ast.parse(src).body[0].body)
 
 
 def _rule_here(v, rule):

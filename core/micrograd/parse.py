@@ -324,6 +324,14 @@ class ExpressionPreset:
     note: str = ""                                 # what to look at
 
 
+def _neuron(activation, note):
+    """ the lecture's neuron n = x1*w1 + x2*w2 + b, one line per node as in the lecture, then
+    `activation`. b is chosen so n = 0.8813... and o = tanh(n) = 1/sqrt(2): round numbers. """
+    return ExpressionPreset("x1w1 = x1*w1\nx2w2 = x2*w2\nx1w1x2w2 = x1w1 + x2w2\nn = x1w1x2w2 + b\n" + activation,
+                            dict(x1=2.0, x2=0.0, w1=-3.0, w2=1.0, b=6.8813735870195432),
+                            parameters=("w1", "w2", "b"), note=note)
+
+
 PRESETS = {
     # the first graph of the lecture; L.grad = 1, then dL/dd = f = -2, dL/da = -2 * b = 6, ...
     "L = (a*b + c) * f": ExpressionPreset(
@@ -331,18 +339,14 @@ PRESETS = {
         dict(a=2.0, b=-3.0, c=10.0, f=-2.0),
         note="The lecture's first graph: L = -8.0. Backward gives dL/da = 6, dL/db = -4, dL/dc = dL/de = -2, "
              "dL/dd = -2, dL/df = 4."),
-    # the neuron; b is chosen so n = 0.8813... and o = tanh(n) = 1/sqrt(2), making the numbers round
-    "neuron: o = tanh(x1*w1 + x2*w2 + b)": ExpressionPreset(
-        "x1w1 = x1*w1\nx2w2 = x2*w2\nx1w1x2w2 = x1w1 + x2w2\nn = x1w1x2w2 + b\no = tanh(n)",
-        dict(x1=2.0, x2=0.0, w1=-3.0, w2=1.0, b=6.8813735870195432),
-        parameters=("w1", "w2", "b"),
+    # the neuron with tanh as one op, as the lecture first writes it
+    "neuron: o = tanh(x1*w1 + x2*w2 + b)": _neuron(
+        "o = tanh(n)",
         note="o = 0.7071. Backward: n.grad = 1 - o² = 0.5, and x1 -1.5, w1 1.0, x2 0.5, w2 0.0 "
              "(w2 gets nothing because x2 = 0)."),
     # the same neuron with tanh spelled out: same output, same grads, more nodes; e is used twice
-    "neuron, tanh written with exp": ExpressionPreset(
-        "x1w1 = x1*w1\nx2w2 = x2*w2\nx1w1x2w2 = x1w1 + x2w2\nn = x1w1x2w2 + b\ne = exp(2*n)\no = (e - 1) / (e + 1)",
-        dict(x1=2.0, x2=0.0, w1=-3.0, w2=1.0, b=6.8813735870195432),
-        parameters=("w1", "w2", "b"),
+    "neuron, tanh written with exp": _neuron(
+        "e = exp(2*n)\no = (e - 1) / (e + 1)",
         note="tanh(n) = (e^2n - 1) / (e^2n + 1): the same o and the same grads on x1, w1, x2, w2. "
              "e feeds two nodes, so in the step-through its grad arrives in two += steps."),
     # the bug: with `self.grad = out.grad` instead of +=, a.grad would be 1, not 2

@@ -288,28 +288,28 @@ def boundary_figure(xs, ys, Z, X, y, point):
                    legend=dict(orientation="h", y=-0.12)))
 
 
-def step_panel(k, n_total, steps, r):
+def step_panel(k, n_total, steps, root):
     """ the step-through's text: the node running, its rule as the engine writes it and with this
     graph's names, and the grads it changed """
     left, right = st.columns([1, 1])
     if k == 0:
-        left.markdown(f"**Step 0 of {n_total}** · backward() starts at the output: `{r.label}.grad = 1` "
-                      f"(d{r.label}/d{r.label} = 1).")
+        left.markdown(f"**Step 0 of {n_total}** · backward() starts at the output: `{root.label}.grad = 1` "
+                      f"(d{root.label}/d{root.label} = 1).")
         right.markdown("Each Step runs the next node's `_backward`, in reverse topological order: a node "
                        "passes its grad on only after every node that uses it has passed theirs.")
         return
-    s = steps[-1]
+    current = steps[-1]
     with left:
-        st.markdown(f"**Step {k} of {n_total}** · node `{s.label}` (op `{s.op}`) runs its `_backward`, "
+        st.markdown(f"**Step {k} of {n_total}** · node `{current.label}` (op `{current.op}`) runs its `_backward`, "
                     "the code right under the op's forward in the engine:")
-        st.code(s.rule, language="python")
+        st.code(current.rule, language="python")
     with right:
         st.markdown("With this graph's names:")
-        where = {"tanh": f"  # t = {s.label}.data = {s.data:.4f}",
-                 "sigmoid": f"  # s = {s.label}.data = {s.data:.4f}"}
-        st.code(s.here + where.get(s.op, ""), language="python")
+        where = {"tanh": f"  # t = {current.label}.data = {current.data:.4f}",
+                 "sigmoid": f"  # s = {current.label}.data = {current.data:.4f}"}
+        st.code(current.here + where.get(current.op, ""), language="python")
         lines = []
-        for c in s.changes:
+        for c in current.changes:
             line = f"`{c['label']}.grad`: {fmt(c['before'])} → **{fmt(c['after'])}**"
             if c["times"] > 1:
                 line += (f" · reached twice in this one step: `{c['label']}` is both self and other, "

@@ -2,7 +2,7 @@ import time
 
 import streamlit as st
 
-from core.micrograd.graph import backward_order, build_graph, collapse, to_dot
+from core.micrograd.graph import backward_order, build_graph, collapse, mlp_names, to_dot
 from core.micrograd.moons import N_STEPS, datapoint_score, decision_grid, learning_rate, make_moons
 from core.micrograd.parse import PRESETS, ExpressionError, free_names, parse_expression, slope_check
 from dashboard.ui import micrograd_view as mv
@@ -80,20 +80,20 @@ def expression_part():
         if mv.get(mv.MG_PLAYING) and mv.advance_play():
             st.rerun()  # the pass is done: a full rerun stops the timer and updates the buttons
         try:
-            r, lv, steps = mv.expression(text, values)
+            output, leaves, steps = mv.expression(text, values)
         except ExpressionError as e:
             st.error(f"**Backward failed:** {e}", icon=":material/error:")
             return
         k, passes = mv.get(mv.MG_STEP), mv.get(mv.MG_PASSES, 0)
-        st.markdown(f"**{r.label} = {r.data:.4f}**" + (f" · backward passes on this graph: **{passes}**"
+        st.markdown(f"**{output.label} = {output.data:.4f}**" + (f" · backward passes on this graph: **{passes}**"
                                                         if k is None else " · stepping through backward()"))
-        params = [lv[p] for p in preset.parameters if p in lv] if text == preset.text else []
-        records = build_graph(r, parameters=params)
+        params = [leaves[p] for p in preset.parameters if p in leaves] if text == preset.text else []
+        records = build_graph(output, parameters=params)
         current = steps[-1] if steps else None
         highlight = current.name if current else (f"v{len(records.nodes) - 1}" if k == 0 else None)
         touched = [c["name"] for c in current.changes] if current else []
         if k is not None:
-            mv.step_panel(k, n_total, steps, r)
+            mv.step_panel(k, n_total, steps, output)
         shown = collapse(records, budget=300)
         dot = to_dot(shown, highlight=highlight, touched=touched, color_by_grad=mv.get(mv.MG_COLOR_GRAD))
         mv.graph_chart(dot, "expression")
@@ -106,8 +106,8 @@ def expression_part():
             st.warning(f"backward() ran {passes} times on this graph without Zero grad, so the grads "
                        "accumulated: every `+=` added to what was already there. This is why the training "
                        "loop calls zero_grad() before backward().", icon=":material/warning:")
-        elif passes == 0 and k is None and any(v.grad for v in lv.values()):
-            kept = ", ".join(f"{n}.grad = {v.grad:.4g}" for n, v in lv.items())
+        elif passes == 0 and k is None and any(v.grad for v in leaves.values()):
+            kept = ", ".join(f"{n}.grad = {v.grad:.4g}" for n, v in leaves.items())
             st.info(f"The leaves kept their grads through Forward ({kept}): nothing zeroed them, so the next "
                     "Backward adds to them. Press Zero grad first, as the training loop does.",
                     icon=":material/info:")
@@ -124,10 +124,10 @@ def expression_part():
             who = n1.selectbox("Input", names, key=mv.MG_NUDGE)
             h = n2.number_input("h", key=mv.MG_H, min_value=1e-9, max_value=1.0, step=0.0001, format="%.6f")
             try:
-                s = slope_check(text, values, who, h)  # fresh graphs: the page's own grads are not touched
-                n3.markdown(f"L = **{s['L']:.6f}**, with {who} + h: **{s['L_nudged']:.6f}**  \n"
-                            f"(L(x + h) − L(x)) / h = **{s['slope']:.6f}** · backward() says "
-                            f"d{root.label}/d{who} = **{s['grad']:.6f}**")
+                check = slope_check(text, values, who, h)  # fresh graphs: the page's own grads are not touched
+                n3.markdown(f"L = **{check['L']:.6f}**, with {who} + h: **{check['L_nudged']:.6f}**  \n"
+                            f"(L(x + h) − L(x)) / h = **{check['slope']:.6f}** · backward() says "
+                            f"d{root.label}/d{who} = **{check['grad']:.6f}**")
             except ExpressionError as e:
                 n3.error(str(e))
 
@@ -188,12 +188,13 @@ with moons_tab:
                             help="Circled on the decision boundary.")
     level = d2.segmented_control("Fold into", ["neurons", "layers"], default="neurons", key=mv.MG_LEVEL,
                                  required=True)
-    layers = [layer.name for layer in model.layers] if level == "layers" else []  # folded into neurons: all open
-    openable = [None] + layers + [n.name for layer in model.layers for n in layer.neurons]
+    layer_names, neuron_names = mlp_names(model)
+    layers = list(layer_names.values()) if level == "layers" else []  # folded into neurons: all open
+    openable = [None] + layers + list(neuron_names.values())
     expand = d3.selectbox("Open one neuron" + (" or layer" if layers else ""), openable, key=mv.MG_EXPAND,
                           format_func=lambda n: "none" if n is None else n)
     score = datapoint_score(model, X[point])
-    records = build_graph(score, parameters=model.parameters())
+    records = build_graph(score, model=model)
     shown = collapse(records, budget=300, expand=expand, level=level)
     dot = to_dot(shown)
     st.caption(f"x = ({X[point, 0]:.3f}, {X[point, 1]:.3f}), label y = {y[point]:+d}, score = {score.data:.4f}: "
