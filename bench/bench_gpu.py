@@ -12,9 +12,11 @@ float32 rounding) for the first capture steps of a small GPT, and the step-0 rec
 """
 
 import argparse
+import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,6 +76,7 @@ def check_records(data, preset, device):
 
 
 def main():
+    os.environ["ZTH_DATA_DIR"] = tempfile.mkdtemp(prefix="zth-bench-")  # the bench's runs stay out of yours
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--steps", type=int, default=30)

@@ -92,6 +92,7 @@ def count(data, mode, n, env):
 
 
 def main():
+    os.environ["ZTH_DATA_DIR"] = tempfile.mkdtemp(prefix="zth-bench-")  # the bench's runs stay out of yours
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=None, help="words file (default: the SSA names)")
     ap.add_argument("--n1", type=int, default=100)

@@ -111,7 +111,7 @@ def train(args, out=print):
     while not run.done:
         run.advance(report_every or cfg.steps or 1)
         if report_every and not run.done:
-            out(f"{run.step:7d}/{cfg.steps:7d}: loss {run.store.loss.values[run.store.loss.n - 1]:.4f}")
+            out(f"{run.step:7d}/{cfg.steps:7d}: loss {run.store.last_loss():.4f}")
     if run.state == "finished" and cfg.steps == 0:
         # --steps 0: the fresh model's loss on a first minibatch, as step 0 would see it
         X, Y = batches.get_batch("train")
@@ -121,7 +121,7 @@ def train(args, out=print):
                init_loss=run.init_loss, train_loss=run.final.get("train"), val_loss=run.final.get("val"),
                steps_per_s=None if cfg.steps == 0 else round(run.steps_per_s, 1),
                seconds=round(time.time() - t0, 2), diverged=run.state == "diverged",
-               diverged_at=run.diverged_at, state=run.state, activations=[], weights=[])
+               diverged_at=run.diverged_at, state=run.state, run_id=run.store.run_id, activations=[], weights=[])
     cap = run.store.latest_capture()
     if cap is not None:
         res["capture_step"] = cap.step

@@ -35,6 +35,13 @@ def names_words(names_path):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def session_data_dir(tmp_path_factory):
+    """Every run a test trains lands in a runs file of the test session's own, never the user's."""
+    with data_dir_env(tmp_path_factory.mktemp("zth-session")) as d:
+        yield d
+
+
+@pytest.fixture(autouse=True, scope="session")
 def one_thread():
     from core.training.loop import configure_torch
     configure_torch(1)

@@ -467,8 +467,8 @@ def test_capture_does_not_change_the_numbers():
     a.advance(20)
     b.advance(20)
     assert b.recorder is None and not b.store.captures
-    _, la = a.store.loss.arrays()
-    _, lb = b.store.loss.arrays()
+    _, la, _ = a.store.losses()
+    _, lb, _ = b.store.losses()
     assert np.array_equal(la, lb)
 
 
@@ -631,3 +631,48 @@ def test_the_probe_runs_at_most_every_probe_every_steps_and_at_the_last(names_wo
     from core.capture.record import pack_capture, unpack_capture
     c = unpack_capture(pack_capture(caps[3]))  # the record format keeps where a raster came from
     assert c.step == 3 and c.raster_step == 0 and c.raster == caps[0].raster
+
+
+def _repacked(blob, **head_changes):
+    """A stored record with its JSON header edited (as an older writer would have written it)."""
+    import json
+    import struct
+    (n,) = struct.unpack_from("<I", blob)
+    head = json.loads(blob[4:4 + n])
+    for k, v in head_changes.items():
+        if v is None:
+            head.pop(k, None)
+        else:
+            head[k] = v
+    h = json.dumps(head).encode()
+    return struct.pack("<I", len(h)) + h + blob[4 + n:]
+
+
+def test_a_record_stored_without_a_version_reads_as_it_was_written():
+    from core.capture.record import VERSION, pack_capture, unpack_capture
+    run = makemore_run("deep", "deep-bn", steps=2, capture_every=1)
+    run.advance(2)
+    cap = run.store.latest_capture()
+    old = unpack_capture(_repacked(pack_capture(cap), version=None, stats=None, wratio=None))  # version 1
+    assert VERSION == 2 and old.keys == cap.keys and old.weights == cap.weights
+    for a in ("counts", "edges", "stats", "wratio"):
+        assert np.array_equal(getattr(old, a), getattr(cap, a), equal_nan=True)
+
+
+def test_a_statistic_a_record_was_stored_without_reads_nan():
+    from core.capture.record import STATS, pack_capture, unpack_capture
+    run = makemore_run("deep", "deep-bn", steps=1, capture_every=1)
+    run.advance(1)
+    cap = run.store.latest_capture()
+    blob = pack_capture(cap)
+    # a writer that knew every column but "zero": drop that column from the arrays' bytes too
+    k = len(cap.keys)
+    j = STATS.index("zero")
+    fewer = np.delete(cap.stats, j, axis=1).astype(np.float32)
+    head_len = 4 + int.from_bytes(blob[:4], "little")
+    start = head_len + cap.counts.nbytes + cap.edges.nbytes
+    blob = blob[:start] + fewer.tobytes() + blob[start + k * len(STATS) * 4:]
+    got = unpack_capture(_repacked(blob, stats=[s for s in STATS if s != "zero"]))
+    assert np.isnan(got.stats[:, j]).all()
+    assert np.array_equal(np.delete(got.stats, j, axis=1), fewer, equal_nan=True)
+    assert np.array_equal(got.wratio, cap.wratio, equal_nan=True)

@@ -18,12 +18,12 @@ Where the file lives: $ZTH_DATA_DIR, else $XDG_DATA_HOME/zero-to-hero-lab, else
 import json
 import os
 import sqlite3
-import struct
 import time
 import uuid
 from pathlib import Path
+
 import numpy as np
-from core.capture.record import Capture
+
 from core.capture.record import _nan_to_none, pack_capture, unpack_capture
 
 SCHEMA = """

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 
 from core.runs.db import RunDB
 

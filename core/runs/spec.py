@@ -16,6 +16,7 @@ check_spec() refuses bad numbers with a message a page can show as is.
 """
 
 import math
+
 from core.models.presets import TrainConfig, get_preset, train_config
 
 MAX_PARAMS = 12_000_000  # the lecture's full GPT (10.8M) fits; beyond that a CPU machine only suffers
@@ -107,6 +108,7 @@ def check_spec(spec):
 def count_params(spec, vocab_size=27):
     """Parameters of the spec's model, counted on the meta device: no memory, even for a huge request."""
     import torch
+
     from core.models.presets import build_model
     preset, cfg = check_spec(spec)
     with torch.device("meta"):
@@ -141,8 +143,9 @@ def build_job(spec, dataset=None):
     for the saturation raster: the first 32 dev examples (GPT: a seeded val batch).
     """
     import torch
-    from core.training.loop import TensorBatches, TextBatches, pick_device
+
     from core.models.presets import build_model
+    from core.training.loop import TensorBatches, TextBatches, pick_device
 
     preset, cfg = check_spec(spec)
     kw = dict(spec.get("model_kw", {}))
@@ -183,6 +186,7 @@ def fresh_model(spec, vocab_size=27):
     """(model, block_size): the spec's model as a run would start it, without touching the caller's
     global RNG (GPT's build seeds it, as the lecture's torch.manual_seed(1337) does)."""
     import torch
+
     from core.models.presets import build_model
     preset, cfg = check_spec(spec)
     kw = dict(spec.get("model_kw", {}))

@@ -1,123 +1,121 @@
 """
-A bounded store for one run: per-step scalars (loss, lr), evaluations and
-Capture records, thinned as the run grows so that memory stays flat however
-long it trains, and readable from another thread at any moment.
+What a Run writes into, and reads back from: one run's rows in the runs file (core.runs.db).
+Every run has one -- a page's worker, the CLI, a notebook, a test -- so a run from anywhere
+shows on the Runs page and reads the same way.
 
-Thinning, as TensorBoard keeps its reservoirs: scalar series hold at most
-`max_points`; when full, all but the newest `keep_recent` points are merged in
-pairs (later step, mean of the raw values both stand for, weighted by count), so old history gets coarser while the recent
-tail stays exact. Captures keep at most `max_captures`; when full, every other
-old capture is dropped (the first one, step 0, always stays).
+Writes are kept in memory and go to the file in one transaction at flush(): the worker flushes
+a few times a second, a reader flushes before it reads, and a run nobody reads flushes itself
+every FLUSH_ROWS steps, so memory stays flat however long it trains. The file keeps every
+step's loss and learning rate and thins old captures (core.runs.db).
 """
 
+import os
 import threading
-import numpy as np
 
+from core.runs.db import RunDB
 
-class Series:
-    """(step, value) pairs with pairwise-mean thinning of the old part."""
-
-    def __init__(self, max_points=20_000, keep_recent=2_000):
-        assert max_points > 2 * keep_recent
-        self.max_points = max_points
-        self.keep_recent = keep_recent
-        self.steps = np.zeros(max_points, dtype=np.int64)
-        self.values = np.zeros(max_points, dtype=np.float64)
-        self.counts = np.zeros(max_points, dtype=np.int64)  # raw points each entry stands for
-        self.n = 0
-        self.stride = 1  # how many raw steps the oldest points stand for (grows as we thin)
-
-    def append(self, step, value):
-        if self.n == self.max_points:
-            self._thin()
-        self.steps[self.n] = step
-        self.values[self.n] = value
-        self.counts[self.n] = 1
-        self.n += 1
-
-    def _thin(self):
-        old = self.n - self.keep_recent
-        old -= old % 2
-        s = self.steps[:old].reshape(-1, 2)[:, 1]
-        c = self.counts[:old].reshape(-1, 2)
-        v = (self.values[:old].reshape(-1, 2) * c).sum(1) / c.sum(1)
-        h = old // 2
-        self.steps[:h], self.values[:h], self.counts[:h] = s, v, c.sum(1)
-        for a in (self.steps, self.values, self.counts):
-            a[h:h + self.n - old] = a[old:self.n]
-        self.n = h + self.n - old
-        self.stride *= 2
-
-    def arrays(self):
-        return self.steps[:self.n].copy(), self.values[:self.n].copy()
-
-    def nbytes(self):
-        return self.steps.nbytes + self.values.nbytes + self.counts.nbytes
+FLUSH_ROWS = 5_000  # steps kept in memory at most before they go to the file
 
 
 class RunStore:
 
-    def __init__(self, max_points=20_000, keep_recent=2_000, max_captures=1_000, keep_recent_captures=100):
-        self._lock = threading.Lock()
-        self.loss = Series(max_points, keep_recent)
-        self.lr = Series(max_points, keep_recent)
-        self.evals = []        # (step, train_loss, val_loss): few, never thinned
-        self.captures = []     # Capture records, oldest first
-        self.max_captures = max_captures
-        self.keep_recent_captures = keep_recent_captures
-        self.meta = {}         # model, preset, config, params, state, ...
-        self.version = 0       # bumps on every change: a reader can skip unchanged snapshots
+    def __init__(self, db=None, run_id=None, name="run", spec=None):
+        """The store of run `run_id` in `db` (a RunDB; default: the runs file in the data directory), or of
+        a new run row named `name` (spec: what was trained, as JSON) when run_id is None."""
+        self.db = db if db is not None else RunDB()
+        if run_id is None:  # a run of this process (CLI, notebook): its pid tells the reaper it is alive
+            run_id = self.db.create_run(spec or {}, name)
+            self.db.update_run(run_id, pid=os.getpid())
+        self.run_id = run_id
         self.last_step = -1
+        self._steps, self._evals, self._captures, self._meta = [], [], [], {}
+        # a reader or Run.pause/stop may be on another thread than the training loop: one at a time, on
+        # the buffers and on the file's connection
+        self._lock = threading.RLock()
 
     # --- writer side (the training loop) -----------------------------------------
 
-    def add_step(self, step, loss, lr, capture=None):
-        """One training step, and its Capture record if it has one, in one atomic change."""
+    def add_step(self, step, loss, lr):
         with self._lock:
-            self.loss.append(step, loss)
-            self.lr.append(step, lr)
+            self._steps.append((step, loss, lr))
             self.last_step = step
-            if capture is not None:
-                self._add_capture(capture)
-            self.version += 1
+            if len(self._steps) >= FLUSH_ROWS:
+                self.flush()
 
     def add_eval(self, step, train_loss, val_loss):
         with self._lock:
-            self.evals.append((step, train_loss, val_loss))
-            self.version += 1
+            self._evals.append((step, train_loss, val_loss))
 
     def add_capture(self, capture):
         with self._lock:
-            self._add_capture(capture)
-            self.version += 1
-
-    def _add_capture(self, capture):
-        self.captures.append(capture)
-        if len(self.captures) > self.max_captures:
-            old = len(self.captures) - self.keep_recent_captures
-            self.captures = self.captures[:old:2] + self.captures[old:]
+            self._captures.append(capture)
 
     def set_meta(self, **kw):
         with self._lock:
-            self.meta.update(kw)
-            self.version += 1
+            self._meta.update(kw)
 
-    # --- reader side ------------------------------------------------------------
+    @property
+    def pending_meta(self):
+        """What set_meta was given since the last flush."""
+        return self._meta
 
-    def snapshot(self):
-        """A consistent copy: arrays copied, captures (immutable) shared. Safe from any thread."""
+    def flush(self, **run_fields):
+        """Everything written so far to the file, in one transaction, with the run row's `run_fields`
+        (its step, and its state when the run's state changed, unless given)."""
         with self._lock:
-            steps, loss = self.loss.arrays()
-            _, lr = self.lr.arrays()
-            return dict(version=self.version, last_step=self.last_step, steps=steps, loss=loss, lr=lr,
-                        evals=list(self.evals), captures=list(self.captures), meta=dict(self.meta))
+            steps, evals, captures, meta = self._steps, self._evals, self._captures, self._meta
+            self._steps, self._evals, self._captures, self._meta = [], [], [], {}
+            if "state" in meta:
+                run_fields.setdefault("state", meta["state"])
+            if self.last_step >= 0:
+                run_fields.setdefault("step", self.last_step + 1)
+            self.db.append(self.run_id, steps=steps, evals=evals, captures=captures, meta=meta or None,
+                           **run_fields)
+
+    # --- reader side (flushes first: a reader sees every write) ----------------------
+
+    @property
+    def meta(self):
+        with self._lock:
+            self.flush()
+            return self.db.get_run(self.run_id)["meta"]
+
+    @property
+    def evals(self):
+        with self._lock:
+            self.flush()
+            return [tuple(e) for e in self.db.evals(self.run_id)]
+
+    @property
+    def captures(self):
+        with self._lock:
+            self.flush()
+            return self.db.captures_after(self.run_id, -1)
 
     def latest_capture(self):
         with self._lock:
-            return self.captures[-1] if self.captures else None
+            self.flush()
+            return self.db.capture(self.run_id)
 
-    def nbytes(self):
-        """Approximate memory held (the arrays and capture records)."""
+    def losses(self):
+        """(steps, loss, lr) arrays of every step so far."""
         with self._lock:
-            return (self.loss.nbytes() + self.lr.nbytes() + 64 * len(self.evals)
-                    + sum(c.nbytes() for c in self.captures))
+            self.flush()
+            return self.db.steps_since(self.run_id)
+
+    def last_loss(self):
+        with self._lock:
+            if self._steps:
+                return self._steps[-1][1]
+            _, loss, _ = self.losses()
+            return loss[-1] if len(loss) else float("nan")
+
+    def snapshot(self):
+        """Everything recorded so far, consistently: steps, loss, lr (arrays), evals, captures, meta."""
+        with self._lock:
+            steps, loss, lr = self.losses()
+            return dict(last_step=int(steps[-1]) if len(steps) else -1, steps=steps, loss=loss, lr=lr,
+                        evals=self.evals, captures=self.captures, meta=self.meta)
+
+    def close(self):
+        self.flush()

@@ -1,6 +1,6 @@
 """
 Training outside the web server: one worker process per run, talking to pages
-only through the runs file (core.rundb).
+only through the runs file (core.runs.db), through the run's store (core.runs.store).
 
     page --(runs.command: pause | resume | step:N | stop)--> worker
     page <--(steps, evals, captures, runs.state/step)------- worker
@@ -13,15 +13,22 @@ reads its command and heartbeat and, every ~0.2 s, writes what it has in one
 transaction. A run nobody has looked at for `orphan_timeout` seconds (its tab was
 closed) stops itself; what it recorded stays on disk.
 
-RunManager is the server side: start (with a cap on live runs), command, reap.
+The server side (start with a cap on live runs, command, reap) is core.runs.manager.
 """
 
 import os
-import subprocess
 import sys
 import time
 import traceback
+
+import torch
+
+from core.models.inspector import generate_text
 from core.runs.db import RunDB
+from core.runs.spec import build_job
+from core.runs.store import RunStore
+from core.training.loop import Run, configure_torch
+from core.training.sampling import sample_words
 
 CHUNK_SECONDS = 0.05   # train this long between looks at the command slot
 FLUSH_SECONDS = 0.2    # write to disk this often (a page refreshes once a second)
@@ -30,44 +37,8 @@ GENERATED_CHARS = 300  # GPT: characters generated at every loss estimate...
 GENERATED_KEPT = 12    # ...of which the run's meta keeps the first and the latest few
 
 
-# -----------------------------------------------------------------------------
-# the worker's side
-
-
-class Outbox:
-    """The store a worker's Run writes into: rows wait here until the next flush."""
-
-    def __init__(self):
-        self.steps, self.evals, self.captures, self.meta = [], [], [], {}
-
-    def add_step(self, step, loss, lr, capture=None):
-        self.steps.append((step, loss, lr))
-        if capture is not None:
-            self.captures.append(capture)
-
-    def add_eval(self, step, train_loss, val_loss):
-        self.evals.append((step, train_loss, val_loss))
-
-    def add_capture(self, capture):
-        self.captures.append(capture)
-
-    def set_meta(self, **kw):
-        self.meta.update(kw)
-
-    def latest_capture(self):
-        return self.captures[-1] if self.captures else None
-
-    def drain(self):
-        out = dict(steps=self.steps, evals=self.evals, captures=self.captures, meta=self.meta)
-        self.steps, self.evals, self.captures, self.meta = [], [], [], {}
-        return out
-
-
 def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
     """Worker process entry point: build the run from its spec, then train as commanded."""
-    from core.runs.spec import build_job
-    from core.training.loop import Run, configure_torch
-
     configure_torch(1)
     db = RunDB(db_path)
     row = db.get_run(run_id)
@@ -82,7 +53,7 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
         traceback.print_exc()
         db.update_run(run_id, state="failed", meta=dict(message=f"the worker failed: {e!r}"))
         return
-    box = Outbox()
+    box = RunStore(db, run_id)
     generated = []  # GPT: text sampled from a fixed seed at every loss estimate, to watch it improve
 
     def generate(step):
@@ -109,15 +80,12 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
             saved[:] = [run.step, time.time()]
 
     def flush(final=False):
-        out = box.drain()
-        meta = out["meta"]
         fields = dict(step=run.step, steps_per_s=run.steps_per_s if run.train_seconds > 0 else None)
-        if final or "state" in meta:
-            fields["state"] = run.state
+        if final or "state" in box.pending_meta:
+            fields["state"] = run.state  # the state now, not the one a set_meta buffered on the way
         if stop_reason:
-            meta["message"] = stop_reason
-        db.append(run_id, steps=out["steps"], evals=out["evals"], captures=out["captures"],
-                  meta=meta or None, **fields)
+            box.set_meta(message=stop_reason)
+        box.flush(**fields)
 
     try:
         while not run.done:
@@ -183,15 +151,12 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
 def _generate(run, info, step):
     """GPT: GENERATED_CHARS characters from the lecture's zeros((1, 1)) context, always from the same seed,
     so what changes between two of them is the model, not the dice."""
-    from core.models.inspector import generate_text
     ix = generate_text(run.model, GENERATED_CHARS, seed=run.cfg.seed + 10)
     return dict(step=step, text="".join(info["chars"][i] for i in ix))
 
 
 def _samples(run, info, n, train_mode):
     """makemore's sampler on the live model; train_mode=True reproduces the BatchNorm-sampling bug."""
-    import torch
-    from core.training.sampling import sample_words
     g = torch.Generator().manual_seed(run.cfg.seed + 10)  # the lectures sample from seed + 10
     was = getattr(run.model, "training", True)
     try:

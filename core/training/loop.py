@@ -112,6 +112,13 @@ class TextBatches:
 # the run
 
 
+def _run_name(model, meta):
+    meta = meta or {}
+    if meta.get("model"):
+        return f"{meta['model']}/{meta.get('preset', '')}".rstrip("/")
+    return type(model).__name__
+
+
 class Run:
     """
     state: ready -> running <-> paused -> finished | stopped | diverged.
@@ -126,7 +133,8 @@ class Run:
         self.on_eval = on_eval      # called with the step after each loss estimate (the worker samples text there)
         self.batches = batches
         self.cfg = cfg
-        self.store = store if store is not None else RunStore()
+        # the run's rows in the runs file: a new run there unless the caller (the worker) has one
+        self.store = store if store is not None else RunStore(name=_run_name(model, meta))
         self.device = device
         self.parameters = list(model.parameters())
         self.recorder = (Recorder(model)
@@ -317,3 +325,4 @@ class Run:
     def close(self):
         if self.recorder is not None:
             self.recorder.close()
+        self.store.flush()
