@@ -10,9 +10,11 @@ Lecture 5 (backprop ninja), timed:
 """
 
 import argparse
+import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,13 +24,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import data  # noqa: E402
 from core.models.ninja import run_exercises  # noqa: E402
-from core.models.presets import (  # noqa: E402
-    build_model,  # noqa: E402
-    get_preset,
-    train_config,
-)
-from core.training.loop import Run, TensorBatches, configure_torch
+from core.models.presets import build_model, get_preset, train_config  # noqa: E402
+from core.training.loop import Run, TensorBatches, configure_torch  # noqa: E402
 
 
 def run_once(ds, preset, steps):
@@ -41,7 +40,7 @@ def run_once(ds, preset, steps):
     while run.step < steps:
         run.advance(steps - run.step)
     dt = time.perf_counter() - t0
-    return steps / dt, np.asarray(run.store.loss.values[:run.store.loss.n])
+    return steps / dt, run.store.losses()[1]
 
 
 def main():
@@ -50,8 +49,8 @@ def main():
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
+    os.environ["ZTH_DATA_DIR"] = tempfile.mkdtemp(prefix="zth-bench-")  # the bench's runs stay out of yours
     configure_torch(1)
-    import data
     ds = data.WordsDataset(data.load_words(args.data), 3)
     print(f"python {platform.python_version()}, torch {torch.__version__}, 1 thread; {ds.describe()}")
 

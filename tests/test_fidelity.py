@@ -4,11 +4,19 @@ through the same path a user takes: the CLI's train(), in this process.
 Runs marked `long` are the lectures' full 200,000-step trainings; CI runs them all.
 """
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from core.cli import make_parser, sample, train
+from core.models.presets import build_model, get_preset, train_config
+from core.training.loop import Run, TensorBatches
+from data import WordsDataset, bigrams, load_words
 
 
 def cli(*argv):
@@ -34,9 +42,6 @@ def test_lecture_sampler_reproduces_the_printed_samples(names_path):
 
 
 def test_neural_bigram_after_100_steps(names_path):
-    from core.models.presets import build_model, get_preset, train_config
-    from core.training.loop import Run, TensorBatches
-    from data import WordsDataset, bigrams, load_words
     ds = WordsDataset(load_words(names_path), 1)
     preset = get_preset("bigram-nn")
     cfg = train_config(preset, eval_every=0)
@@ -120,11 +125,6 @@ def test_wavenet_scaled_200k_val_loss(names_path):
     # that moves this val loss by ~1e-6: on an AVX-512 machine (AMD EPYC, 2026-12-02) it ends at
     # 1.993652582 (1.07e-6 from LECTURES.md), with the AVX2 kernels at 1.993651390 (1.2e-7). The CLI
     # runs in a process of its own with the AVX2 kernels (ATEN_CPU_CAPABILITY is read when torch loads).
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
     done = subprocess.run([sys.executable, "-m", "core", "train", "--model", "wavenet", "--preset", "scaled",
                            "--data", str(names_path), "--capture-every", "0", "--json"],
                           cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.models.bigram import Bigram
-from core.models.layers import BatchNorm1d, Embedding, FlattenConsecutive, Linear, Sequential, Tanh
+from core.models.layers import BatchNorm1d, BatchNormStd, Embedding, FlattenConsecutive, Linear, Tanh
 from core.models.presets import PRESETS, build_model, get_preset
 
 V = 27
@@ -48,6 +48,28 @@ def test_batchnorm1d_on_3d_input_normalizes_over_batch_and_time():
     flat = x.reshape(-1, 10)
     ref = F.batch_norm(flat, flat.mean(0), flat.var(0), training=False, eps=1e-5).view(32, 4, 10)
     torch.testing.assert_close(out, ref)
+
+
+def test_batchnorm1d_dim0_only_is_the_lectures_bug_on_3d_input():
+    # before lecture 6's fix every (position, channel) pair got its own statistics over the batch only
+    x = torch.randn(32, 4, 10) * 2 + 5
+    out = BatchNorm1d(10, dim0_only=True)(x)
+    flat = x.reshape(32, -1)
+    ref = F.batch_norm(flat, flat.mean(0), flat.var(0), training=False, eps=1e-5).view(32, 4, 10)
+    torch.testing.assert_close(out, ref)
+
+
+def test_batchnorm_std_divides_by_the_batch_std_and_keeps_a_running_std():
+    x = torch.randn(32, 10) * 3 + 1
+    ours, ref = BatchNormStd(10), nn.BatchNorm1d(10, momentum=0.001)
+    out = ours(x)
+    ref(x)
+    torch.testing.assert_close(out, F.batch_norm(x, x.mean(0), x.var(0), training=False, eps=0.0))
+    torch.testing.assert_close(ours.bnmean_running.view(-1), ref.running_mean)
+    torch.testing.assert_close(ours.bnstd_running.view(-1), 0.999 + 0.001 * x.std(0))
+    ours.training = False
+    torch.testing.assert_close(ours(x), (x - ours.bnmean_running) / ours.bnstd_running)
+    assert [n for n, _ in ours.named_parameters()] == ["bngain", "bnbias"]
 
 
 def test_wavenet_layer_shapes_are_the_lectures_table():
@@ -172,9 +194,11 @@ def test_bigram_refuses_bad_smoothing(bad):
         Bigram(27, smoothing=bad)
 
 
-def test_sequential_flatten_consecutive_shapes():
-    s = Sequential([Embedding(27, 4), FlattenConsecutive(2), FlattenConsecutive(4)])
-    assert s(torch.zeros((5, 8), dtype=torch.long)).shape == (5, 32)
+def test_flatten_consecutive_squeezes_the_last_group_away():
+    x = Embedding(27, 4)(torch.zeros((5, 8), dtype=torch.long))
+    x = FlattenConsecutive(2)(x)
+    assert x.shape == (5, 4, 8)
+    assert FlattenConsecutive(4)(x).shape == (5, 32)
 
 
 def test_mlp_forward_is_the_lectures_expression():

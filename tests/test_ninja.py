@@ -29,6 +29,7 @@ from core.models.ninja import (
 from core.models.presets import build_model, get_preset, train_config
 from core.runs.spec import SpecError, check_spec
 from core.training.loop import Run, TensorBatches
+from data import WordsDataset
 
 SEED = 2147483647
 EXACT = CMP_ORDER[:CMP_ORDER.index("b2") + 1]        # logprobs ... b2
@@ -37,7 +38,6 @@ APPROX = CMP_ORDER[CMP_ORDER.index("hpreact"):]      # hpreact ... C
 
 @pytest.fixture(scope="module")
 def names_ds(names_words):
-    from data import WordsDataset
     return WordsDataset(names_words, 3)
 
 
@@ -239,7 +239,7 @@ def _train(names_ds, preset, steps):
                             cfg.batch_size, g)
     run = Run(model, batches, cfg)
     run.run(chunk=100)
-    return run, np.asarray(run.store.loss.values[:run.store.loss.n])
+    return run, run.store.losses()[1]
 
 
 def test_manual_training_tracks_autograd_training_for_200_steps(names_ds):
@@ -272,7 +272,7 @@ def test_manual_training_builds_no_autograd_graph(names_ds):
     model, g = build_model(p, 27, cfg.seed)
     batches = TensorBatches({"train": (names_ds.Xtr, names_ds.Ytr)}, 32, g)
     Run(model, batches, cfg).advance(1)
-    h = model.named_layers()[-1][1].out  # the tanh layer keeps its last output, as in the lecture
+    h = dict(model.named_layers())["h"].out  # the tanh layer keeps its last output, as in the lecture
     assert not h.requires_grad and h.grad_fn is None
     assert all(q.grad is not None and q.grad.grad_fn is None for q in model.parameters())
 

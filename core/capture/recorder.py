@@ -41,7 +41,7 @@ from core.capture.record import Capture
 # which outputs are watched, and under what kind (the kind decides "saturated")
 KINDS = {
     "Tanh": "tanh", "ReLU": "relu", "GELU": "gelu", "Sigmoid": "sigmoid",
-    "BatchNorm1d": "batchnorm", "BatchNormStd": "batchnorm", "_Dim0BatchNorm1d": "batchnorm",
+    "BatchNorm1d": "batchnorm", "BatchNormStd": "batchnorm",
     "NinjaBatchNorm": "batchnorm",
     "LayerNorm": "layernorm",
 }

@@ -6,19 +6,20 @@ probabilities -- the numbers the lecture prints cell by cell.
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.models.layers import (
-    LectureModel,
-)
+from core.models.layers import LectureModel
 
 # -----------------------------------------------------------------------------
 # lecture 2: bigrams
 
 
-class Bigram:
-    """The count model: N[ix1, ix2] counts, P = (N + smoothing) normalized per row."""
+class Bigram(LectureModel):
+    """The count model: N[ix1, ix2] counts, P = (N + smoothing) normalized per row. Nothing to train."""
+
+    block_size = 1
 
     def __init__(self, vocab_size, smoothing=1.0):
         if not (isinstance(smoothing, (int, float)) and math.isfinite(smoothing) and smoothing >= 0):
@@ -44,9 +45,6 @@ class Bigram:
         m.N = self.N
         return m._normalize()
 
-    def __call__(self, idx, targets=None):
-        return self.forward(idx, targets)
-
     def forward(self, idx, targets=None):
         logits = self.P[idx].log()  # log-counts up to a constant: softmax(logits) == P[idx]
         loss = None
@@ -60,7 +58,6 @@ class Bigram:
         (log_likelihood += logprob); np.cumsum in float32 is that same sequential
         sum, which a vectorized .sum() is not. Returns a float32 tensor.
         """
-        import numpy as np
         logprob = self.P[xs, ys].log().numpy()
         return torch.tensor(np.cumsum(logprob, dtype=np.float32)[-1])
 
@@ -68,33 +65,16 @@ class Bigram:
         """The lecture's average negative log likelihood, nll / n (-inf log P gives inf)."""
         return -self.log_likelihood(xs, ys) / len(xs)
 
-    def get_block_size(self):
-        return 1
-
-    def parameters(self):
-        return []
-
-    def named_parameters(self):
-        return []
-
-    def num_params(self):
-        return 0
-
-    def train(self, mode=True):
-        return self
-
-    def eval(self):
-        return self
-
 
 class BigramNN(LectureModel):
     """Lecture 2's neural bigram: one-hot @ W, softmax written out, 0.01 * mean(W**2)."""
+
+    block_size = 1
 
     def __init__(self, vocab_size, generator=None, reg=0.01):
         self.vocab_size = vocab_size
         self.reg = reg
         self.W = torch.randn((vocab_size, vocab_size), generator=generator, requires_grad=True)
-        self.layers = []
 
     def named_parameters(self):
         return [("W", self.W)]
@@ -108,9 +88,6 @@ class BigramNN(LectureModel):
         if targets is not None:
             loss = -probs[torch.arange(idx.shape[0]), targets].log().mean() + self.reg * (self.W**2).mean()
         return logits, loss
-
-    def get_block_size(self):
-        return 1
 
 
 def count_model(xs, ys, vocab_size, smoothing=1.0):

@@ -83,7 +83,7 @@ class Block(nn.Module):
     with no projections and no LayerNorm.
     """
 
-    residual = True  # (a class default, so models saved before the option existed still load)
+    residual = True  # a class default too, so a Block pickled without the attribute still loads
 
     def __init__(self, n_embd, n_head, block_size, dropout, residual=True, ffwd=True):
         super().__init__()

@@ -9,13 +9,28 @@ the lecture-4 style; lecture 6 used the global RNG after torch.manual_seed(42),
 and a torch.Generator seeded 42 gives exactly the same numbers.
 """
 
-
 import torch
+import torch.nn.functional as F
 
 # -----------------------------------------------------------------------------
+# the layers
 
 
-class Linear:
+class Layer:
+    """What every lecture layer shares: its trained tensors, listed by attribute name."""
+
+    params = ()  # attributes trained with backprop, in the lecture's order (None = absent, e.g. no bias)
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_parameters(self):
+        return [(name, getattr(self, name)) for name in self.params if getattr(self, name) is not None]
+
+
+class Linear(Layer):
+
+    params = ("weight", "bias")
 
     def __init__(self, fan_in, fan_out, bias=True, generator=None):
         self.weight = torch.randn((fan_in, fan_out), generator=generator) / fan_in**0.5  # kaiming-ish
@@ -27,19 +42,27 @@ class Linear:
             self.out += self.bias
         return self.out
 
-    def parameters(self):
-        return [self.weight] + ([] if self.bias is None else [self.bias])
 
-    def named_parameters(self):
-        return [("weight", self.weight)] + ([] if self.bias is None else [("bias", self.bias)])
+class BatchNorm1d(Layer):
+    """
+    Lecture 4's BatchNorm1d, with lecture 6's fix: a 3-D input is normalized over
+    dims (0, 1). dim0_only=True is the lecture's first hierarchical WaveNet, whose
+    3-D input was averaged over dim 0 only (the bug the lecture then finds).
 
+    The lectures' other BatchNorms (BatchNormStd here, NinjaBatchNorm in ninja.py)
+    subclass it and replace only what their videos wrote differently: the batch
+    statistics and the normalization's float operations, which the lectures'
+    printed numbers depend on to the last digit. Train/eval and the running
+    'momentum update' are this class's.
+    """
 
-class BatchNorm1d:
-    """Lecture 4's BatchNorm1d, with lecture 6's fix: a 3-D input is normalized over dims (0, 1)."""
+    params = ("gamma", "beta")
+    buffers = ("running_mean", "running_var")  # the running statistics, the names the recorder saves and restores
 
-    def __init__(self, dim, eps=1e-5, momentum=0.1):
+    def __init__(self, dim, eps=1e-5, momentum=0.1, dim0_only=False):
         self.eps = eps
         self.momentum = momentum
+        self.dim0_only = dim0_only
         self.training = True
         # parameters (trained with backprop)
         self.gamma = torch.ones(dim)
@@ -50,74 +73,58 @@ class BatchNorm1d:
 
     def __call__(self, x):
         if self.training:
-            dim = 0 if x.ndim == 2 else (0, 1)
-            xmean = x.mean(dim, keepdim=True)  # batch mean
-            xvar = x.var(dim, keepdim=True)    # batch variance
-        else:
-            xmean = self.running_mean
-            xvar = self.running_var
-        xhat = (x - xmean) / torch.sqrt(xvar + self.eps)  # normalize to unit variance
-        self.out = self.gamma * xhat + self.beta
-        if self.training:
+            stats = self.batch_stats(x)
             with torch.no_grad():
-                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * xmean
-                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar
+                m = self.momentum
+                for name, batch in zip(self.buffers, stats):
+                    setattr(self, name, (1 - m) * getattr(self, name) + m * batch)
+        else:
+            stats = [getattr(self, name) for name in self.buffers]
+        self.out = self.normalize(x, *stats)
         return self.out
 
-    def parameters(self):
-        return [self.gamma, self.beta]
+    def batch_stats(self, x):
+        dim = 0 if x.ndim == 2 or self.dim0_only else (0, 1)
+        return x.mean(dim, keepdim=True), x.var(dim, keepdim=True)  # batch mean, batch variance
 
-    def named_parameters(self):
-        return [("gamma", self.gamma), ("beta", self.beta)]
+    def normalize(self, x, xmean, xvar):
+        xhat = (x - xmean) / torch.sqrt(xvar + self.eps)  # normalize to unit variance
+        return self.gamma * xhat + self.beta
 
 
-class BatchNormStd:
+class BatchNormStd(BatchNorm1d):
     """
     The BatchNorm of lecture 4's first half, written inline in the video as
     bngain * (hpreact - bnmeani) / bnstdi + bnbias: it divides by the batch std
-    (no eps) and keeps running mean/std with momentum 0.001. Kept apart from
-    BatchNorm1d because its floats differ, and the lecture's numbers depend on them.
+    (no eps) and keeps running mean/std with momentum 0.001.
     """
+
+    params = ("bngain", "bnbias")
+    buffers = ("bnmean_running", "bnstd_running")
 
     def __init__(self, dim, momentum=0.001):
         self.momentum = momentum
         self.training = True
-        self.bngain = torch.ones((1, dim))
-        self.bnbias = torch.zeros((1, dim))
-        self.bnmean_running = torch.zeros((1, dim))
-        self.bnstd_running = torch.ones((1, dim))
+        self.bngain, self.bnbias = torch.ones((1, dim)), torch.zeros((1, dim))
+        self.bnmean_running, self.bnstd_running = torch.zeros((1, dim)), torch.ones((1, dim))
 
-    def __call__(self, hpreact):
-        if self.training:
-            bnmeani = hpreact.mean(0, keepdim=True)
-            bnstdi = hpreact.std(0, keepdim=True)
-            self.out = self.bngain * (hpreact - bnmeani) / bnstdi + self.bnbias
-            with torch.no_grad():
-                m = self.momentum
-                self.bnmean_running = (1 - m) * self.bnmean_running + m * bnmeani
-                self.bnstd_running = (1 - m) * self.bnstd_running + m * bnstdi
-        else:
-            self.out = self.bngain * (hpreact - self.bnmean_running) / self.bnstd_running + self.bnbias
-        return self.out
+    def batch_stats(self, hpreact):
+        return hpreact.mean(0, keepdim=True), hpreact.std(0, keepdim=True)  # bnmeani, bnstdi
 
-    def parameters(self):
-        return [self.bngain, self.bnbias]
-
-    def named_parameters(self):
-        return [("bngain", self.bngain), ("bnbias", self.bnbias)]
+    def normalize(self, hpreact, bnmean, bnstd):
+        return self.bngain * (hpreact - bnmean) / bnstd + self.bnbias
 
 
-class Tanh:
+class Tanh(Layer):
 
     def __call__(self, x):
         self.out = torch.tanh(x)
         return self.out
 
-    def parameters(self):
-        return []
 
+class Embedding(Layer):
 
-class Embedding:
+    params = ("weight",)
 
     def __init__(self, num_embeddings, embedding_dim, generator=None):
         self.weight = torch.randn((num_embeddings, embedding_dim), generator=generator)
@@ -126,24 +133,15 @@ class Embedding:
         self.out = self.weight[IX]
         return self.out
 
-    def parameters(self):
-        return [self.weight]
 
-    def named_parameters(self):
-        return [("weight", self.weight)]
-
-
-class Flatten:
+class Flatten(Layer):
 
     def __call__(self, x):
         self.out = x.view(x.shape[0], -1)
         return self.out
 
-    def parameters(self):
-        return []
 
-
-class FlattenConsecutive:
+class FlattenConsecutive(Layer):
     """(B, T, C) -> (B, T//n, C*n): fuse n consecutive characters (lecture 6)."""
 
     def __init__(self, n):
@@ -157,39 +155,56 @@ class FlattenConsecutive:
         self.out = x
         return self.out
 
-    def parameters(self):
-        return []
+
+def _wrap_linear(weight, bias):
+    """A lecture Linear around tensors drawn elsewhere (the MLP draws them itself, in lecture order)."""
+    layer = Linear.__new__(Linear)
+    layer.weight, layer.bias = weight, bias
+    return layer
 
 
-class Sequential:
+def _wrap_embedding(weight):
+    layer = Embedding.__new__(Embedding)
+    layer.weight = weight
+    return layer
 
-    def __init__(self, layers):
-        self.layers = layers
 
-    def __call__(self, x):
-        for layer in self.layers:
-            x = layer(x)
-        self.out = x
-        return self.out
-
-    def parameters(self):
-        # get parameters of all layers and stretch them out into one list
-        return [p for layer in self.layers for p in layer.parameters()]
+def numbered(layers):
+    """(name, layer) pairs named as lecture 6 prints its layers: '3 BatchNorm1d'."""
+    return [(f"{i} {type(layer).__name__}", layer) for i, layer in enumerate(layers)]
 
 # -----------------------------------------------------------------------------
-# shared plumbing for the lecture-style (non nn.Module) models
+# the lecture-style (non nn.Module) models: makemore's contract over a list of layers
 
 
 class LectureModel:
-    """Base of the from-scratch models: a list of layers with .out, parameters with names."""
+    """
+    Base of the from-scratch models: (name, layer) pairs run in order, each keeping
+    its .out; logits, loss = model(idx, targets=None).
+    """
 
     layers = ()  # (name, layer) pairs in forward order; the recorder reads their .out
 
     def __call__(self, idx, targets=None):
         return self.forward(idx, targets)
 
+    def embed(self, idx):
+        """What the first layer reads: idx itself, unless the model embeds outside its layers (Deep)."""
+        return idx
+
+    def forward(self, idx, targets=None):
+        x = self.embed(idx)
+        for _, layer in self.layers:
+            x = layer(x)
+        logits = x
+        loss = None if targets is None else F.cross_entropy(logits, targets)
+        return logits, loss
+
+    def get_block_size(self):
+        return self.block_size
+
     def named_parameters(self):
-        raise NotImplementedError
+        return [(f"{name}.{pname}", p) for name, layer in self.layers for pname, p in layer.named_parameters()]
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -217,7 +232,7 @@ class LectureModel:
         return self
 
     def _relink(self):
-        pass
+        """Rebuild layers that wrap the model's own tensors (MLP), after .to() replaced those tensors."""
 
     def num_params(self):
         return sum(p.nelement() for p in self.parameters())
@@ -225,16 +240,3 @@ class LectureModel:
     def _require_grad(self):
         for p in self.parameters():
             p.requires_grad = True
-
-
-def _wrap_linear(weight, bias):
-    """A lecture Linear around tensors drawn elsewhere (the MLP draws them itself, in lecture order)."""
-    layer = Linear.__new__(Linear)
-    layer.weight, layer.bias = weight, bias
-    return layer
-
-
-def _wrap_embedding(weight):
-    layer = Embedding.__new__(Embedding)
-    layer.weight = weight
-    return layer

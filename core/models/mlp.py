@@ -1,5 +1,6 @@
 """
-The lectures' models. Every neural model speaks makemore's contract:
+Lectures 3 and 4: the Bengio MLP and the deep stack. Like every model here they
+speak makemore's contract (core.models.layers.LectureModel writes it once):
 
     logits, loss = model(idx, targets=None)     # loss is None without targets
     model.get_block_size(); model.parameters(); model.named_parameters()
@@ -13,7 +14,6 @@ randn * (5/3) / fan_in**0.5 in that order): that is what makes them exact.
 """
 
 import torch
-import torch.nn.functional as F
 
 from core.models.layers import (
     BatchNorm1d,
@@ -24,6 +24,7 @@ from core.models.layers import (
     Tanh,
     _wrap_embedding,
     _wrap_linear,
+    numbered,
 )
 
 # -----------------------------------------------------------------------------
@@ -80,17 +81,6 @@ class MLP(LectureModel):
             named += self.bn.named_parameters()
         return named
 
-    def forward(self, idx, targets=None):
-        x = idx
-        for _, layer in self.layers:
-            x = layer(x)
-        logits = x
-        loss = None if targets is None else F.cross_entropy(logits, targets)
-        return logits, loss
-
-    def get_block_size(self):
-        return self.block_size
-
 
 # -----------------------------------------------------------------------------
 # lecture 4, second half: the deep stack of Linear / BatchNorm1d / Tanh
@@ -129,23 +119,13 @@ class Deep(LectureModel):
             for layer in layers[:-1]:  # all other layers: apply gain
                 if isinstance(layer, Linear):
                     layer.weight *= gain
-        self.layers = [(f"{i} {type(layer).__name__}", layer) for i, layer in enumerate(layers)]
+        self.layers = numbered(layers)
         self._require_grad()
 
     def named_parameters(self):
-        named = [("C", self.C)]
-        for name, layer in self.layers:
-            for pname, p in getattr(layer, "named_parameters", lambda: [])():
-                named.append((f"{name}.{pname}", p))
-        return named
+        return [("C", self.C)] + super().named_parameters()
 
-    def forward(self, idx, targets=None):
+    def embed(self, idx):
+        # the lecture looks C up outside its list of layers: emb = C[Xb]; x = emb.view(emb.shape[0], -1)
         emb = self.C[idx]  # (B, block_size, n_embd)
-        x = emb.view(emb.shape[0], -1)  # concatenate the vectors
-        for _, layer in self.layers:
-            x = layer(x)
-        loss = None if targets is None else F.cross_entropy(x, targets)
-        return x, loss
-
-    def get_block_size(self):
-        return self.block_size
+        return emb.view(emb.shape[0], -1)  # concatenate the vectors

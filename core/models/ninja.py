@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from core.models.layers import LectureModel, Tanh
+from core.models.layers import BatchNorm1d
+from core.models.mlp import MLP
 
 BN_EPS = 1e-5  # the lecture's (bnvar + 1e-5)**-0.5
 
@@ -29,7 +30,7 @@ BN_EPS = 1e-5  # the lecture's (bnvar + 1e-5)**-0.5
 # the network, exercise 4's forward, and its backward by hand
 
 
-class NinjaBatchNorm:
+class NinjaBatchNorm(BatchNorm1d):
     """
     The lecture-5 BatchNorm: batch mean, Bessel-corrected variance, (bnvar + 1e-5)**-0.5.
     Its backward (exercise 3) sits right under its forward, as micrograd's ops do.
@@ -37,65 +38,47 @@ class NinjaBatchNorm:
     the end of training Ninja.calibrate replaces them as the lecture does.
     """
 
+    params = ("bngain", "bnbias")
+
     def __init__(self, bngain, bnbias, momentum=0.001):
-        self.bngain, self.bnbias = bngain, bnbias
         self.momentum = momentum
         self.training = True
-        self.running_mean = torch.zeros_like(bngain)
-        self.running_var = torch.ones_like(bngain)
+        self.bngain, self.bnbias = bngain, bnbias
+        self.running_mean, self.running_var = torch.zeros_like(bngain), torch.ones_like(bngain)
 
-    def __call__(self, hprebn):
-        if self.training:
-            bnmean = hprebn.mean(0, keepdim=True)
-            bnvar = hprebn.var(0, keepdim=True, unbiased=True)
-            with torch.no_grad():
-                m = self.momentum
-                self.running_mean = (1 - m) * self.running_mean + m * bnmean
-                self.running_var = (1 - m) * self.running_var + m * bnvar
-        else:
-            bnmean, bnvar = self.running_mean, self.running_var
+    def batch_stats(self, hprebn):
+        return hprebn.mean(0, keepdim=True), hprebn.var(0, keepdim=True, unbiased=True)  # bnmean, bnvar
+
+    def normalize(self, hprebn, bnmean, bnvar):
+        # bnvar_inv and bnraw are what the closed-form backward reads
         self.bnvar_inv = (bnvar + BN_EPS)**-0.5
         self.bnraw = (hprebn - bnmean) * self.bnvar_inv
-        self.out = self.bngain * self.bnraw + self.bnbias  # hpreact
-        return self.out
+        return self.bngain * self.bnraw + self.bnbias  # hpreact
 
     def backward(self, dhpreact):
         """Exercise 3: (dhprebn, dbngain, dbnbias) from dhpreact, in closed form."""
         return batchnorm_backward(dhpreact, self.bngain, self.bnvar_inv, self.bnraw)
 
-    def parameters(self):
-        return [self.bngain, self.bnbias]
 
-    def named_parameters(self):
-        return [("bngain", self.bngain), ("bnbias", self.bnbias)]
-
-
-class Ninja(LectureModel):
+class Ninja(MLP):
     """
-    The lecture's network: 4,137 parameters with vocab 27. Drawn from the generator in
-    the lecture's order C, W1, b1, W2, b2, bngain, bnbias (the lecture drew the last two
-    from the global RNG; here they come from g too, so a seed reproduces everything).
+    The lecture's network, lecture 4's MLP with BatchNorm: 4,137 parameters with vocab 27.
+    Drawn from the generator in the lecture's order C, W1, b1, W2, b2, bngain, bnbias (the
+    lecture drew the last two from the global RNG; here they come from g too, so a seed
+    reproduces everything). b1 is useless because of BatchNorm, kept "just for fun".
     """
 
     def __init__(self, vocab_size, block_size=3, n_embd=10, n_hidden=64, generator=None):
+        super().__init__(vocab_size, block_size, n_embd, n_hidden, generator, w1_scale=5 / 3, w1_kaiming=True,
+                         b1_scale=0.1, w2_scale=0.1, b2_scale=0.1)
         g = generator
-        self.block_size = block_size
-        fan_in = n_embd * block_size
-        self.C = torch.randn((vocab_size, n_embd), generator=g)
-        # Layer 1
-        self.W1 = torch.randn((fan_in, n_hidden), generator=g) * (5 / 3) / (fan_in**0.5)
-        self.b1 = torch.randn(n_hidden, generator=g) * 0.1  # useless because of BN, kept "just for fun"
-        # Layer 2
-        self.W2 = torch.randn((n_hidden, vocab_size), generator=g) * 0.1
-        self.b2 = torch.randn(vocab_size, generator=g) * 0.1
         # BatchNorm parameters: not ones/zeros, so a wrong gradient cannot hide behind them
         bngain = torch.randn((1, n_hidden), generator=g) * 0.1 + 1.0
         bnbias = torch.randn((1, n_hidden), generator=g) * 0.1
         self.bn = NinjaBatchNorm(bngain, bnbias)
-        self.tanh = Tanh()
-        self.layers = [("hpreact", self.bn), ("h", self.tanh)]
-        self._saved = None
+        self._relink()
         self._require_grad()
+        self._batch = None
 
     @property
     def bngain(self):
@@ -105,34 +88,18 @@ class Ninja(LectureModel):
     def bnbias(self):
         return self.bn.bnbias
 
-    def named_parameters(self):
-        return [("C", self.C), ("W1", self.W1), ("b1", self.b1), ("W2", self.W2), ("b2", self.b2),
-                ("bngain", self.bn.bngain), ("bnbias", self.bn.bnbias)]
-
-    def get_block_size(self):
-        return self.block_size
-
     def forward(self, idx, targets=None):
-        """Exercise 4's forward: the chunks of exercise 1 put back together."""
-        emb = self.C[idx]  # (B, block_size, n_embd)
-        embcat = emb.view(emb.shape[0], -1)  # (B, block_size * n_embd)
-        hprebn = embcat @ self.W1 + self.b1  # hidden layer pre-activation
-        hpreact = self.bn(hprebn)
-        h = self.tanh(hpreact)  # (B, n_hidden)
-        logits = h @ self.W2 + self.b2  # (B, vocab_size)
-        loss = None if targets is None else F.cross_entropy(logits, targets)
-        # what the manual backward needs (a batch of targets, and no graph required)
-        self._saved = (idx, emb, embcat, h, logits, targets)
-        return logits, loss
+        """Exercise 4's forward: the chunks of exercise 1 put back together (MLP's layers)."""
+        self._batch = (idx, targets)  # what the manual backward needs besides the layers' .out
+        return super().forward(idx, targets)
 
     @torch.no_grad()
     def calibrate(self, Xtr):
         """The lecture's "calibrate the batch norm at the end of training": mean and variance over all of Xtr."""
         emb = self.C[Xtr]
         embcat = emb.view(emb.shape[0], -1)
-        hpreact = embcat @ self.W1 + self.b1
-        self.bn.running_mean = hpreact.mean(0, keepdim=True)
-        self.bn.running_var = hpreact.var(0, keepdim=True, unbiased=True)
+        hprebn = embcat @ self.W1 + self.b1
+        self.bn.running_mean, self.bn.running_var = self.bn.batch_stats(hprebn)
 
     @torch.no_grad()
     def manual_backward(self):
@@ -140,9 +107,10 @@ class Ninja(LectureModel):
         Exercise 4: every parameter's .grad from the last forward, by hand, no autograd.
         The two closed forms (cross-entropy, BatchNorm) do the heavy lifting.
         """
-        idx, emb, embcat, h, logits, Yb = self._saved
+        idx, Yb = self._batch
         if Yb is None:
             raise RuntimeError("manual_backward needs a forward pass with targets")
+        emb, embcat, hprebn, hpreact, h, logits = [layer.out for _, layer in self.layers]
         dlogits = cross_entropy_backward(logits, Yb)
         dh = dlogits @ self.W2.T
         dW2 = h.T @ dlogits
@@ -182,7 +150,8 @@ def batchnorm_backward(dhpreact, bngain, bnvar_inv, bnraw):
     n = dhpreact.shape[0]
     dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
     dbnbias = dhpreact.sum(0, keepdim=True)
-    dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
+    dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0)
+                                        - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
     return dhprebn, dbngain, dbnbias
 
 
@@ -406,38 +375,54 @@ def _d(name):
     return _t("d" + name)
 
 
+def _linear_steps(out, x, W, b, why_x, why_W, why_b, b_latex_end=""):
+    """The three Steps of out = x @ W + b: a matrix multiply's backward multiplies by the other factor,
+    transposed; the bias, added to every row, sums over the batch."""
+    forward = f"{out} = {x} @ {W} + {b}"
+    return {
+        x: Step(forward, f"d{x} = d{out} @ {W}.T", _d(x) + r" = " + _d(out) + rf"\; {W[0]}_{W[1:]}^{{\top}}", why_x),
+        W: Step(forward, f"d{W} = {x}.T @ d{out}", _d(W) + r" = " + _t(x) + r"^{\top}\, " + _d(out), why_W),
+        b: Step(f"{forward}   # {b} broadcast over the batch", f"d{b} = d{out}.sum(0)",
+                _d(b) + r"_j = \sum_i " + _d(out) + r"_{ij}" + b_latex_end, why_b),
+    }
+
+
+def _elementwise(forward, name, out, local, local_latex, why):
+    """The Step of an elementwise op: the chain rule, its local derivative times the gradient arriving."""
+    return Step(forward, f"d{name} = {local} * d{out}", _d(name) + " = " + local_latex + r" \odot " + _d(out), why)
+
+
+def _broadcast_factor(forward, name, other, out, dim, why):
+    """The Step of a factor broadcast along dim in out = other * name: other * dout, summed along dim."""
+    kept, summed = ("j", "i") if dim == 0 else ("i", "j")
+    return Step(forward, f"d{name} = ({other} * d{out}).sum({dim}, keepdim=True)",
+                _d(name) + rf"_{{{kept}}} = \sum_{summed} " + _t(other) + r"_{ij}\," + _d(out) + r"_{ij}", why)
+
+
 STEPS = {
     "logprobs": Step(
         "logprobs = probs.log()\nloss = -logprobs[range(n), Yb].mean()",
         "dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0/n",
         _d("logprobs") + r"_{ij} = \begin{cases} -\tfrac{1}{n} & j = Y_i \\ 0 & \text{otherwise} \end{cases}",
         "The loss averages -logprobs at the n correct characters; every other entry does not touch it."),
-    "probs": Step(
-        "logprobs = probs.log()",
-        "dprobs = (1.0 / probs) * dlogprobs",
-        _d("probs") + r"_{ij} = \frac{1}{" + _t("probs") + r"_{ij}}\," + _d("logprobs") + r"_{ij}",
-        "d log(x)/dx = 1/x: a correct character given a low probability gets its gradient boosted."),
-    "counts_sum_inv": Step(
-        "probs = counts * counts_sum_inv   # (32, 27) * (32, 1)",
-        "dcounts_sum_inv = (counts * dprobs).sum(1, keepdim=True)",
-        _d("counts_sum_inv") + r"_{i} = \sum_j " + _t("counts") + r"_{ij}\," + _d("probs") + r"_{ij}",
-        "counts_sum_inv was broadcast across each row, so its gradient sums over the row."),
-    "counts_sum": Step(
-        "counts_sum_inv = counts_sum**-1",
-        "dcounts_sum = (-counts_sum**-2) * dcounts_sum_inv",
-        _d("counts_sum") + r"_{i} = -" + _t("counts_sum") + r"_i^{-2}\," + _d("counts_sum_inv") + r"_i",
-        "d(x^-1)/dx = -x^-2."),
+    "probs": _elementwise("logprobs = probs.log()", "probs", "logprobs", "(1.0 / probs)",
+                          r"\frac{1}{" + _t("probs") + "}",
+                          "d log(x)/dx = 1/x: a correct character given a low probability gets its gradient "
+                          "boosted."),
+    "counts_sum_inv": _broadcast_factor("probs = counts * counts_sum_inv   # (32, 27) * (32, 1)",
+                                        "counts_sum_inv", "counts", "probs", 1,
+                                        "counts_sum_inv was broadcast across each row, so its gradient sums over "
+                                        "the row."),
+    "counts_sum": _elementwise("counts_sum_inv = counts_sum**-1", "counts_sum", "counts_sum_inv",
+                               "(-counts_sum**-2)", "-" + _t("counts_sum") + "^{-2}", "d(x^-1)/dx = -x^-2."),
     "counts": Step(
         "counts_sum = counts.sum(1, keepdims=True)\nprobs = counts * counts_sum_inv",
         "dcounts = counts_sum_inv * dprobs\ndcounts += torch.ones_like(counts) * dcounts_sum",
         _d("counts") + r"_{ij} = " + _t("counts_sum_inv") + r"_i\," + _d("probs") + r"_{ij} + "
         + _d("counts_sum") + r"_i",
         "counts is used twice (in probs and in counts_sum): the two gradients add up."),
-    "norm_logits": Step(
-        "counts = norm_logits.exp()",
-        "dnorm_logits = counts * dcounts",
-        _d("norm_logits") + r"_{ij} = " + _t("counts") + r"_{ij}\," + _d("counts") + r"_{ij}",
-        "d exp(x)/dx = exp(x), which the forward already computed: counts."),
+    "norm_logits": _elementwise("counts = norm_logits.exp()", "norm_logits", "counts", "counts", _t("counts"),
+                                "d exp(x)/dx = exp(x), which the forward already computed: counts."),
     "logit_maxes": Step(
         "norm_logits = logits - logit_maxes   # (32, 27) - (32, 1)",
         "dlogit_maxes = (-dnorm_logits).sum(1, keepdim=True)",
@@ -450,51 +435,29 @@ STEPS = {
         _d("logits") + r"_{ij} = " + _d("norm_logits") + r"_{ij} + [\,j = \arg\max_k " + _t("logits")
         + r"_{ik}\,]\;" + _d("logit_maxes") + r"_i",
         "Two branches again; the max passes its gradient only to the entry that was the max."),
-    "h": Step(
-        "logits = h @ W2 + b2",
-        "dh = dlogits @ W2.T",
-        _d("h") + r" = " + _d("logits") + r"\; W_2^{\top}",
-        "A matrix multiply's backward is a matrix multiply with the other factor transposed; the shapes decide."),
-    "W2": Step(
-        "logits = h @ W2 + b2",
-        "dW2 = h.T @ dlogits",
-        _d("W2") + r" = " + _t("h") + r"^{\top}\, " + _d("logits"),
-        "(64, 32) @ (32, 27) gives W2's shape (64, 27): the only way the shapes work out."),
-    "b2": Step(
-        "logits = h @ W2 + b2   # b2 broadcast over the batch",
-        "db2 = dlogits.sum(0)",
-        _d("b2") + r"_j = \sum_i " + _d("logits") + r"_{ij}",
-        "b2 was added to every row, so its gradient sums over the batch."),
-    "hpreact": Step(
-        "h = torch.tanh(hpreact)",
-        "dhpreact = (1.0 - h**2) * dh",
-        _d("hpreact") + r" = (1 - " + _t("h") + r"^2) \odot " + _d("h"),
-        "tanh' = 1 - tanh^2, read off the output h (micrograd's tanh backward)."),
-    "bngain": Step(
-        "hpreact = bngain * bnraw + bnbias   # bngain (1, 64) broadcast",
-        "dbngain = (bnraw * dhpreact).sum(0, keepdim=True)",
-        _d("bngain") + r"_{j} = \sum_i " + _t("bnraw") + r"_{ij}\," + _d("hpreact") + r"_{ij}",
-        "A multiply's local gradient is the other factor; broadcast over the batch, so sum over it."),
+    **_linear_steps("logits", "h", "W2", "b2",
+                    "A matrix multiply's backward is a matrix multiply with the other factor transposed; the shapes "
+                    "decide.",
+                    "(64, 32) @ (32, 27) gives W2's shape (64, 27): the only way the shapes work out.",
+                    "b2 was added to every row, so its gradient sums over the batch."),
+    "hpreact": _elementwise("h = torch.tanh(hpreact)", "hpreact", "h", "(1.0 - h**2)", "(1 - " + _t("h") + "^2)",
+                            "tanh' = 1 - tanh^2, read off the output h (micrograd's tanh backward)."),
+    "bngain": _broadcast_factor("hpreact = bngain * bnraw + bnbias   # bngain (1, 64) broadcast",
+                                "bngain", "bnraw", "hpreact", 0,
+                                "A multiply's local gradient is the other factor; broadcast over the batch, so sum "
+                                "over it."),
     "bnbias": Step(
         "hpreact = bngain * bnraw + bnbias",
         "dbnbias = dhpreact.sum(0, keepdim=True)",
         _d("bnbias") + r"_{j} = \sum_i " + _d("hpreact") + r"_{ij}",
         "An add routes the gradient through; broadcast over the batch, so sum over it."),
-    "bnraw": Step(
-        "hpreact = bngain * bnraw + bnbias",
-        "dbnraw = bngain * dhpreact",
-        _d("bnraw") + r" = " + _t("bngain") + r" \odot " + _d("hpreact"),
-        "The other factor, broadcast back over the batch."),
-    "bnvar_inv": Step(
-        "bnraw = bndiff * bnvar_inv   # (32, 64) * (1, 64)",
-        "dbnvar_inv = (bndiff * dbnraw).sum(0, keepdim=True)",
-        _d("bnvar_inv") + r"_{j} = \sum_i " + _t("bndiff") + r"_{ij}\," + _d("bnraw") + r"_{ij}",
-        "The other factor, summed over the batch it was broadcast across."),
-    "bnvar": Step(
-        "bnvar_inv = (bnvar + 1e-5)**-0.5",
-        "dbnvar = (-0.5*(bnvar + 1e-5)**-1.5) * dbnvar_inv",
-        _d("bnvar") + r" = -\tfrac{1}{2}(" + _t("bnvar") + r" + 10^{-5})^{-3/2}\," + _d("bnvar_inv"),
-        "The power rule."),
+    "bnraw": _elementwise("hpreact = bngain * bnraw + bnbias", "bnraw", "hpreact", "bngain", _t("bngain"),
+                          "The other factor, broadcast back over the batch."),
+    "bnvar_inv": _broadcast_factor("bnraw = bndiff * bnvar_inv   # (32, 64) * (1, 64)",
+                                   "bnvar_inv", "bndiff", "bnraw", 0,
+                                   "The other factor, summed over the batch it was broadcast across."),
+    "bnvar": _elementwise("bnvar_inv = (bnvar + 1e-5)**-0.5", "bnvar", "bnvar_inv", "(-0.5*(bnvar + 1e-5)**-1.5)",
+                          r"-\tfrac{1}{2}(" + _t("bnvar") + r" + 10^{-5})^{-3/2}", "The power rule."),
     "bndiff2": Step(
         "bnvar = 1/(n-1)*(bndiff2).sum(0, keepdim=True)   # Bessel's correction",
         "dbndiff2 = (1.0/(n-1))*torch.ones_like(bndiff2) * dbnvar",
@@ -517,21 +480,11 @@ STEPS = {
         "dhprebn = dbndiff.clone()\ndhprebn += 1.0/n * (torch.ones_like(hprebn) * dbnmeani)",
         _d("hprebn") + r"_{ij} = " + _d("bndiff") + r"_{ij} + \frac{1}{n}\," + _d("bnmeani") + r"_j",
         "Two branches: through bndiff directly and through the mean."),
-    "embcat": Step(
-        "hprebn = embcat @ W1 + b1",
-        "dembcat = dhprebn @ W1.T",
-        _d("embcat") + r" = " + _d("hprebn") + r"\; W_1^{\top}",
-        "The same matrix multiply backward as for h."),
-    "W1": Step(
-        "hprebn = embcat @ W1 + b1",
-        "dW1 = embcat.T @ dhprebn",
-        _d("W1") + r" = " + _t("embcat") + r"^{\top}\, " + _d("hprebn"),
-        "(30, 32) @ (32, 64) gives W1's shape (30, 64)."),
-    "b1": Step(
-        "hprebn = embcat @ W1 + b1",
-        "db1 = dhprebn.sum(0)",
-        _d("b1") + r"_j = \sum_i " + _d("hprebn") + r"_{ij} \approx 0",
-        "Summed over the batch. BatchNorm subtracts the mean right after, so b1 cannot change the loss: ~0."),
+    **_linear_steps("hprebn", "embcat", "W1", "b1",
+                    "The same matrix multiply backward as for h.",
+                    "(30, 32) @ (32, 64) gives W1's shape (30, 64).",
+                    "Summed over the batch. BatchNorm subtracts the mean right after, so b1 cannot change the loss: "
+                    "~0.", r" \approx 0"),
     "emb": Step(
         "embcat = emb.view(emb.shape[0], -1)",
         "demb = dembcat.view(emb.shape)",

@@ -46,7 +46,6 @@ class TrainConfig:
 def lr_sweep(lo, hi, steps):
     """Lecture 3: lre = torch.linspace(-3, 0, 1000); lrs = 10**lre -- in float32, as the lecture
     computes them, so the rate at step i is the lecture's to the last digit. Returns (lre, lrs) as lists."""
-    import torch
     lre = torch.linspace(lo, hi, steps)
     lrs = 10**lre
     return lre.tolist(), lrs.tolist()
@@ -65,12 +64,26 @@ class Preset:
 
 # lecture 4, first half: C, W1, b1, W2, b2 and the fixes one after another
 _mlp = dict(n_embd=10, n_hidden=200)
-# lecture 6: SGD 0.1 -> 0.01 at 150,000 of 200,000 steps
-_wavenet_train = dict(lr_decay_step=150_000, seed=WAVENET_SEED, eval_every=10_000)
-# lecture 7, building the Transformer step by step on tiny Shakespeare: the lecture's CPU-sized settings
-_gpt_steps_train = dict(steps=5000, batch_size=32, lr=1e-3, lr_decay_step=0, optimizer="adamw",
-                        eval_every=500, eval_iters=200, seed=GPT_SEED, capture_every=100)
-_gpt_steps = dict(n_embd=32, n_head=4, dropout=0.0, torch_init=True)  # the video's init, before gpt.py's 0.02
+
+
+def _wavenet(name, note, params, train, val, **kwargs):
+    """Lecture 6: block_size 8, seed 42, SGD 0.1 -> 0.01 at 150,000 of 200,000 steps; val estimated every
+    10,000 steps (eval mode reads BatchNorm's running stats and draws nothing random: the run is unchanged)."""
+    return Preset("wavenet", name, note, kwargs=kwargs, block_size=8,
+                  train=dict(lr_decay_step=150_000, seed=WAVENET_SEED, eval_every=10_000),
+                  expected=dict(params=params, train=train, val=val))
+
+
+# lecture 7: 5,000 steps of AdamW at a constant rate, estimate_loss over 200 batches every 500 steps
+_gpt_train = dict(steps=5000, lr_decay_step=0, optimizer="adamw", eval_every=500, eval_iters=200, seed=GPT_SEED)
+
+
+def _gpt_step(name, note, val, **kwargs):
+    """Lecture 7, building the Transformer step by step on tiny Shakespeare with the lecture's CPU-sized
+    settings (batch 32, block 8, n_embd 32, lr 1e-3) and the video's init, before gpt.py's 0.02."""
+    return Preset("gpt", name, note, kwargs={"n_embd": 32, "n_head": 4, "dropout": 0.0, "torch_init": True, **kwargs},
+                  train=dict(_gpt_train, batch_size=32, lr=1e-3, capture_every=100), block_size=8,
+                  expected=dict(val=val))
 PRESETS = {
     "bigram": {
         "default": Preset("bigram", "default", "Counts with +1 smoothing: average NLL 2.454 on names.txt.",
@@ -126,27 +139,16 @@ PRESETS = {
                               train=dict(lr_decay_step=150_000)),
     },
     "wavenet": {
-        # lecture 6's performance log, one preset a line; names.txt, 200,000 steps, seed 42. Val loss is
-        # estimated every 10,000 steps (eval mode reads BatchNorm's running stats and draws nothing random,
-        # so it does not change the run)
-        "flat8": Preset("wavenet", "flat8", "The MLP with 8 characters of context: 22,097 params, val ~2.027.",
-                        kwargs=dict(n_embd=10, n_hidden=200, flatten=(8,)),
-                        train=_wavenet_train, block_size=8,
-                        expected=dict(params=22_097, train=1.918, val=2.027)),
-        "hierarchical": Preset("wavenet", "hierarchical",
-                               "Fuse 2 characters at a time, with the lecture's BatchNorm bug (3-D input "
-                               "averaged over dim 0 only): 22,397 params, val ~2.029.",
-                               kwargs=dict(n_embd=10, n_hidden=68, flatten=(2, 2, 2), bn_fixed=False),
-                               train=_wavenet_train, block_size=8,
-                               expected=dict(params=22_397, train=1.941, val=2.029)),
-        "bnfix": Preset("wavenet", "bnfix", "BatchNorm fixed to average over dims (0, 1): val ~2.022.",
-                        kwargs=dict(n_embd=10, n_hidden=68, flatten=(2, 2, 2)),
-                        train=_wavenet_train, block_size=8,
-                        expected=dict(params=22_397, train=1.912, val=2.022)),
-        "scaled": Preset("wavenet", "scaled", "n_embd 24, n_hidden 128: 76,579 params, val 1.9937.",
-                         kwargs=dict(n_embd=24, n_hidden=128, flatten=(2, 2, 2)),
-                         train=_wavenet_train, block_size=8,
-                         expected=dict(params=76_579, train=1.7690, val=1.9936515092849731)),
+        # lecture 6's performance log, one preset a line (the lecture's params, train and val on names.txt)
+        "flat8": _wavenet("flat8", "The MLP with 8 characters of context: 22,097 params, val ~2.027.",
+                          22_097, 1.918, 2.027, n_embd=10, n_hidden=200, flatten=(8,)),
+        "hierarchical": _wavenet("hierarchical", "Fuse 2 characters at a time, with the lecture's BatchNorm bug "
+                                 "(3-D input averaged over dim 0 only): 22,397 params, val ~2.029.",
+                                 22_397, 1.941, 2.029, n_embd=10, n_hidden=68, flatten=(2, 2, 2), bn_fixed=False),
+        "bnfix": _wavenet("bnfix", "BatchNorm fixed to average over dims (0, 1): val ~2.022.",
+                          22_397, 1.912, 2.022, n_embd=10, n_hidden=68, flatten=(2, 2, 2)),
+        "scaled": _wavenet("scaled", "n_embd 24, n_hidden 128: 76,579 params, val 1.9937.",
+                           76_579, 1.7690, 1.9936515092849731, n_embd=24, n_hidden=128, flatten=(2, 2, 2)),
     },
     # lecture 5: the backprop-ninja network (n_embd 10, n_hidden 64, BatchNorm, 4,137 params),
     # trained once with loss.backward() and once with the gradients written out by hand
@@ -160,45 +162,32 @@ PRESETS = {
                            "the manual run is compared with."),
     },
     "gpt": {
-        # the lecture's steps (batch 32, block 8, n_embd 32, 5,000 steps of AdamW at 1e-3); expected val
-        # losses are the lecture's on tiny Shakespeare
-        "bigram": Preset("gpt", "bigram",
-                         "Bigram only: token + position embeddings straight into lm_head. Each character "
-                         "predicts the next on its own; no attention to map. Val ~2.49 (measured here: the "
-                         "lecture does not print this one).",
-                         kwargs=dict(_gpt_steps, n_layer=0, residual=False), train=_gpt_steps_train,
-                         block_size=8, expected=dict(val=2.49)),
-        "one-head": Preset("gpt", "one-head",
-                           "One head of self-attention (head_size = n_embd = 32): characters start to talk "
-                           "to the past, val ~2.4-2.5.",
-                           kwargs=dict(_gpt_steps, n_head=1, n_layer=1, residual=False, ffwd=False),
-                           train=_gpt_steps_train, block_size=8, expected=dict(val=2.5)),
-        "four-heads": Preset("gpt", "four-heads",
-                             "Multi-head attention, 4 heads of 8 in parallel, concatenated: val ~2.28.",
-                             kwargs=dict(_gpt_steps, n_layer=1, residual=False, ffwd=False),
-                             train=_gpt_steps_train, block_size=8, expected=dict(val=2.28)),
-        "ffwd": Preset("gpt", "ffwd",
-                       "+ a feed-forward layer (Linear, ReLU) after attention: tokens 'think' on what they "
-                       "gathered, val ~2.24.",
-                       kwargs=dict(_gpt_steps, n_layer=1, residual=False), train=_gpt_steps_train,
-                       block_size=8, expected=dict(val=2.24)),
-        "blocks": Preset("gpt", "blocks",
-                         "3 Blocks with residual connections and LayerNorm (projections, 4x feed-forward): "
-                         "deep enough to need them, val ~2.06.",
-                         kwargs=dict(_gpt_steps, n_layer=3), train=_gpt_steps_train, block_size=8,
-                         expected=dict(val=2.06)),
+        # the lecture's steps; expected val losses are the lecture's on tiny Shakespeare
+        "bigram": _gpt_step("bigram", "Bigram only: token + position embeddings straight into lm_head. Each "
+                            "character predicts the next on its own; no attention to map. Val ~2.49 (measured "
+                            "here: the lecture does not print this one).",
+                            2.49, n_layer=0, residual=False),
+        "one-head": _gpt_step("one-head", "One head of self-attention (head_size = n_embd = 32): characters start "
+                              "to talk to the past, val ~2.4-2.5.",
+                              2.5, n_head=1, n_layer=1, residual=False, ffwd=False),
+        "four-heads": _gpt_step("four-heads", "Multi-head attention, 4 heads of 8 in parallel, concatenated: "
+                                "val ~2.28.",
+                                2.28, n_layer=1, residual=False, ffwd=False),
+        "ffwd": _gpt_step("ffwd", "+ a feed-forward layer (Linear, ReLU) after attention: tokens 'think' on what "
+                          "they gathered, val ~2.24.",
+                          2.24, n_layer=1, residual=False),
+        "blocks": _gpt_step("blocks", "3 Blocks with residual connections and LayerNorm (projections, 4x "
+                            "feed-forward): deep enough to need them, val ~2.06.",
+                            2.06, n_layer=3),
         "small": Preset("gpt", "small",
                         "A CPU-sized Transformer: n_embd 64, 4 heads, 4 layers, block 32 (~200k params).",
                         kwargs=dict(n_embd=64, n_head=4, n_layer=4, dropout=0.0),
-                        train=dict(steps=5000, batch_size=16, lr=1e-3, lr_decay_step=0, optimizer="adamw",
-                                   eval_every=500, eval_iters=200, seed=GPT_SEED, capture_every=50),
-                        block_size=32),
+                        train=dict(_gpt_train, batch_size=16, lr=1e-3, capture_every=50), block_size=32),
         "full": Preset("gpt", "full",
                        "The lecture's full model: n_embd 384, 6 heads, 6 layers, block 256, dropout 0.2 "
                        "(10.8M params; needs a GPU, ~1.48 val loss on tiny Shakespeare).",
                        kwargs=dict(n_embd=384, n_head=6, n_layer=6, dropout=0.2),
-                       train=dict(steps=5000, batch_size=64, lr=3e-4, lr_decay_step=0, optimizer="adamw",
-                                  eval_every=500, eval_iters=200, seed=GPT_SEED, capture_every=50),
+                       train=dict(_gpt_train, batch_size=64, lr=3e-4, capture_every=50),
                        block_size=256, expected=dict(params=10_788_929, val=1.48)),
     },
 }
@@ -222,8 +211,6 @@ def get_preset(model, preset=None):
 def train_config(preset, **overrides):
     """TrainConfig for a preset: the model's defaults, the preset's, then explicit overrides (None = keep)."""
     cfg = TrainConfig()
-    if preset.model == "wavenet":
-        cfg.lr_decay_step = 150_000
     for k, v in {**preset.train, **{k: v for k, v in overrides.items() if v is not None}}.items():
         setattr(cfg, k, v)
     return cfg
