@@ -5,6 +5,7 @@ run); everything else lives in the session.
 """
 
 import math
+import uuid
 
 import streamlit as st
 
@@ -13,10 +14,14 @@ DATA_SOURCE = "data_source"     # {"kind": "ssa"} | {"kind": "file", "path": ...
 DATA_ERROR = "data_error"       # the data layer's message for a rejected file, or None
 SEED = "seed"
 DEVICE = "device"
-RUN_ID = "run_id"               # this session's current run on a page (one slot per page, see run_key)
+RUN_ID = "run_id"               # this session's current run on a page (one slot per page, see page_key)
 COMPARE_ID = "compare_id"       # the run overlaid on it (also per page)
 PAGE = "page"                   # the file name (no .py) of the page being shown (set by app.py)
 SESSION_ID = "session_id"
+RUN_SLOTS = "run_slots"         # the run slots this session has used (see live.current_run)
+RUN_DATA = "run_data"           # run id -> live.RunData, kept between ticks so each reads only new rows
+FLASH = "flash"                 # a message a callback leaves for the next run to show (e.g. the server is full)
+POKE_UNTIL = "poke_until"       # keep refreshing until this time: a command or a new worker takes a moment
 
 
 def get(key, default=None):
@@ -25,6 +30,15 @@ def get(key, default=None):
 
 def put(key, value):
     st.session_state[key] = value
+
+
+def setdefault(key, default):
+    return st.session_state.setdefault(key, default)
+
+
+def take(key):
+    """The value under key, removed: a message shown once."""
+    return st.session_state.pop(key, None)
 
 
 def page_key(key, page=None):
@@ -40,10 +54,7 @@ def forget_widgets(prefix, keep=()):
 
 
 def session_id():
-    if SESSION_ID not in st.session_state:
-        import uuid
-        st.session_state[SESSION_ID] = uuid.uuid4().hex[:12]
-    return st.session_state[SESSION_ID]
+    return setdefault(SESSION_ID, uuid.uuid4().hex[:12])
 
 
 # --- the URL ---------------------------------------------------------------------

@@ -5,9 +5,11 @@ another .run(). A test module marks itself with USE_DATA_DIR to get its own runs
 (the app_data_dir fixture in conftest.py).
 """
 
+import base64
 import sys
 import time
 
+import numpy as np
 import pytest
 from conftest import ROOT
 from streamlit.testing.v1 import AppTest
@@ -72,8 +74,5 @@ def with_data_path(path, name="activations", **params):
 def values(v):
     """A plotly array from a chart's JSON: a list, or numpy's base64 form {'dtype', 'bdata'}."""
     if isinstance(v, dict) and "bdata" in v:
-        import base64
-
-        import numpy as np
         return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist()
     return list(v)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -65,7 +66,6 @@ def streamlit_server(data_dir, env=None):
 
 @contextmanager
 def chromium_page(width=1400, height=1000):
-    from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": width, "height": height})
@@ -75,6 +75,12 @@ def chromium_page(width=1400, height=1000):
             yield page, errors
         finally:
             browser.close()
+
+
+def no_exception_on_page(page):
+    """No Streamlit exception box anywhere on the page (its text is the failure message)."""
+    assert page.locator("[data-testid='stException']").count() == 0, page.locator(
+        "[data-testid='stException']").first.inner_text()
 
 
 def wait_idle(page, timeout=30):

@@ -4,14 +4,9 @@ generated text and attention maps appear while it trains. Screenshots are saved 
 """
 
 import pytest
-from browser import chromium_page, need_browser, streamlit_server, wait_idle
+from browser import chromium_page, need_browser, no_exception_on_page, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.browser
-
-
-def no_exception_on_page(page):
-    assert page.locator("[data-testid='stException']").count() == 0, page.locator(
-        "[data-testid='stException']").first.inner_text()
 
 
 def test_wavenet_table_then_a_gpt_run_with_text_and_attention(tmp_path, screenshot_dir):

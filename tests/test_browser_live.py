@@ -7,7 +7,7 @@ import re
 import time
 
 import pytest
-from browser import chromium_page, need_browser, streamlit_server
+from browser import chromium_page, need_browser, no_exception_on_page, streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -32,13 +32,9 @@ def act_chart_data(page):
         const s = ({PANELS})().find(s => s.getAttribute('data-panel') === 'act');
         if (!s) return null;
         return {{title: s.querySelector('text').textContent,
-                 lines: [...s.querySelectorAll('path[fill="none"][stroke-width="2"]')].map(p => p.getAttribute('d')).join('|')}};
+                 lines: [...s.querySelectorAll('path[fill="none"][stroke-width="2"]')]
+                        .map(p => p.getAttribute('d')).join('|')}};
     }}""")
-
-
-def no_exception_on_page(page):
-    assert page.locator("[data-testid='stException']").count() == 0, page.locator(
-        "[data-testid='stException']").first.inner_text()
 
 
 def test_start_watch_pause_reload_stop(tmp_path, screenshot_dir):

@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from browser import chromium_page, need_browser, streamlit_server, wait_idle
+from browser import chromium_page, need_browser, no_exception_on_page, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -26,11 +26,6 @@ def embedding_points(page):
     if raw is None:
         return None
     return {ch: (x, y) for text, xs, ys in json.loads(raw) for ch, x, y in zip(text, xs, ys)}
-
-
-def no_exception_on_page(page):
-    assert page.locator("[data-testid='stException']").count() == 0, page.locator(
-        "[data-testid='stException']").first.inner_text()
 
 
 def test_sweep_then_train_and_watch_the_embedding_move(tmp_path, screenshot_dir, names_path):

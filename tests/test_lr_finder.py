@@ -4,10 +4,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from core.models.presets import get_preset, lr_sweep, train_config
 from core.runs.spec import SpecError, build_job, check_spec, count_params
-from core.training.loop import Run
+from core.training.loop import Run, TextBatches
 from core.training.lr_finder import smooth_loss, suggest_lr
 
 
@@ -18,7 +19,6 @@ def finder_spec(names_path, **train):
 
 
 def test_the_sweep_is_the_lectures_lrs_in_float32():
-    import torch
     lre, lrs = lr_sweep(-3, 0, 1000)
     assert lrs == (10**torch.linspace(-3, 0, 1000)).tolist()   # the lecture's two lines, exactly
     cfg = train_config(get_preset("mlp", "lecture3-2d"), steps=1000, lre_sweep=(-3, 0))
@@ -104,6 +104,5 @@ def test_a_finished_run_reports_the_test_split_too(names_path):
 
 
 def test_running_text_has_no_test_split_to_report():
-    from core.training.loop import TextBatches
     batches = TextBatches(lambda split: None, eval_iters=1)
     assert batches.split_loss(model=None, split="test") is None   # GPT's final losses stay train / val

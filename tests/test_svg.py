@@ -11,7 +11,9 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from core.capture.record import Capture
 from dashboard.plot import charts, svg
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -51,7 +53,6 @@ def test_tick_labels_for_thousands_decimals_tiny_steps_and_negatives():
 
 
 def test_a_histogram_keeps_one_point_per_bin_in_order():
-    from core.capture.record import Capture
     bins = 8
     counts = np.zeros((1, bins + 2), np.int32)
     counts[0, 1:-1] = [0, 1, 2, 8, 8, 2, 1, 0]
@@ -97,7 +98,6 @@ def test_empty_figure_draws_its_frame_and_title():
 
 
 def test_raster_is_one_pixel_image_with_dead_units_marked_on_top():
-    from PIL import Image
     m = np.zeros((4, 6), bool)
     m[:, 2] = True          # a dead column
     m[1, 4] = True

@@ -14,20 +14,35 @@ turns unstable. The lecture reads its plot the same way and settles on 10**-1.
 import math
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 WINDOW = 50      # steps in the moving mean (5% of the lecture's 1,000-step sweep)
 BACK_OFF = 0.3   # a factor of two below the bottom (10**0.3 = 2)
 
 
+def window_mean(values, window, every=1):
+    """
+    (ends, means): the mean of each run of `window` consecutive values, for the runs ending at
+    index window-1, window-1+every, ... -- every=1 is a moving mean, every=window is the lectures'
+    lossi.view(-1, window).mean(1). The project's one smoothing: the dashboard's loss curves use
+    it too. Non-finite values are left out of their window's mean (one diverged step does not
+    blank its neighbours); a window with nothing finite is NaN.
+    """
+    y = np.asarray(values, dtype=np.float64)
+    if len(y) < window:
+        return np.zeros(0, np.int64), np.zeros(0)
+    runs = sliding_window_view(y, window)[::every]
+    ok = np.isfinite(runs)
+    with np.errstate(invalid="ignore"):
+        means = np.where(ok, runs, 0.0).sum(1) / ok.sum(1)
+    return np.arange(window - 1, len(y), every), means
+
+
 def smooth_loss(loss, window=WINDOW):
     """Centred moving mean of the loss; the ends, where the window does not fit, are NaN."""
-    loss = np.asarray(loss, dtype=float)
     out = np.full(len(loss), np.nan)
-    if len(loss) < window:
-        return out
-    mean = np.convolve(loss, np.ones(window) / window, mode="valid")
-    half = window // 2
-    out[half:half + len(mean)] = mean
+    ends, means = window_mean(loss, window)
+    out[ends - (window - 1) + window // 2] = means
     return out
 
 
@@ -42,8 +57,9 @@ def suggest_lr(lre, loss, window=WINDOW, back_off=BACK_OFF):
     n = min(len(lre), len(loss))
     if n < 2 * window:
         return None
-    lre, loss = lre[:n], np.where(np.isfinite(loss[:n]), loss[:n], np.inf)
-    s = smooth_loss(np.minimum(loss, 1e30), window)
+    lre, loss = lre[:n], loss[:n]
+    s = smooth_loss(loss, window)
+    s[smooth_loss(~np.isfinite(loss), window) > 0] = np.inf  # a window that blew up is the worst there is
     i = int(np.nanargmin(s))
     bottom = float(lre[i])
     exponent = round(max(bottom - back_off, float(lre[0])), 1)

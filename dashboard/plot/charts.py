@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from core.capture.histogram import bin_centers, density
+from core.training.lr_finder import WINDOW, window_mean
 
 COLORS = ["#3b6ea5", "#d1495b", "#edae49", "#00798c", "#6a4c93", "#2e933c", "#8d6a9f", "#c05746",
           "#5d576b", "#1b998b"]
@@ -60,6 +61,8 @@ def color(i):
 # -----------------------------------------------------------------------------
 # loss
 
+SMOOTH_POINTS = 200  # the smoothed loss line: about this many window means, however long the run
+
 
 def loss_figure(curves, init_expected=None, log=True, reference=None):
     """
@@ -75,18 +78,12 @@ def loss_figure(curves, init_expected=None, log=True, reference=None):
         with np.errstate(divide="ignore", invalid="ignore"):
             y = f(loss)
         fig.add_trace(Scatter(x=steps, y=y, mode="lines", name=f"{label} (step)", opacity=0.3,
-                                 line=dict(color=color(k), width=1, dash=dash)))
+                              line=dict(color=color(k), width=1, dash=dash)))
         if len(y) > 20:
-            s_steps, s_y = smooth(steps, y)
+            s_steps, s_y = block_mean(steps, y, max(1, len(y) // SMOOTH_POINTS))
             fig.add_trace(Scatter(x=s_steps, y=s_y, mode="lines", name=f"{label} (smoothed)",
-                                     line=dict(color=color(k), width=2.5, dash=dash)))
-        if evals:
-            es = [e[0] for e in evals if e[2] is not None]
-            ev = [float(f(e[2])) for e in evals if e[2] is not None and e[2] > 0]
-            if ev:
-                fig.add_trace(Scatter(x=es[:len(ev)], y=ev, mode="markers+lines", name=f"{label} (val)",
-                                         marker=dict(symbol="diamond", size=9, color=color(k + 3)),
-                                         line=dict(width=1, dash="dot", color=color(k + 3))))
+                                  line=dict(color=color(k), width=2.5, dash=dash)))
+        _add_val(fig, label, k, evals, f)
     if init_expected:
         fig.add_hline(y=float(f(init_expected)), line=dict(color="#888", dash="dot"),
                       annotation_text="−ln(1/V): a blank model's loss", annotation_position="top right")
@@ -96,16 +93,20 @@ def loss_figure(curves, init_expected=None, log=True, reference=None):
     return fig
 
 
-def smooth(steps, y, points=200):
-    """Mean over equal windows of steps: about `points` points (the lecture's view(-1, 1000).mean(1))."""
-    n = len(y)
-    w = max(1, n // points)
-    m = (n // w) * w
-    if m == 0:
-        return steps, y
-    ys = np.nanmean(np.asarray(y[:m]).reshape(-1, w), axis=1)
-    xs = np.asarray(steps[:m]).reshape(-1, w)[:, -1]
-    return xs, ys
+def _add_val(fig, label, k, evals, f):
+    """A run's val estimates (evals: [(step, train, val)]) as diamonds on a dotted line, through f."""
+    val = [(step, float(f(v))) for step, _, v in evals or () if v is not None and v > 0]
+    if val:
+        fig.add_trace(Scatter(x=[s for s, _ in val], y=[v for _, v in val], mode="markers+lines",
+                              name=f"{label} (val)", marker=dict(symbol="diamond", size=9, color=color(k + 3)),
+                              line=dict(width=1, dash="dot", color=color(k + 3))))
+
+
+def block_mean(steps, y, window):
+    """The lecture's torch.tensor(lossi).view(-1, window).mean(1): one point per full window of steps,
+    at the window's last step (a partial last window waits until it is full)."""
+    ends, means = window_mean(y, window, every=window)
+    return np.asarray(steps)[ends], means
 
 
 def downsample(steps, values, max_points=4000):
@@ -154,9 +155,9 @@ def histogram_figure(caps, group, title, only_2d=False):
             if k:
                 text = f"[{label}] {text}"
             fig.add_trace(Scatter(x=x, y=y, mode="lines", name=text, legendgroup=name,
-                                     line=dict(color=color(j), width=2, dash="solid" if k == 0 else "dash"),
-                                     visible=True if (group != "wgrad" or only_2d or len(shapes.get(name, ())) == 2)
-                                     else "legendonly"))
+                                  line=dict(color=color(j), width=2, dash="solid" if k == 0 else "dash"),
+                                  visible=True if (group != "wgrad" or only_2d or len(shapes.get(name, ())) == 2)
+                                  else "legendonly"))
     if not fig["data"]:  # e.g. GPT's attention-only steps: no tanh, ReLU or norm layer to watch
         fig.add_trace(Scatter(x=[], y=[], mode="lines", showlegend=False))
         fig["layout"]["annotations"] = [dict(text="this model has no watched layer of this kind", showarrow=False,
@@ -174,8 +175,8 @@ def update_ratio_figure(series, compare=None):
         steps, names, values = ser
         for j, name in enumerate(names):
             fig.add_trace(Scatter(x=steps, y=values[:, j], mode="lines", name=name if k == 0 else f"[B] {name}",
-                                     legendgroup=name,
-                                     line=dict(color=color(j), width=1.8, dash="solid" if k == 0 else "dash")))
+                                  legendgroup=name,
+                                  line=dict(color=color(j), width=1.8, dash="solid" if k == 0 else "dash")))
     fig.add_hline(y=-3, line=dict(color="#222", dash="dash"), annotation_text="−3: the lecture's rule of thumb",
                   annotation_position="bottom right")
     return fig
@@ -191,7 +192,7 @@ def raster_figure(matrix, dead, name, kind="tanh"):
                        hovertemplate="example %{y}, unit %{x}: %{z}<extra></extra>"))
     if len(dead):
         fig.add_trace(Scatter(x=list(dead), y=[-1.5] * len(dead), mode="markers", name="dead unit",
-                                 marker=dict(symbol="triangle-down", color="#d1495b", size=8)))
+                              marker=dict(symbol="triangle-down", color="#d1495b", size=8)))
     fig["layout"].update(yaxis=dict(autorange="reversed", title="example", range=[rows, -3]),
                          xaxis=dict(title="unit", range=[-0.5, cols - 0.5]), showlegend=bool(len(dead)))
     return fig
@@ -329,30 +330,16 @@ def loss_gap_figure(steps, gap, points=400):
 # lecture 6: the loss averaged over windows of 1,000 steps; lecture 7: train/val estimates, attention
 
 
-def window_mean(steps, loss, window=1000):
-    """The lecture's torch.tensor(lossi).view(-1, 1000).mean(1) on log10 loss: one point per full
-    window, at the window's last step (a partial last window waits until it is full)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        y = np.log10(np.asarray(loss, dtype=np.float64))
-    m = (len(y) // window) * window
-    if m == 0:
-        return np.zeros(0), np.zeros(0)
-    return np.asarray(steps[:m]).reshape(-1, window)[:, -1], np.nanmean(y[:m].reshape(-1, window), axis=1)
-
-
 def window_loss_figure(curves, window=1000):
     """curves: [(label, steps, loss, evals)]; the windowed mean of log10 loss, val estimates as diamonds."""
     fig = _fig(f"log10 loss, mean of every {window:,} steps (the lecture's lossi.view(-1, {window}).mean(1))",
                xaxis=dict(title="step"), yaxis=dict(title="log10 loss"))
     for k, (label, steps, loss, evals) in enumerate(curves):
-        xs, ys = window_mean(steps, loss, window)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xs, ys = block_mean(steps, np.log10(np.asarray(loss, dtype=np.float64)), window)
         fig.add_trace(Scatter(x=_arr(xs), y=_arr(ys), mode="lines", name=f"{label} (train, mean of {window:,})",
                               line=dict(color=color(k), width=2)))
-        val = [(s, math.log10(v)) for s, _, v in evals or () if v is not None and v > 0]
-        if val:
-            fig.add_trace(Scatter(x=[s for s, _ in val], y=[v for _, v in val], mode="markers+lines",
-                                  name=f"{label} (val)", marker=dict(symbol="diamond", size=9, color=color(k + 3)),
-                                  line=dict(width=1, dash="dot", color=color(k + 3))))
+        _add_val(fig, label, k, evals, math.log10)
     return fig
 
 
@@ -426,7 +413,7 @@ def lr_finder_figure(lri, lossi, smoothed=None, suggestion=None):
                           line=dict(color=color(0), width=1), opacity=0.45))
     if smoothed is not None:
         fig.add_trace(Scatter(x=_arr(lri), y=[None if v != v else v for v in _arr(smoothed)], mode="lines",
-                              name="smoothed (50 steps)", line=dict(color=color(0), width=2.5)))
+                              name=f"smoothed ({WINDOW} steps)", line=dict(color=color(0), width=2.5)))
     if suggestion is not None:
         exponent, lr, bottom = suggestion
         for x, text, c, dash in ((bottom, f"lowest: {bottom:.2f}", "#888", "dot"),

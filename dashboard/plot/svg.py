@@ -1,5 +1,5 @@
 """
-Drawing for the live view: a panel from dashboard.charts (the same plain-dict figure the still
+Drawing for the live view: a panel from dashboard.plot.charts (the same plain-dict figure the still
 view hands to Plotly) written out by the server as a small SVG string. While a run trains the
 page redraws every second; a browser shows a few SVGs in milliseconds, where a Plotly figure cost
 it most of a core (bench/bench_live.py). No zoom, no hover -- that is what the still view is for.
@@ -15,6 +15,7 @@ import math
 from html import escape
 
 import numpy as np
+from PIL import Image
 
 W = 320                              # the viewBox width; the browser scales the SVG to its column
 PAD = dict(l=44, r=10, t=26, b=38)   # room for the title, tick labels and axis titles
@@ -75,7 +76,6 @@ def _points(px, py):
 
 def _png_1bit(matrix):
     """A bool matrix as a tiny black-and-white PNG (data URI): white = True."""
-    from PIL import Image
     img = Image.fromarray(np.where(matrix, 255, 17).astype(np.uint8), mode="L")
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False)

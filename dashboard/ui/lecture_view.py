@@ -10,7 +10,9 @@ import os
 
 import pandas as pd
 import streamlit as st
+import torch
 
+from core.models.inspector import attention_maps, layer_shapes
 from core.models.presets import PRESETS
 from core.runs.spec import count_params, fresh_model, seconds_per_1000_steps
 from dashboard.plot import charts
@@ -42,6 +44,14 @@ def _duration(s):
     return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
+def controls(model):
+    """A lecture page's controls: the scenario and its hyperparameters, the model's size and speed, then
+    Start / Pause / Step / Stop / Reset. Returns (spec, errors, run_id)."""
+    spec, errors = live.scenario_controls(models=(model,))
+    size_and_speed(spec, errors)
+    return spec, errors, live.run_controls(spec, errors)
+
+
 def size_and_speed(spec, errors):
     """The parameter count and the time per 1,000 steps (measured here, one thread), before Start."""
     if errors:
@@ -62,9 +72,6 @@ def size_and_speed(spec, errors):
 
 def layer_table(spec, run_id, errors):
     """Lecture 6's `for layer in model.layers: print(layer.__class__.__name__, ':', tuple(layer.out.shape))`."""
-    import torch
-
-    from core.models.inspector import layer_shapes
     ck = live.checkpoint(run_id) if run_id else None
     if ck is not None:
         model, step = ck
@@ -156,9 +163,6 @@ def attention(run_id):
 
 
 def _attention(run_id, meta):
-    import torch
-
-    from core.models.inspector import attention_maps
     chars, block_size = meta.get("chars"), meta.get("block_size")
     ck = live.checkpoint(run_id)
     if not chars or not block_size or ck is None:
@@ -238,8 +242,8 @@ def _loss(v):
     return f"{v:.4f}".rstrip("0").rstrip(".")  # the lecture's digits: 2.28 stays 2.28, 1.99365150 becomes 1.9937
 
 
-def lecture_log(model, presets):
-    """The lecture's own log, before any run."""
+def lecture_log(model, presets, heading):
+    """The lecture's own log, before any run, and the runs made so far next to it."""
     cols = [c for c in ("params", "train", "val") if any(c in PRESETS[model][n].expected for n in presets)]
     fmt = {"params": "{:,}".format, "train": _loss, "val": _loss}
     rows = ["| scenario | " + " | ".join(cols) + " | what to see |", "|---|" + "---:|" * len(cols) + "---|"]
@@ -247,4 +251,6 @@ def lecture_log(model, presets):
         p = PRESETS[model][n]
         cells = [fmt[c](p.expected[c]) if c in p.expected else "" for c in cols]
         rows.append(f"| **{n}** | " + " | ".join(cells) + f" | {p.note} |")
+    st.markdown(heading)
     st.markdown("\n".join(rows))
+    results_table(model)

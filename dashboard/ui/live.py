@@ -114,7 +114,7 @@ def _default_capture(model):
 
 def _url_number(name, default):
     """A number from the link; a hand-edited 'nan' or 'abc' falls back to the default, and says so."""
-    raw = st.query_params.get(name)
+    raw = state.url_get(name, None)
     v = state.url_get(name, None, float)
     if raw is not None and v is None:
         st.warning(f"The link's {name}={raw!r} is not a finite number; using {default:g} instead.",
@@ -182,16 +182,13 @@ def current_run(slot="run"):
     return run_id
 
 
-SLOTS = "run_slots"  # the slots this session has used
-
-
 def _slot_key(slot):
     return state.page_key(state.RUN_ID if slot == "run" else f"{state.RUN_ID}_{slot}")
 
 
 def _start(spec, paused=False, slot="run"):
     mgr = manager()
-    held = {state.get(_slot_key(s)) for s in state.get(SLOTS, set()) if s != slot}  # this page's other slots
+    held = {state.get(_slot_key(s)) for s in state.get(state.RUN_SLOTS, set()) if s != slot}  # this page's other slots
     for r in mgr.db.live_runs():  # one live run per slot; starting on one page stops the session's others
         if (r["session"] == state.session_id() and r["id"] not in held) or r["id"] == current_run(slot):
             mgr.stop(r["id"])
@@ -200,12 +197,12 @@ def _start(spec, paused=False, slot="run"):
     try:
         run_id = mgr.start(spec, name, session=state.session_id(), paused=paused)
     except CapacityError as e:
-        state.put("flash", str(e))
+        state.put(state.FLASH, str(e))
         return None
     state.put(_slot_key(slot), run_id)
-    state.put(SLOTS, state.get(SLOTS, set()) | {slot})
-    st.query_params[slot] = run_id
-    _poke(10.0)  # a worker takes a moment to load torch and the data
+    state.put(state.RUN_SLOTS, state.get(state.RUN_SLOTS, set()) | {slot})
+    state.url_set(**{slot: run_id})
+    poke(10.0)  # a worker takes a moment to load torch and the data
     return run_id
 
 
@@ -218,19 +215,19 @@ def _command(cmd):
     run_id = current_run()
     if run_id:
         manager().send(run_id, cmd)
-        _poke()
+        poke()
 
 
-def _poke(seconds=3.0):
+def poke(seconds=3.0):
     """Keep the page ticking a little while a command takes effect in the worker."""
-    state.put("poke_until", time.time() + seconds)
+    state.put(state.POKE_UNTIL, time.time() + seconds)
 
 
 def needs_ticks(d):
     """Refresh every second while a run trains (or a command is on its way); not while paused."""
     if d.state in ("starting", "ready", "running"):
         return True
-    return d.live and ((d.row or {}).get("command") is not None or state.get("poke_until", 0) > time.time())
+    return d.live and ((d.row or {}).get("command") is not None or state.get(state.POKE_UNTIL, 0) > time.time())
 
 
 def keep_alive(runs):
@@ -280,7 +277,7 @@ def _step(spec, n):
         run_id = _start(spec, paused=True)
     if run_id:
         manager().send(run_id, f"step:{int(n)}")
-        _poke()
+        poke()
 
 
 def _stop():
@@ -289,15 +286,21 @@ def _stop():
     run_id = current_run()
     if run_id:
         manager().send(run_id, "stop")
-        _poke(10.0)
+        poke(10.0)
 
 
 def _reset():
     _stop()
     state.put(state.page_key(state.RUN_ID), None)
     state.put(state.page_key(state.COMPARE_ID), None)
-    st.query_params.pop("run", None)
-    st.query_params.pop("compare", None)
+    state.url_set(run=None, compare=None)
+
+
+def show_flash():
+    """The message a callback left for this run (e.g. the server is full), shown once."""
+    message = state.take(state.FLASH)
+    if message:
+        st.error(message, icon=":material/block:")
 
 
 def run_controls(spec, errors):
@@ -307,9 +310,7 @@ def run_controls(spec, errors):
     live = r is not None and r["state"] in LIVE_STATES
     for e in errors:
         st.error(e, icon=":material/error:")
-    if state.get("flash"):
-        st.error(state.get("flash"), icon=":material/block:")
-        state.put("flash", None)
+    show_flash()
     c = st.columns([1, 1, 1.4, 1, 1])
     c[0].button("Start", type="primary", on_click=_start, args=(spec,), disabled=bool(errors),
                 icon=":material/play_arrow:", width="stretch", key="btn_start")
@@ -330,6 +331,13 @@ def run_controls(spec, errors):
     c[4].button("Reset", on_click=_reset, disabled=run_id is None, icon=":material/restart_alt:",
                 width="stretch", key="btn_reset")
     return run_id
+
+
+def stop_until_started(run_id, hint):
+    """The page's guard: until there is a run, show how to begin and stop the page here."""
+    if run_id is None:
+        st.info(hint, icon=":material/school:")
+        st.stop()
 
 
 # -----------------------------------------------------------------------------
@@ -413,7 +421,7 @@ class RunData:
 
 def run_data(run_id):
     """The session's RunData for run_id (one per run, kept between ticks)."""
-    cache = st.session_state.setdefault("_run_data", {})
+    cache = state.setdefault(state.RUN_DATA, {})
     if run_id not in cache:
         if len(cache) > 4:
             cache.clear()
@@ -426,24 +434,6 @@ def export_json(d):
     return json.dumps(dict(run=d.row, steps=d.steps.tolist(), loss=d.loss.tolist(), lr=d.lr.tolist(),
                            evals=d.evals(), captures=[c.to_dict() for c in caps]),
                       default=lambda o: None if isinstance(o, float) and o != o else str(o))
-
-
-def figures_html(d, step=None):
-    """The run's figures as one self-contained HTML file (plotly.js inlined once)."""
-    from dashboard.plot import charts
-    cap = d.capture(step)
-    figs = [charts.loss_figure([(d.label, *charts.downsample(d.steps, d.loss), d.evals())],
-                               d.meta.get("expected_init_loss"))]
-    if cap is not None:
-        pair = [("A", cap)]
-        figs += [charts.histogram_figure(pair, g, f"{t} at step {cap.step:,}", only_2d=(g == "wgrad"))
-                 for g, t in (("act", "activations"), ("agrad", "activation gradients"),
-                              ("wgrad", "weight gradients"))]
-        from core.capture.record import ud_history
-        figs.append(charts.update_ratio_figure(ud_history(d.captures())))
-    import plotly.io as pio
-    parts = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
-    return f"<html><head><meta charset='utf-8'><title>{d.label}</title></head><body>{''.join(parts)}</body></html>"
 
 
 def checkpoint(run_id):

@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+import data
 from core.models.presets import get_preset
 from core.training.lr_finder import describe, smooth_loss, suggest_lr
 from dashboard import state
 from dashboard.plot import charts
 from dashboard.ui import live
-from dashboard.ui.registry import manager, words_dataset
+from dashboard.ui.registry import words_dataset
 
 LECTURE3_PRESETS = ["lecture3-2d", "lecture3"]
 FINDER_SLOT = "lrf"       # the lr finder's run: ?lrf= in the URL, beside the training run's ?run=
@@ -27,7 +28,6 @@ SWEEP_STEPS = 1000
 
 def dataset_builder():
     """A typed word through data.build_dataset, printed as the lecture prints it."""
-    import data
     source = state.get(state.DATA_SOURCE, {"kind": "ssa"})
     try:
         words = words_dataset(source, block_size=1).words  # the sidebar's words, one cache for every page
@@ -111,15 +111,7 @@ def lr_finder(spec, errors):
     if run_id is None:
         return
 
-    ticking = live.needs_ticks(live.run_data(run_id))
-
-    @st.fragment(run_every=1.0 if ticking else None)
-    def sweep():
-        f = live.run_data(run_id)
-        if f.live:
-            manager().db.heartbeat(run_id)
-        if ticking and not live.needs_ticks(f):
-            st.rerun()  # it ended: one full rerun stops the timer and shows the suggestion
+    def sweep(f, o, ticking):
         if f.state in ("failed", "stopped") and f.meta.get("message"):
             st.error(f.meta["message"])
         lri = np.log10(np.maximum(f.lr, 1e-30)) if len(f.lr) else f.lr
@@ -134,7 +126,8 @@ def lr_finder(spec, errors):
                 model = spec["model"]
                 st.button(f"Train at lr = {sug[1]:.2g}", key="btn_use_lr", icon=":material/check:",
                           on_click=live.set_number, args=("lr", model, float(f"{sug[1]:.2g}")))
-    sweep()
+
+    live.watch(run_id, sweep)
 
 
 # -----------------------------------------------------------------------------
@@ -167,12 +160,9 @@ def embedding(d, spec):
         st.info(f"The embedding picture needs n_embd = 2 (scenario **lecture3-2d**); this run's C is 27 × {n_embd}.",
                 icon=":material/scatter_plot:")
         return
-    run_id = d.run_id
 
-    @st.fragment(run_every=1.0 if live.needs_ticks(d) else None)
-    def scatter():
-        r = live.run_data(run_id)
-        ck = live.checkpoint(run_id)
+    def scatter(r, o, ticking):
+        ck = live.checkpoint(r.run_id)
         if ck is None:
             st.info("The embedding appears with the worker's first save of the model (within ~2 s of starting).")
             return
@@ -180,9 +170,10 @@ def embedding(d, spec):
         chars = r.meta.get("chars") or [chr(96 + i) if i else "." for i in range(model.C.shape[0])]
         st.plotly_chart(charts.embedding_figure(model.C.detach().numpy(), chars, step), key="embedding_chart",
                         width="stretch")
+
     left, right = st.columns([3, 2])
     with left:
-        scatter()
+        live.watch(d.run_id, scatter)
     right.markdown("`plt.scatter(C[:,0].data, C[:,1].data)`, one dot per row of `C`, as the lecture draws it.")
     right.caption("At step 0 the points are random. As the net trains, characters that play the same role move "
                   "together: the vowels a e i o u gather, `.` (the start and end of a name) sits apart, and "

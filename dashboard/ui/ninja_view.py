@@ -1,14 +1,13 @@
 """
 The backprop-ninja page's helpers: its session keys (every one starts with nj_), the
-cached lecture computations, the drawing of one tensor's check, and the side-by-side
-training of the manual and autograd runs. The math lives in core/models/ninja.py; training
-happens in two worker processes (core.runs.worker), which this module only starts, stops
-and reads.
+cached lecture computations, the drawing of one tensor's check and of a closed form, and
+the side-by-side training of the manual and autograd runs. The math lives in
+core/models/ninja.py; training happens in two worker processes (core.runs.worker), which
+this module only starts, stops and reads.
 """
 
 import inspect
 import textwrap
-import time
 
 import numpy as np
 import pandas as pd
@@ -20,26 +19,16 @@ from core.runs.manager import CapacityError
 from core.runs.spec import SpecError, check_spec
 from dashboard import state
 from dashboard.plot import charts
-from dashboard.ui import live
+from dashboard.ui import live, run_view
 from dashboard.ui.registry import dataset_key, manager, words_dataset
 
 # --- session keys ------------------------------------------------------------------------
 NJ_TENSOR = "nj_tensor"      # selectbox: the tensor looked at in exercise 1
 NJ_RUNS = "nj_runs"          # [manual run id, autograd run id] of this session's training
 NJ_STEPS = "nj_steps"        # number_input: steps for both runs
-NJ_FLASH = "nj_flash"        # a message from a callback (e.g. the server is full)
-NJ_POKE = "nj_poke_until"    # keep refreshing until then: a worker takes a moment to start
 
 RUNS = ("manual", "autograd")  # the two presets of core.models.presets "ninja", in this order
 MANUAL_BACKWARD_SOURCE = textwrap.dedent(inspect.getsource(Ninja.manual_backward))  # shown as is, never copied
-
-
-def get(key, default=None):
-    return st.session_state.get(key, default)
-
-
-def put(key, value):
-    st.session_state[key] = value
 
 
 # --- the lecture's computations, once per dataset and seed --------------------------------
@@ -107,6 +96,20 @@ def grad_figure_of(name, manual, autograd, title=None):
     return charts.grad_figure(name, manual.numpy(), (manual - autograd).numpy(), title)
 
 
+def closed_form(step, intro, check, tensor, first_metric):
+    """Exercises 2 and 3: the forward in one line, the backward's formula and code, and four numbers --
+    first_metric (label, value, help), then the check of d`tensor` against autograd."""
+    st.markdown(intro)
+    st.code(step.forward, language="python")
+    st.latex(step.latex)
+    st.code(step.backward, language="python")
+    m = st.columns(4)
+    m[0].metric(*first_metric)
+    m[1].metric(f"d{tensor} exact", str(check.exact))
+    m[2].metric(f"d{tensor} approximate", str(check.approx))
+    m[3].metric(f"d{tensor} max difference", f"{check.maxdiff:.2e}")
+
+
 def check_table(ex):
     """The lecture's cmp() lines as a table, in its order."""
     rows = [dict(tensor=f"d{c.name}", shape=str(tuple(c.shape)), exact=c.exact, approximate=c.approx,
@@ -127,7 +130,7 @@ def current_runs():
     else the pair of a ?run= the Runs page opened here (each run of a pair names both in its meta).
     """
     raw = state.url_get("ninja_runs", None)
-    ids = raw.split(",") if raw else get(NJ_RUNS)
+    ids = raw.split(",") if raw else state.get(NJ_RUNS)
     if not ids and state.url_get("run", None):
         r = manager().db.get_run(state.url_get("run", None))
         ids = (r or {}).get("meta", {}).get("pair")
@@ -175,14 +178,13 @@ def start_both(steps, seed):
     except (CapacityError, SpecError) as e:
         for run_id in ids:
             mgr.stop(run_id)
-        put(NJ_FLASH, f"{e} Both runs need a free slot: the comparison trains them at the same time.")
+        state.put(state.FLASH, f"{e} Both runs need a free slot: the comparison trains them at the same time.")
         return
     for run_id in ids:
         mgr.db.update_run(run_id, meta=dict(pair=ids))  # so the Runs page can reopen the pair from either
-    put(NJ_RUNS, ids)
-    st.query_params.pop("run", None)
-    st.query_params["ninja_runs"] = ",".join(ids)
-    put(NJ_POKE, time.time() + 10.0)  # a worker takes a moment to load torch and the data
+    state.put(NJ_RUNS, ids)
+    state.url_set(run=None, ninja_runs=",".join(ids))
+    live.poke(10.0)  # a worker takes a moment to load torch and the data
 
 
 def any_live(ids):
@@ -197,38 +199,33 @@ def stop_both():
             manager().stop(run_id)
 
 
-def _ticks(d):
-    return d.state in ("starting", "ready", "running") or (d.live and get(NJ_POKE, 0) > time.time())
+def train_controls(seed):
+    """Steps, Train both and Stop, with what stops training from starting. Returns the pair (or None)."""
+    c1, c2, c3, _ = st.columns([1.2, 1.3, 1, 2.5])
+    steps = c1.number_input("steps", min_value=1, max_value=200_000, value=200_000, step=1000, key=NJ_STEPS)
+    errors = train_errors(steps, seed)
+    for e in errors:
+        st.error(e, icon=":material/error:")
+    live.show_flash()
+    ids = current_runs()
+    c2.button("Train both", type="primary", icon=":material/play_arrow:", on_click=start_both,
+              args=(steps, seed), disabled=bool(errors), key="nj_start", width="stretch")
+    c3.button("Stop", icon=":material/stop:", on_click=stop_both, key="nj_stop", width="stretch",
+              disabled=not any_live(ids))
+    return ids
 
 
 def training_panel(ids, expected_loss):
     """Both runs' losses overlaid, their per-step gap, and their speeds; refreshed once a second while training."""
-    ticking = any(_ticks(live.run_data(i)) for i in ids)
-
-    @st.fragment(run_every=1.0 if ticking else None)
-    def frame():
-        man, auto = (live.run_data(i) for i in ids)
-        for d in (man, auto):
-            if d.live:
-                manager().db.heartbeat(d.run_id)  # watched runs keep training; an orphaned pair stops
-        if ticking and not (_ticks(man) or _ticks(auto)):
-            st.rerun()  # both ended: one full rerun stops the timer, so the charts can be zoomed
-        _draw(man, auto, expected_loss, ticking)
-
-    frame()
+    live.watch(ids[0], lambda man, auto, ticking: _draw(man, auto, expected_loss, ticking), compare_id=ids[1])
 
 
 def _draw(man, auto, expected_loss, ticking):
     for d in (man, auto):
-        rate = f" · {d.row['steps_per_s']:,.0f} steps/s" if d.row and d.row["steps_per_s"] else ""
         final = d.meta.get("final") or {}
         fin = (f" · final train **{final['train']:.4f}** / val **{final['val']:.4f}**"
                if final.get("val") is not None else "")
-        total = d.meta.get("steps") or (d.row["spec"]["train"]["steps"] if d.row else 0)
-        st.markdown(f"**{d.label}** · `{d.state}` · step **{d.row['step'] if d.row else 0:,}**"
-                    f" of {total:,}{rate}{fin} · run `{d.run_id}`")
-        if d.meta.get("message") and d.state in ("failed", "stopped", "diverged"):
-            (st.error if d.state in ("failed", "diverged") else st.warning)(f"{d.label}: {d.meta['message']}")
+        run_view.header(d, extra=fin)
     if "starting" in (man.state, auto.state):
         st.caption("Each worker loads torch and builds the dataset before its first step: a few seconds.")
     n = min(len(man.loss), len(auto.loss))

@@ -14,6 +14,7 @@ import re
 
 import streamlit as st
 
+import data
 from core.runs.db import default_data_dir
 from core.runs.manager import RunManager
 
@@ -27,14 +28,12 @@ def manager():
 
 @st.cache_data(show_spinner="Loading the SSA names...")
 def ssa_words():
-    import data
     return data.default_words()
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def read_path(path, mtime):
     """A text file's content, cached until it changes (DataError as the data layer words it)."""
-    import data
     return data.read_text(path)
 
 
@@ -67,14 +66,12 @@ def words_bigrams(source):
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _words_bigrams(kind, path, mtime, name):
-    from data import bigrams
     ds = _words_dataset(kind, path, mtime, 1, name)
-    return bigrams(ds.words, ds.stoi)
+    return data.bigrams(ds.words, ds.stoi)
 
 
 @st.cache_resource(show_spinner="Building the dataset...", max_entries=6)
 def _words_dataset(kind, path, mtime, block_size, name):
-    import data
     if kind == "file":
         return data.WordsDataset(data.load_words(path), block_size, name=name or path)
     return data.WordsDataset(ssa_words(), block_size, name="SSA names")

@@ -5,6 +5,7 @@ diagnosis), samples and downloads. A page builds its controls, then calls show()
 """
 
 import pandas as pd
+import plotly.io as pio
 import streamlit as st
 
 from core.capture.diagnose import dead_units, diagnose
@@ -16,16 +17,27 @@ from dashboard.ui import live
 from dashboard.ui.registry import manager
 
 
-def show(run_id, spec, compare=True, samples=True, diagnostics=True):
+def show(run_id, compare=True, samples=True, diagnostics=True):
     """Everything below a page's controls, for the run `run_id`. Returns its RunData.
     diagnostics=False keeps to the loss (a lecture before lecture 4's histograms and diagnosis)."""
     compare_id = compare_picker(run_id) if compare else None
     main = live.run_data(run_id)
     scrub = scrubber(main) if diagnostics else None
-    live.watch(run_id, lambda d, o, ticking: _frame(d, o, spec, ticking, scrub, diagnostics), compare_id)
+    live.watch(run_id, lambda d, o, ticking: _frame(d, o, ticking, scrub, diagnostics), compare_id)
     if samples:
         samples_and_downloads(main)
     return main
+
+
+def header(d, extra=""):
+    """The run's status line -- name, state, step of all its steps, speed -- and why it stopped, if it did."""
+    row = d.row or {}
+    total = d.meta.get("steps") or row.get("spec", {}).get("train", {}).get("steps") or 0
+    rate = f" · {row['steps_per_s']:,.0f} steps/s" if row.get("steps_per_s") else ""
+    st.markdown(f"**{d.label}** · `{d.state}` · step **{row.get('step', 0):,}** of {total:,}{rate}{extra} · "
+                f"run `{d.run_id}`")
+    if d.meta.get("message") and d.state in ("failed", "stopped", "diverged"):
+        (st.error if d.state in ("failed", "diverged") else st.warning)(f"{d.label}: {d.meta['message']}")
 
 
 def compare_picker(run_id):
@@ -56,73 +68,73 @@ def scrubber(d):
                             help="Histograms, raster and diagnosis at any captured step.")
 
 
-def _frame(d, o, spec, ticking, scrub, diagnostics=True):
-    meta, s = d.meta, d.row
-    rate = f" · {s['steps_per_s']:,.0f} steps/s" if s["steps_per_s"] else ""
-    total = meta.get("steps") or spec["train"]["steps"]
-    st.markdown(f"**{d.label}** · `{d.state}` · step **{s['step']:,}** of {total:,}{rate} · "
-                f"{meta.get('params', 0):,} parameters · run `{d.run_id}`")
-    if meta.get("message") and d.state in ("failed", "stopped", "diverged"):
-        (st.error if d.state in ("failed", "diverged") else st.warning)(meta["message"])
-    cap = d.capture(scrub)
-    ocap = o.capture(cap.step if cap is not None else None) if o is not None else None
-    caps = d.captures(max_n=200)
-    recent = [c for c in caps if cap is None or c.step <= cap.step][-5:]
+# the panels in the order the live grid, the still view and the HTML download show them
+PANELS = ("loss", "ud", "act", "agrad", "wgrad", "raster")
 
-    points = 1000 if ticking else 4000  # a live refresh draws fewer raw points
+
+def figures(d, cap, o=None, ocap=None, points=4000):
+    """
+    The run's figures by panel name: the loss (with the compared run o), and with a capture the
+    update ratios, the three histogram groups (ocap: the compared run's, dashed) and the raster.
+    points: at most this many raw loss points (a live refresh draws fewer).
+    """
     curves = [(d.label, *charts.downsample(d.steps, d.loss, points), d.evals())]
     if o is not None:
         curves.append((f"B: {o.label}", *charts.downsample(o.steps, o.loss, points), o.evals()))
-    expected = meta.get("expected_init_loss")
-    figs = {"loss": charts.loss_figure(curves, init_expected=expected)}
+    figs = {"loss": charts.loss_figure(curves, init_expected=d.meta.get("expected_init_loss"))}
+    if cap is None:
+        return figs
+    pair = [("A", cap)] + ([("B", ocap)] if ocap is not None else [])
+    ocaps = o.captures(max_n=200) if o is not None else None
+    figs["ud"] = charts.update_ratio_figure(ud_history(d.captures(max_n=200)), ud_history(ocaps) if ocaps else None)
+    figs["act"] = charts.histogram_figure(pair, "act", f"activations at step {cap.step:,}")
+    figs["agrad"] = charts.histogram_figure(pair, "agrad", f"activation gradients at step {cap.step:,}")
+    figs["wgrad"] = charts.histogram_figure(pair, "wgrad", f"weight gradients at step {cap.step:,} (2-D)",
+                                            only_2d=True)
+    if cap.raster:
+        name, m, dead, kind = _raster(cap)
+        figs["raster"] = charts.raster_figure(m, dead, name, kind)
+    return figs
+
+
+def _raster(cap):
+    """(layer, matrix, dead units, kind) of the raster layer picked under the diagnosis (the first by default)."""
+    name = state.get("raster_layer") if state.get("raster_layer") in cap.raster else next(iter(cap.raster))
+    kind = dict((n, k) for (g, n), k in zip(cap.keys, cap.kinds) if g == "act").get(name, "tanh")
+    return name, cap.raster_matrix(name), dead_units(cap, name), kind
+
+
+def figures_html(d, step=None):
+    """The run's figures as one self-contained HTML file (plotly.js inlined once)."""
+    figs = figures(d, d.capture(step))
+    parts = [pio.to_html(figs[k], full_html=False, include_plotlyjs=(i == 0))
+             for i, k in enumerate(k for k in PANELS if k in figs)]
+    return f"<html><head><meta charset='utf-8'><title>{d.label}</title></head><body>{''.join(parts)}</body></html>"
+
+
+def _first_loss(d):
+    first, expected = d.init_loss(), d.meta.get("expected_init_loss")
+    if first is not None and expected:
+        st.metric("First loss vs −ln(1/vocab_size)", f"{first:.3f}", f"{first - expected:+.3f} vs {expected:.3f}",
+                  delta_color="inverse")
+
+
+def _frame(d, o, ticking, scrub, diagnostics=True):
+    header(d, extra=f" · {d.meta.get('params', 0):,} parameters")
+    cap = d.capture(scrub) if diagnostics else None
+    ocap = o.capture(cap.step) if o is not None and cap is not None else None
+    figs = figures(d, cap, o, ocap, points=1000 if ticking else 4000)
     if not diagnostics:
         left, right = st.columns([3, 2])
         left.plotly_chart(figs["loss"], key="loss_chart", width="stretch", config={"staticPlot": ticking})
-        first = d.init_loss()
-        if first is not None and expected:
-            right.metric("First loss vs −ln(1/vocab_size)", f"{first:.3f}",
-                         f"{first - expected:+.3f} vs {expected:.3f}", delta_color="inverse")
+        with right:
+            _first_loss(d)
         return
-    dead = m = None
-    if cap is not None:
-        pair = [("A", cap)] + ([("B", ocap)] if ocap is not None else [])
-        ocaps = o.captures(max_n=200) if o is not None else None
-        figs["act"] = charts.histogram_figure(pair, "act", f"activations at step {cap.step:,}")
-        figs["agrad"] = charts.histogram_figure(pair, "agrad", f"activation gradients at step {cap.step:,}")
-        figs["wgrad"] = charts.histogram_figure(pair, "wgrad", f"weight gradients at step {cap.step:,} (2-D)",
-                                                only_2d=True)
-        figs["ud"] = charts.update_ratio_figure(ud_history(caps), ud_history(ocaps) if ocaps else None)
-        if cap.raster:
-            name = state.get("raster_layer") if state.get("raster_layer") in cap.raster else next(iter(cap.raster))
-            m = cap.raster_matrix(name)
-            dead = dead_units(cap, name)
-            kind = dict((n, k) for (g, n), k in zip(cap.keys, cap.kinds) if g == "act").get(name, "tanh")
-            figs["raster"] = charts.raster_figure(m, dead, name, kind)
 
     left, right = st.columns([3, 2])
     with right:
-        first = d.init_loss()
-        if first is not None and expected:
-            st.metric("First loss vs −ln(1/vocab_size)", f"{first:.3f}", f"{first - expected:+.3f} vs {expected:.3f}",
-                      delta_color="inverse")
-        st.markdown("**Diagnosis**" + (f" at step {cap.step:,}" if cap is not None else ""))
-        findings = diagnose(init_loss=first, vocab_size=meta.get("vocab_size"), capture=cap, recent=recent,
-                            state=d.state, diverged_at=meta.get("diverged_at"), batch_size=meta.get("batch_size"),
-                            batchnorm=meta.get("batchnorm", False),
-                            sampled_in_train_mode=(meta.get("samples") or {}).get("mode") == "train")
-        for f in findings:
-            box = {"error": st.error, "warning": st.warning, "ok": st.success}[f.severity]
-            box(f"**{f.title}** -- {f.evidence}" + (f"\n\n*Fix:* {f.fix}" if f.fix else ""))
-        if cap is not None:
-            st.markdown(layer_table(cap))
-            if cap.raster:
-                st.selectbox("Raster layer", list(cap.raster), key="raster_layer")
-                when = ("" if cap.raster_step == cap.step else
-                        f" The raster is from step {cap.raster_step:,}: the probe batch runs at most every "
-                        f"{PROBE_EVERY} steps.")
-                st.caption(f"{len(dead)} dead unit{'s' if len(dead) != 1 else ''} of {m.shape[1]} (saturated for "
-                           f"every one of the {m.shape[0]} probe examples); {100 * m.mean():.1f}% of the raster "
-                           "is white." + when)
+        _first_loss(d)
+        _diagnosis(d, cap)
     with left:
         if cap is None:
             st.plotly_chart(figs["loss"], key="loss_chart", width="stretch")
@@ -130,9 +142,35 @@ def _frame(d, o, spec, ticking, scrub, diagnostics=True):
         elif ticking:  # live: the same panels drawn by the server as small SVGs (cheap for the browser)
             live_panels(figs)
         else:  # still: every panel on its own, with legends, zoomable
-            for k in ("loss", "ud", "act", "agrad", "wgrad", "raster"):
+            for k in PANELS:
                 if k in figs:
                     st.plotly_chart(figs[k], key=f"{k}_chart", width="stretch")
+
+
+def _diagnosis(d, cap):
+    """The findings in plain words at the shown step, the lecture's numbers per layer, the raster's layer."""
+    meta = d.meta
+    st.markdown("**Diagnosis**" + (f" at step {cap.step:,}" if cap is not None else ""))
+    recent = [c for c in d.captures(max_n=200) if cap is None or c.step <= cap.step][-5:]
+    findings = diagnose(init_loss=d.init_loss(), vocab_size=meta.get("vocab_size"), capture=cap, recent=recent,
+                        state=d.state, diverged_at=meta.get("diverged_at"), batch_size=meta.get("batch_size"),
+                        batchnorm=meta.get("batchnorm", False),
+                        sampled_in_train_mode=(meta.get("samples") or {}).get("mode") == "train")
+    for f in findings:
+        box = {"error": st.error, "warning": st.warning, "ok": st.success}[f.severity]
+        box(f"**{f.title}** -- {f.evidence}" + (f"\n\n*Fix:* {f.fix}" if f.fix else ""))
+    if cap is None:
+        return
+    st.markdown(layer_table(cap))
+    if cap.raster:
+        _, m, dead, _ = _raster(cap)
+        st.selectbox("Raster layer", list(cap.raster), key="raster_layer")
+        when = ("" if cap.raster_step == cap.step else
+                f" The raster is from step {cap.raster_step:,}: the probe batch runs at most every "
+                f"{PROBE_EVERY} steps.")
+        st.caption(f"{len(dead)} dead unit{'s' if len(dead) != 1 else ''} of {m.shape[1]} (saturated for "
+                   f"every one of the {m.shape[0]} probe examples); {100 * m.mean():.1f}% of the raster "
+                   "is white." + when)
 
 
 def live_panels(figs):
@@ -140,8 +178,7 @@ def live_panels(figs):
     ticks, and a browser draws it in milliseconds where the Plotly figure cost most of a core. Inline
     markdown rather than st.image: an image whose data URI changes every second was not repainted
     (Chromium kept showing the first one), and st.html's sanitizer drops SVG."""
-    order = ["loss", "ud", "act", "agrad", "wgrad", "raster"]
-    st.markdown(svg.grid_svg([(k, figs.get(k)) for k in order]) + NO_FADE, unsafe_allow_html=True)
+    st.markdown(svg.grid_svg([(k, figs.get(k)) for k in PANELS]) + NO_FADE, unsafe_allow_html=True)
 
 
 # A hack, admitted: Streamlit dims a fragment's elements while it reruns (opacity with a transition);
@@ -194,7 +231,7 @@ def samples_and_downloads(main, train_mode_option=True):
                                f"{run_id}-stats.csv", "text/csv", key="dl_stats")
             st.download_button("Everything (JSON)", live.export_json(main), f"{run_id}.json", "application/json",
                                key="dl_json")
-            st.download_button("Figures (HTML)", live.figures_html(main, state.get(f"scrub_{run_id}")),
+            st.download_button("Figures (HTML)", figures_html(main, state.get(f"scrub_{run_id}")),
                                f"{run_id}-figures.html", "text/html", key="dl_fig")
         else:
             st.caption("Downloads appear when the run is paused, stopped or finished.")

@@ -3,7 +3,9 @@
 import os
 
 import streamlit as st
+import torch
 
+import data
 from dashboard import state
 from dashboard.ui.registry import read_path, save_upload, ssa_words
 
@@ -53,7 +55,6 @@ def shared_settings():
 
 
 def _check_file_bytes(raw, name):
-    import data
     try:
         text = data.decode_bytes(raw, name)
     except data.DataError as e:
@@ -62,7 +63,6 @@ def _check_file_bytes(raw, name):
 
 
 def _check_path(path):
-    import data
     try:
         text = read_path(path, os.path.getmtime(path) if os.path.exists(path) else 0)
     except data.DataError as e:
@@ -72,7 +72,6 @@ def _check_path(path):
 
 def _check_text(text, name, keep):
     """A file is fine as words (one per line), or as running text only (GPT), or not at all."""
-    import data
     source = {"kind": "file", "name": name}
     try:
         source["n"] = len(data.words_from_text(text, name))
@@ -98,5 +97,4 @@ def _describe(source):
 
 @st.cache_resource
 def _cuda():
-    import torch
     return torch.cuda.is_available()

@@ -10,11 +10,9 @@ st.caption("Lecture 4 · *Building makemore Part 3: Activations & Gradients, Bat
 # --- controls ---------------------------------------------------------------------------
 spec, errors = live.scenario_controls()
 run_id = live.run_controls(spec, errors)
-if run_id is None:
-    st.info("Pick a scenario and press **Start** (or **Step** to train one step at a time). Start with "
-            "**raw**: a confidently wrong softmax and saturated tanh units. Then try **kaiming** and "
-            "**batchnorm**, the lecture's fixes.", icon=":material/school:")
-    st.stop()
+live.stop_until_started(run_id, "Pick a scenario and press **Start** (or **Step** to train one step at a time). "
+                        "Start with **raw**: a confidently wrong softmax and saturated tanh units. Then try "
+                        "**kaiming** and **batchnorm**, the lecture's fixes.")
 
 # --- the run, live: panels, diagnosis, compare, scrubber, samples, downloads ---------------
-run_view.show(run_id, spec)
+run_view.show(run_id)

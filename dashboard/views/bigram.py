@@ -8,7 +8,7 @@ from core.models.presets import MAKEMORE_SEED
 from core.training.sampling import sample_bigram
 from dashboard import state
 from dashboard.plot import charts
-from dashboard.ui import live
+from dashboard.ui import live, run_view
 from dashboard.ui.registry import dataset_key, words_bigrams, words_dataset
 
 st.title("Bigrams")
@@ -113,20 +113,14 @@ spec = {"model": "bigram-nn", "preset": "default", "model_kw": {}, "page": "bigr
         "train": {"steps": int(steps), "lr": float(lr), "seed": state.get(state.SEED, MAKEMORE_SEED)},
         "data": source, "device": state.get(state.DEVICE, "cpu")}
 run_id = live.run_controls(spec, live.validate(spec))
-if run_id is None:
-    st.info("Press **Start**: 100 steps take a few seconds.", icon=":material/school:")
-    st.stop()
+live.stop_until_started(run_id, "Press **Start**: 100 steps take a few seconds.")
 
 count_nll = float(count_model(xs, ys, V, 1).nll(xs, ys))
 row_char = st.selectbox("Row (the character before)", [itos[i] for i in range(V)], index=0, key="bg_row")
 
 
 def neural(d, o, ticking):
-    s = d.row
-    st.markdown(f"**{d.label}** · `{d.state}` · step **{s['step']:,}** of {d.meta.get('steps', steps):,} · "
-                f"run `{d.run_id}`")
-    if d.meta.get("message") and d.state in ("failed", "stopped", "diverged"):
-        (st.error if d.state in ("failed", "diverged") else st.warning)(d.meta["message"])
+    run_view.header(d)
     left, right = st.columns(2)
     loss = charts.loss_figure([(d.label, d.steps, d.loss, [])], log=False,
                               reference=(count_nll, f"count model, smoothing 1: {count_nll:.4f}"))

@@ -2,7 +2,7 @@ import streamlit as st
 
 from core.models.presets import get_preset
 from dashboard.ui import lecture_view as lv
-from dashboard.ui import live, run_view
+from dashboard.ui import run_view
 
 st.title("GPT")
 st.caption("Lecture 7 · *Let's build GPT: from scratch, in code, spelled out*. A character-level Transformer on "
@@ -11,17 +11,14 @@ st.caption("Lecture 7 · *Let's build GPT: from scratch, in code, spelled out*. 
            "+ residual blocks and LayerNorm.")
 
 # --- controls: the lecture's step, the model's size and speed ---------------------------------
-spec, errors = live.scenario_controls(models=("gpt",))
-lv.size_and_speed(spec, errors)
-run_id = live.run_controls(spec, errors)
+spec, errors, run_id = lv.controls("gpt")
 
 if run_id is None:
     st.info("Pick a step and press **Start**. Each one trains 5,000 steps of AdamW (lr 1e-3, batch 32, "
             "block_size 8, n_embd 32) and estimates train/val loss every 500 steps -- and samples text there, "
             "so you can read it improve.", icon=":material/school:")
-    st.markdown("**The lecture's steps** (val loss on tiny Shakespeare)")
-    lv.lecture_log("gpt", ["bigram", "one-head", "four-heads", "ffwd", "blocks", "small", "full"])
-    lv.results_table("gpt")
+    lv.lecture_log("gpt", ["bigram", "one-head", "four-heads", "ffwd", "blocks", "small", "full"],
+                   "**The lecture's steps** (val loss on tiny Shakespeare)")
     st.stop()
 
 # --- the run: loss estimates and generated text, attention, diagnostics --------------------------
@@ -29,4 +26,4 @@ lv.gpt_progress(run_id, get_preset("gpt", spec["preset"]))  # with the table of 
 st.subheader("Attention maps")
 lv.attention(run_id)
 st.subheader("Live diagnostics")
-run_view.show(run_id, spec)
+run_view.show(run_id)

@@ -28,12 +28,10 @@ st.subheader("4 · Train, with the step decay")
 st.caption("The lecture's schedule: lr 0.1, then 0.01 from step 100,000 (under *Hyperparameters* above). The "
            "whole train and dev splits are evaluated every 10,000 steps and at the end; test only at the end.")
 run_id = live.run_controls(spec, errors)
-if run_id is None:
-    st.info("Keep **lecture3-2d** and press **Start**: the loss falls from ~17 towards 2.3, and the embedding "
-            "below rearranges itself while the model trains. Then pick **lecture3** (n_embd 10, n_hidden 200) "
-            "for the lecture's final numbers.", icon=":material/school:")
-    st.stop()
-main = run_view.show(run_id, spec, samples=False, diagnostics=False)  # histograms and diagnosis: lecture 4
+live.stop_until_started(run_id, "Keep **lecture3-2d** and press **Start**: the loss falls from ~17 towards 2.3, and "
+                        "the embedding below rearranges itself while the model trains. Then pick **lecture3** "
+                        "(n_embd 10, n_hidden 200) for the lecture's final numbers.")
+main = run_view.show(run_id, samples=False, diagnostics=False)  # histograms and diagnosis: lecture 4
 mlp_view.split_losses(main)
 
 # --- 5. what the model learned -------------------------------------------------------------

@@ -65,20 +65,11 @@ with ex1:
 # =========================================================================================
 # exercise 2: cross-entropy's backward in closed form
 with ex2:
-    step = CE_STEP
-    st.markdown("Written out on paper, the eight lines from `dlogprobs` to `dlogits` collapse into one formula. "
-                "The forward is one call:")
-    st.code(step.forward, language="python")
-    st.latex(step.latex)
-    st.code(step.backward, language="python")
-    c = ex.ce_check
-    m = st.columns(4)
-    m[0].metric("loss_fast", f"{ex.loss_fast:.6f}",
-                help=f"the chunked forward's loss: {ex.loss:.6f} (difference {abs(ex.loss_fast - ex.loss):.1e})")
-    m[1].metric("dlogits exact", str(c.exact))
-    m[2].metric("dlogits approximate", str(c.approx))
-    m[3].metric("dlogits max difference", f"{c.maxdiff:.2e}")
-    st.caption(step.why + f" Here the largest row sum is {ex.dlogits.sum(1).abs().max().item():.1e}.")
+    nv.closed_form(CE_STEP, "Written out on paper, the eight lines from `dlogprobs` to `dlogits` collapse into one "
+                   "formula. The forward is one call:", ex.ce_check, "logits",
+                   ("loss_fast", f"{ex.loss_fast:.6f}",
+                    f"the chunked forward's loss: {ex.loss:.6f} (difference {abs(ex.loss_fast - ex.loss):.1e})"))
+    st.caption(CE_STEP.why + f" Here the largest row sum is {ex.dlogits.sum(1).abs().max().item():.1e}.")
     st.plotly_chart(nv.grad_figure_of("logits", ex.dlogits, ex.t["logits"].grad,
                                       "dlogits: the correct character of each row is the dark blue pull"),
                     key="nj_ce_chart", width="stretch")
@@ -86,19 +77,11 @@ with ex2:
 # =========================================================================================
 # exercise 3: BatchNorm's backward in closed form
 with ex3:
-    step = BN_STEP
-    st.markdown("The same for BatchNorm: from `dhpreact` to `dhprebn` through `bnraw`, `bnvar_inv`, `bnvar`, "
-                "`bndiff2`, `bndiff` and `bnmeani` in one expression. The forward in one line:")
-    st.code(step.forward, language="python")
-    st.latex(step.latex)
-    st.code(step.backward, language="python")
-    c = ex.bn_check
-    m = st.columns(4)
-    m[0].metric("hpreact_fast vs hpreact", f"{ex.hpreact_fast_diff:.1e}", help="max |difference| of the forwards")
-    m[1].metric("dhprebn exact", str(c.exact))
-    m[2].metric("dhprebn approximate", str(c.approx))
-    m[3].metric("dhprebn max difference", f"{c.maxdiff:.2e}")
-    st.caption(step.why)
+    nv.closed_form(BN_STEP, "The same for BatchNorm: from `dhpreact` to `dhprebn` through `bnraw`, `bnvar_inv`, "
+                   "`bnvar`, `bndiff2`, `bndiff` and `bnmeani` in one expression. The forward in one line:",
+                   ex.bn_check, "hprebn",
+                   ("hpreact_fast vs hpreact", f"{ex.hpreact_fast_diff:.1e}", "max |difference| of the forwards"))
+    st.caption(BN_STEP.why)
     st.plotly_chart(nv.grad_figure_of("hprebn", ex.dhprebn, ex.t["hprebn"].grad), key="nj_bn_chart",
                     width="stretch")
 
@@ -111,19 +94,7 @@ with ex4:
                 "process; the lecture ran 200,000 steps (lr 0.1, then 0.01 from step 100,000).")
     with st.expander("The manual backward the run uses (`Ninja.manual_backward` in core/models/ninja.py)"):
         st.code(nv.MANUAL_BACKWARD_SOURCE, language="python")
-    c1, c2, c3, _ = st.columns([1.2, 1.3, 1, 2.5])
-    steps = c1.number_input("steps", min_value=1, max_value=200_000, value=200_000, step=1000, key=nv.NJ_STEPS)
-    errors = nv.train_errors(steps, seed)
-    for e in errors:
-        st.error(e, icon=":material/error:")
-    if nv.get(nv.NJ_FLASH):
-        st.error(nv.get(nv.NJ_FLASH), icon=":material/block:")
-        nv.put(nv.NJ_FLASH, None)
-    ids = nv.current_runs()
-    c2.button("Train both", type="primary", icon=":material/play_arrow:", on_click=nv.start_both,
-              args=(steps, seed), disabled=bool(errors), key="nj_start", width="stretch")
-    c3.button("Stop", icon=":material/stop:", on_click=nv.stop_both, key="nj_stop", width="stretch",
-              disabled=not nv.any_live(ids))
+    ids = nv.train_controls(seed)
     if ids is None:
         st.info("Press **Train both**: within seconds the two loss curves lie on top of each other, and the "
                 "gap between them stays at float-rounding size.", icon=":material/school:")
