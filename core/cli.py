@@ -27,14 +27,18 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(message)
 
 
-def positive_int(s):
+def whole_number(s, least=0):
     try:
         v = int(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
+    if v < least:
+        raise argparse.ArgumentTypeError(f"expected a number >= {least}, got {v}")
     return v
+
+
+def at_least_one(s):
+    return whole_number(s, least=1)
 
 
 def positive_float(s):
@@ -55,20 +59,20 @@ def make_parser():
     t.add_argument("--preset", help="lecture scenario (see --help of each model)")
     t.add_argument("--data", help="a text file (one word per line; running text for gpt). "
                                   "Default: the offline SSA names")
-    t.add_argument("--steps", type=positive_int, help="training steps (0 = evaluate the fresh model)")
-    t.add_argument("--seed", type=positive_int)
-    t.add_argument("--capture-every", type=positive_int, help="record histograms every k steps (0 = off)")
+    t.add_argument("--steps", type=whole_number, help="training steps (0 = evaluate the fresh model)")
+    t.add_argument("--seed", type=whole_number)
+    t.add_argument("--capture-every", type=whole_number, help="record histograms every k steps (0 = off)")
     t.add_argument("--lr", type=positive_float, help="learning rate (before the decay)")
-    t.add_argument("--batch-size", type=positive_int)
+    t.add_argument("--batch-size", type=whole_number)
     t.add_argument("--gain", type=positive_float, help="deep: the gain on Linear weights")
     t.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
-    t.add_argument("--threads", type=positive_int, default=1)
+    t.add_argument("--threads", type=at_least_one, default=1)
     t.add_argument("--json", action="store_true", help="end with one line of JSON")
     s = sub.add_parser("sample", help="sample names from the count bigram")
     s.add_argument("--model", default="bigram", choices=["bigram"])
     s.add_argument("--data")
-    s.add_argument("--seed", type=positive_int, default=MAKEMORE_SEED)
-    s.add_argument("-n", type=positive_int, default=10)
+    s.add_argument("--seed", type=whole_number, default=MAKEMORE_SEED)
+    s.add_argument("-n", type=whole_number, default=10)
     s.add_argument("--sampler", default="torch", choices=["torch", "lecture"])
     return p
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.capture.record import COL
+
 # thresholds, with the lecture's reasoning
 SOFTMAX_MARGIN = 1.0       # first loss this far above -ln(1/V): the logits are confidently wrong
 SATURATED_WARN = 25.0      # % of tanh outputs with |t| > 0.97; Kaiming init has ~17%, the deep stack ~2-5%
@@ -34,7 +36,7 @@ class Finding:
 
 
 def diagnose(init_loss=None, vocab_size=None, capture=None, recent=(), state=None, diverged_at=None,
-             batch_size=None, batchnorm=False, sampled_in_train_mode=False, steps_done=0):
+             batch_size=None, batchnorm=False, sampled_in_train_mode=False):
     """
     init_loss: the loss of step 0; capture: the Capture to judge (the latest, or the scrubbed
     step); recent: the last few Captures, for the update:data ratio over time.
@@ -88,8 +90,9 @@ def _softmax(init_loss, vocab_size):
 
 
 def _nonfinite(c):
-    bad = [(name, int(c.stats[i, 4]), int(c.stats[i, 5])) for i, (g, name) in enumerate(c.keys)
-           if c.stats[i, 4] + c.stats[i, 5] > 0]
+    nan, inf = COL["nan"], COL["inf"]
+    bad = [(name, int(c.stats[i, nan]), int(c.stats[i, inf])) for i, (g, name) in enumerate(c.keys)
+           if c.stats[i, nan] + c.stats[i, inf] > 0]
     if not bad:
         return []
     ev = "; ".join(f"{n}: {nan} NaN, {inf} Inf" for n, nan, inf in bad[:5])

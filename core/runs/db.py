@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from core.capture.record import _nan_to_none, pack_capture, unpack_capture
 
@@ -130,7 +131,6 @@ class RunDB:
 
     def save_checkpoint(self, run_id, model, step):
         """Write atomically (a reader never sees half a file)."""
-        import torch
         path = self.checkpoint_path(run_id)
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -148,12 +148,12 @@ class RunDB:
         os.replace(tmp, path)
 
     def load_checkpoint(self, run_id):
-        """(model, step) as the worker last saved it, on the CPU in eval mode; None when there is none."""
-        import torch
+        """(model, step) as the worker last saved it, on the CPU in eval mode; None when there is none, or
+        when it was saved by a version whose classes lived elsewhere (the run's records still read)."""
         path = self.checkpoint_path(run_id)
         try:
             ck = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written by our worker
-        except (FileNotFoundError, EOFError):
+        except (FileNotFoundError, EOFError, ModuleNotFoundError, AttributeError):
             return None
         model = ck["model"]
         model.eval()

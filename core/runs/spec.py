@@ -17,7 +17,12 @@ check_spec() refuses bad numbers with a message a page can show as is.
 
 import math
 
-from core.models.presets import TrainConfig, get_preset, train_config
+import torch
+
+import data
+from core.models.inspector import time_per_1000_steps
+from core.models.presets import TrainConfig, build_model, get_preset, train_config
+from core.training.loop import TensorBatches, TextBatches, pick_device
 
 MAX_PARAMS = 12_000_000  # the lecture's full GPT (10.8M) fits; beyond that a CPU machine only suffers
 
@@ -107,9 +112,6 @@ def check_spec(spec):
 
 def count_params(spec, vocab_size=27):
     """Parameters of the spec's model, counted on the meta device: no memory, even for a huge request."""
-    import torch
-
-    from core.models.presets import build_model
     preset, cfg = check_spec(spec)
     with torch.device("meta"):
         model, _ = build_model(preset, vocab_size, cfg.seed, **spec.get("model_kw", {}))
@@ -122,7 +124,6 @@ def count_params(spec, vocab_size=27):
 
 def load_data(model, source, block_size):
     """The dataset a spec names (DataError from data/ on bad input)."""
-    import data
     source = source or {"kind": "ssa"}
     kind = source.get("kind", "ssa")
     if kind not in ("ssa", "file"):
@@ -138,14 +139,10 @@ def load_data(model, source, block_size):
 
 def build_job(spec, dataset=None):
     """
-    Everything a Run needs, from a spec: (model, batches, cfg, probe, info). `dataset`
-    may be passed in when the caller already loaded it. The probe is a fixed batch
+    Everything a Run needs, from a spec: (model, batches, cfg, probe, info, dataset).
+    `dataset` may be passed in when the caller already loaded it. The probe is a fixed batch
     for the saturation raster: the first 32 dev examples (GPT: a seeded val batch).
     """
-    import torch
-
-    from core.models.presets import build_model
-    from core.training.loop import TensorBatches, TextBatches, pick_device
 
     preset, cfg = check_spec(spec)
     kw = dict(spec.get("model_kw", {}))
@@ -159,8 +156,7 @@ def build_job(spec, dataset=None):
                         "make it smaller (n_embd, n_hidden, n_layer).")
     probe = None
     if preset.model == "bigram-nn":
-        from data import bigrams
-        xs, ys = bigrams(ds.words, ds.stoi)
+        xs, ys = data.bigrams(ds.words, ds.stoi)
         batches = TensorBatches({"train": (xs, ys)}, 0, g, device)
     elif preset.model == "gpt":
         batches = TextBatches(lambda split: ds.get_batch(split, cfg.batch_size), cfg.eval_iters or 200, device)
@@ -185,9 +181,6 @@ def build_job(spec, dataset=None):
 def fresh_model(spec, vocab_size=27):
     """(model, block_size): the spec's model as a run would start it, without touching the caller's
     global RNG (GPT's build seeds it, as the lecture's torch.manual_seed(1337) does)."""
-    import torch
-
-    from core.models.presets import build_model
     preset, cfg = check_spec(spec)
     kw = dict(spec.get("model_kw", {}))
     block_size = kw.get("block_size", preset.block_size) if preset.model == "gpt" else preset.block_size
@@ -202,7 +195,6 @@ def fresh_model(spec, vocab_size=27):
 def seconds_per_1000_steps(spec, vocab_size=27, budget=1.5):
     """How long 1,000 steps of the spec's model take here (one torch thread, as a worker trains),
     measured on a fresh copy with random batches for about `budget` seconds."""
-    from core.models.inspector import time_per_1000_steps
     _, cfg = check_spec(spec)
     model, block_size = fresh_model(spec, vocab_size)
     return time_per_1000_steps(model, cfg.batch_size, block_size, vocab_size, cfg, budget=budget)

@@ -2,6 +2,7 @@
 Sampling from trained models: makemore's sampler and lecture 2's bigram loop.
 """
 
+import numpy as np
 import torch
 
 # -----------------------------------------------------------------------------
@@ -43,7 +44,6 @@ def lecture_multinomial(p, generator):
     the lecture's printed samples came from: the row's float32 cumulative sum,
     normalized, last bucket forced to 1, searched with one float64 uniform.
     """
-    import numpy as np
     cdf = np.cumsum(p.detach().cpu().numpy().astype(np.float32), dtype=np.float32)
     total = cdf[-1]
     if total > 0:
