@@ -172,12 +172,22 @@ def main():
     ap.add_argument("--steps", type=int, default=100, help="steps per contender per round (section 1)")
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=1, help="per model (section 3)")
+    ap.add_argument("--sections", default="123", help="which sections to run")
     args = ap.parse_args()
     configure_torch(1)
     os.environ["ZTH_DATA_DIR"] = tempfile.mkdtemp(prefix="zth-bench-")  # the bench's runs stay out of yours
     ds = dataset(args.data, 3)
     print(f"torch {torch.__version__}, 1 thread; {ds.describe()}; load average {os.getloadavg()[0]:.2f}")
 
+    if "1" in args.sections:
+        section_1(ds, args)
+    if "2" in args.sections:
+        section_2()
+    if "3" in args.sections:
+        section_3(ds, args)
+
+
+def section_1(ds, args):
     print("\n1. capture overhead, deep-bn (47,024 params): steps/s and CPU time per step, medians of", args.rounds,
           "rounds of", args.steps, "steps (every contender once a round, in a shuffled order; each contender one "
           "loop or Run\n   that lives through all rounds); 'vs plain' is the median (quartiles) of each round's "
@@ -204,6 +214,9 @@ def main():
     print(f"   every-step capture vs the lecture's own diagnostics: "
           f"{vs['Run, capture every step'][0]:.2f}x; load average now {os.getloadavg()[0]:.2f}")
 
+
+
+def section_2():
     print("\n2. the store: 1,000,000 steps into the runs file, a capture (30 tensors) every 100")
     sys.path.insert(0, str(ROOT / "tests"))
     from test_run import fake_capture
@@ -221,6 +234,9 @@ def main():
     print(f"   peak RSS grew {(rss1 - rss0) / 1e3:.0f} MB; the runs file holds {size / 1e6:.0f} MB "
           f"({len(store.db.capture_steps(store.run_id))} captures kept); {1e6 / dt:,.0f} add_step/s with the flushes")
 
+
+
+def section_3(ds, args):
     print("\n3. every model's default preset through Run, default capture cadence, steps/s")
     for model, preset in [("bigram-nn", "default"), ("mlp", "raw"), ("mlp", "kaiming"), ("mlp", "batchnorm"),
                           ("deep", "deep-bn"), ("wavenet", "flat8"), ("wavenet", "scaled"), ("gpt", "small")]:

@@ -9,7 +9,7 @@ import torch
 
 from core.capture.record import Capture
 from core.models.presets import build_model, get_preset, train_config
-from core.runs.db import MAX_CAPTURES, RunDB
+from core.runs.db import KEEP_RECENT_CAPTURES, MAX_CAPTURES, RunDB
 from core.runs.store import FLUSH_ROWS, RunStore
 from core.training.loop import Run, TensorBatches
 from core.training.sampling import lecture_multinomial, sample_words
@@ -196,3 +196,15 @@ def test_lecture_multinomial_follows_the_cumulative_sum():
     draws = [lecture_multinomial(p, g) for _ in range(2000)]
     assert set(draws) == {1, 3}
     assert np.mean(np.array(draws) == 3) == pytest.approx(0.75, abs=0.05)
+
+
+def test_captures_waiting_for_the_file_are_thinned_as_the_file_thins_them():
+    store = RunStore(name="thinning")
+    for i in range(1000):
+        store.add_capture(fake_capture(i))
+    steps = [c.step for c in store._captures]
+    assert len(steps) <= 2 * KEEP_RECENT_CAPTURES  # never more waiting than this
+    assert steps[0] == 0 and steps[-KEEP_RECENT_CAPTURES:] == list(range(1000 - KEEP_RECENT_CAPTURES, 1000))
+    assert np.all(np.diff(steps) > 0)
+    store.flush()
+    assert [c.step for c in store.captures] == steps

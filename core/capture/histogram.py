@@ -83,14 +83,17 @@ class Summarizer:
         """The job that summarizes one step's tensors (references kept: they must not be written to until it
         has run); std: the step's update stds (w, 2), numpy or (on_device) a tensor, handed on to the record.
         on_device: the numbers are taken where the tensors are (core.capture.device), for a GPU."""
-        lay = self.layout(keys, kinds)
+        return self.job(self.layout(keys, kinds), tensors, std, on_device)
+
+    def job(self, layout, tensors, std=None, on_device=False):
+        """prepare() for a layout already looked up (the recorder keeps its own)."""
         if on_device:
-            return DeviceStepJob(lay, tensors, self.bins, std)
+            return DeviceStepJob(layout, tensors, self.bins, std)
         # the kernel reads each tensor in place: contiguous float32 on the CPU
         f32 = torch.float32
         ts = [t if t.dtype is f32 and t.is_cpu and t.is_contiguous() else t.detach().float().contiguous().cpu()
               for t in tensors]
-        return StepJob(lay, ts, self.bins, std)
+        return StepJob(layout, ts, self.bins, std)
 
     def layout(self, keys, kinds):
         """The _Layout of these keys (made at their first step): which kinds, and the edges kept between steps."""

@@ -117,16 +117,16 @@ def _spread(idx, m, spread):
 
 
 @njit(nogil=True, cache=True)
-def _tally(x, lo, scale, thr, c):
+def _tally(x, lo, scale, thr, c, spread, idx):
     """Bucket counts into c (c[0] under lo, c[1..bins] the buckets, c[bins + 1] at or over hi), with
     bucket = floor((x - lo) * scale), (x - lo) * scale in float32 as numpy/torch compute it; and the
-    counts of |x| > thr and of zeros. Every value must be finite."""
+    counts of |x| > thr and of zeros. Every value must be finite. spread (SPREAD, bins + 2) and idx
+    (CHUNK) are scratch space, made once per step by the caller (a step has dozens of small tensors)."""
     bins = c.shape[0] - 2
     if bins > MAX_BINS:  # float32 would round the top clamp: count one value at a time
         return _tally_finite(x, lo, scale, thr, c)
     fbins = np.float32(bins)
-    spread = np.zeros((SPREAD, bins + 2), dtype=np.int32)
-    idx = np.empty(CHUNK, dtype=np.int32)
+    spread[:] = 0
     sat = 0
     zero = 0
     n = x.shape[0]
@@ -168,7 +168,7 @@ def _tally_finite(x, lo, scale, thr, c):
 
 
 @njit(nogil=True, cache=True)
-def _summarize_one(x, lo, scale, thr, fixed, c, st):
+def _summarize_one(x, lo, scale, thr, fixed, c, st, spread, idx):
     """One tensor: counts c (bins + 2) on edges (lo, scale = bins / (hi - lo)) and stats st = mean, std
     (unbiased), fraction above thr, fraction of zeros, NaN count, inf count (moments and fractions over the
     finite values). Returns whether its edges no longer fit: over 0.5% of the values outside, or all of
@@ -184,7 +184,7 @@ def _summarize_one(x, lo, scale, thr, fixed, c, st):
     nnan = 0
     ninf = 0
     if math.isfinite(s) and math.isfinite(ss):
-        sat, zero = _tally(x, lo, scale, thr, c)
+        sat, zero = _tally(x, lo, scale, thr, c, spread, idx)
     else:
         s, ss, nnan, ninf = _sums_finite(x, shift)
         sat, zero = _tally_finite(x, lo, scale, thr, c)
@@ -247,6 +247,8 @@ def summarize(addrs, sizes, tanh, relu, thr, edges, counts, stats, used):
     again. used (k, 2) gets the edges each tensor was counted on.
     """
     bins = np.float32(counts.shape[1] - 2)
+    spread = np.zeros((SPREAD, counts.shape[1]), dtype=np.int32)
+    idx = np.empty(CHUNK, dtype=np.int32)
     for q in range(addrs.shape[0]):
         x = _values(addrs[q], sizes[q])
         if math.isnan(edges[q, 0]):
@@ -254,7 +256,7 @@ def summarize(addrs, sizes, tanh, relu, thr, edges, counts, stats, used):
         for attempt in range(2):
             lo = edges[q, 0]
             scale = bins / (edges[q, 1] - lo)
-            if not _summarize_one(x, lo, scale, thr[q], tanh[q], counts[q], stats[q]) or attempt == 1:
+            if not _summarize_one(x, lo, scale, thr[q], tanh[q], counts[q], stats[q], spread, idx) or attempt == 1:
                 break
             _fit_edges(x, tanh[q], relu[q], edges[q])
         used[q, 0], used[q, 1] = edges[q, 0], edges[q, 1]

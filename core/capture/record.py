@@ -143,8 +143,8 @@ def _nan_to_none(x):
 
 
 def pack_capture(c):
-    head = dict(version=VERSION, stats=list(STATS), wratio=list(WRATIO), step=c.step, loss=_nan_to_none(c.loss), keys=c.keys, kinds=c.kinds, weights=c.weights,
-                bins=c.counts.shape[1] - 2 if c.counts.size else 0,
+    head = dict(version=VERSION, stats=list(STATS), wratio=list(WRATIO), step=c.step, loss=_nan_to_none(c.loss),
+                keys=c.keys, kinds=c.kinds, weights=c.weights, bins=c.counts.shape[1] - 2 if c.counts.size else 0,
                 raster={name: [list(shape), len(bits)] for name, (shape, bits) in (c.raster or {}).items()},
                 raster_step=c.raster_step)
     h = json.dumps(head).encode()

@@ -78,14 +78,14 @@ class Recorder:
         if on_device is None:
             on_device = any(not p.is_cpu for _, p in self.named_params)
         self.on_device = on_device
-        self._acts = {}        # name -> the layer's output (detached), this capture step
+        self._acts = {}        # name -> the layer's output, this capture step
         self._gouts = {}       # key -> the gradients arriving at the node that made it (a tuple)
         self._grad_at = {}     # name -> (i, key): which of that node's outputs it is, where its gradient lands
         self._gen = 0          # counts the outputs watched (see _watch)
         self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
         self._theta = None     # _Theta: the parameters being updated and their copy before the update
         self._on_way = collections.deque()  # captured steps whose numbers are not all here yet, oldest first
-        self._wgrad_rows = {}  # (keys, kinds) -> (binning, the wgrad rows in weights' order): computed once
+        self._descriptions = {}  # (slots present, parameter shapes) -> what _described works out
         # what after_backward lists, made once: (name, ("act", name), ("agrad", name), kind) per point, and
         # (("wgrad", name), parameter) per parameter
         self._point_keys = [(name, ("act", name), ("agrad", name), kind) for name, kind, _ in self.points]
@@ -144,7 +144,7 @@ class Recorder:
     # --- hooks ---------------------------------------------------------------
 
     def _watch(self, name, out):
-        self._acts[name] = out.detach()
+        self._acts[name] = out  # read, never written: the kernels take its values where they are
         node = out.grad_fn
         if node is not None:
             # a pre-hook on the autograd node that made `out` receives the (accumulated) gradients of the
@@ -183,29 +183,52 @@ class Recorder:
 
     def after_backward(self, loss=None):
         # references only: these tensors are not written to again (the next step makes new ones)
-        keys, kinds, tensors = [], [], []
+        tensors, present = [], []  # present: which slots had a tensor (acts, then their grads, then params)
         acts, gouts, grad_at = self._acts, self._gouts, self._grad_at
-        for name, key, _, kind in self._point_keys:
+        for j, (name, _, _, _) in enumerate(self._point_keys):
             t = acts.get(name)
             if t is not None:
-                keys.append(key); kinds.append(kind); tensors.append(t)
-        for name, _, key, kind in self._point_keys:
+                tensors.append(t); present.append(j)
+        n = len(self._point_keys)
+        for j, (name, _, _, _) in enumerate(self._point_keys):
             i, gkey = grad_at.get(name, (None, None))
             grads = gouts.get(gkey)
             if grads is not None:
                 g = grads[i]
                 if g is not None:
-                    keys.append(key); kinds.append(kind); tensors.append(g)
-        weights = []
-        for key, p in self._param_keys:
+                    tensors.append(g); present.append(n + j)
+        shapes = []
+        for q, (_, p) in enumerate(self._param_keys):
             g = p.grad
             if g is not None:
-                keys.append(key); kinds.append("grad"); tensors.append(g)
-                weights.append((key[1], tuple(p.shape)))
-        self._seen = (tuple(keys), tuple(kinds), tensors, tuple(weights), loss)
+                tensors.append(g); present.append(2 * n + q); shapes.append(p.shape)
+        self._seen = (self._described(tuple(present), tuple(shapes)), tensors, loss)
         acts.clear()
         gouts.clear()
         grad_at.clear()
+
+    def _described(self, present, shapes):
+        """(keys, kinds, weights, layout, wgrad rows) of a step whose slots `present` had tensors: worked out
+        the first time a set is seen (a model captures the same tensors every step)."""
+        d = self._descriptions.get((present, shapes))
+        if d is None:
+            if len(self._descriptions) > 16:  # a model whose set of captured tensors keeps changing
+                self._descriptions.clear()
+            n = len(self._point_keys)
+            keys, kinds = [], []
+            for slot in present:
+                if slot < 2 * n:
+                    _, act_key, grad_key, kind = self._point_keys[slot % n]
+                    keys.append(act_key if slot < n else grad_key); kinds.append(kind)
+                else:
+                    keys.append(self._param_keys[slot - 2 * n][0]); kinds.append("grad")
+            params = [self._param_keys[slot - 2 * n][0][1] for slot in present if slot >= 2 * n]
+            weights = tuple((name, tuple(shape)) for name, shape in zip(params, shapes))
+            keys, kinds = tuple(keys), tuple(kinds)
+            layout = self.summarizer.layout(keys, _binning(keys, kinds))
+            wgrad = np.array([i for i, (g, _) in enumerate(keys) if g == "wgrad"], dtype=np.int64)
+            d = self._descriptions[(present, shapes)] = (keys, kinds, weights, layout, wgrad)
+        return d
 
     def before_update(self):
         # the real update (right for Adam too): keep theta before the step, one flat copy. On
@@ -219,8 +242,8 @@ class Recorder:
             theta.copy()
 
     def after_update(self, probe=None):
-        """Finish the step's capture (queued for the summarizer); `probe`: a batch for the saturation raster."""
-        keys, kinds, tensors, weights, loss = self._seen
+        """Finish the step's capture; `probe`: a batch for the saturation raster."""
+        (keys, kinds, weights, layout, wgrad), tensors, loss = self._seen
         std = self._theta.update_stds(self._step)
         if len(std) != len(weights):
             raise ValueError(f"step {self._step}: {len(weights)} parameters had a gradient after backward, "
@@ -228,16 +251,10 @@ class Recorder:
         if probe is not None:
             self._raster = (self._step, self.probe(probe))
         self._seen = None
-        kept = self._wgrad_rows.get((keys, kinds))
-        if kept is None:
-            if len(self._wgrad_rows) > 16:  # a model whose set of captured tensors keeps changing
-                self._wgrad_rows.clear()
-            kept = self._wgrad_rows[(keys, kinds)] = (_binning(keys, kinds), np.array(
-                [i for i, (g, _) in enumerate(keys) if g == "wgrad"], dtype=np.int64))
-        job = self.summarizer.prepare(keys, kept[0], tensors, std, self.on_device)
+        job = self.summarizer.job(layout, tensors, std, self.on_device)
         if not self.on_device:
             job.run()  # the kernels, here and now: the next update may write to these tensors
-        self._on_way.append(_Pending(self._step, loss, keys, kinds, weights, self._raster, job, kept[1]))
+        self._on_way.append(_Pending(self._step, loss, keys, kinds, weights, self._raster, job, wgrad))
 
     def forget(self):
         """Between two advance() calls anything may touch the parameters: take a fresh "before" next time."""
@@ -320,11 +337,11 @@ class _Theta:
 
     def _readable(self):
         """The parameters' data pointers (a list) if compiled code can read them in place -- contiguous
-        float32 on the CPU, laid out as theta is, each value inside its storage; else None."""
+        float32 on the CPU, laid out as theta is; else None. (A contiguous tensor's values lie inside its
+        storage: torch refuses to make one that does not.)"""
         f32 = torch.float32
         for p, n in zip(self.params, self.numels):
-            if not (p.dtype is f32 and p.is_cpu and p.is_contiguous() and p.numel() == n
-                    and p.untyped_storage().nbytes() >= (p.storage_offset() + n) * 4):
+            if not (p.dtype is f32 and p.is_cpu and p.is_contiguous() and p.numel() == n):
                 return None
         return [p.data_ptr() for p in self.params]
 

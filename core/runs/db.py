@@ -56,6 +56,13 @@ MAX_CAPTURES = 1000
 KEEP_RECENT_CAPTURES = 100
 
 
+def thinned(items, keep_recent=KEEP_RECENT_CAPTURES):
+    """Captures (oldest first) thinned as TensorBoard thins a reservoir: every other old one dropped, the
+    first and the newest keep_recent kept -- old history gets coarser, the recent tail stays exact."""
+    old = max(len(items) - keep_recent, 0)
+    return items[:old:2] + items[old:]
+
+
 def default_data_dir():
     if os.environ.get("ZTH_DATA_DIR"):
         return Path(os.environ["ZTH_DATA_DIR"])
@@ -205,14 +212,14 @@ class RunDB:
         return json.dumps({**(json.loads(old[0]) if old else {}), **meta}, default=_nan_to_none)
 
     def _thin_captures(self, run_id):
-        # as RunStore: past max_captures, drop every other old capture (never the first)
         (n,) = self.con.execute("SELECT count(*) FROM captures WHERE run_id = ?", (run_id,)).fetchone()
         if n <= MAX_CAPTURES:
             return
-        old = [s for (s,) in self.con.execute("SELECT step FROM captures WHERE run_id = ? ORDER BY step LIMIT ?",
-                                               (run_id, n - KEEP_RECENT_CAPTURES))]
+        steps = [s for (s,) in self.con.execute("SELECT step FROM captures WHERE run_id = ? ORDER BY step",
+                                                 (run_id,))]
+        keep = set(thinned(steps))
         self.con.executemany("DELETE FROM captures WHERE run_id = ? AND step = ?",
-                             [(run_id, s) for s in old[1::2]])
+                             [(run_id, s) for s in steps if s not in keep])
 
     # --- reads ----------------------------------------------------------------------
 

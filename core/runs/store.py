@@ -6,13 +6,14 @@ shows on the Runs page and reads the same way.
 Writes are kept in memory and go to the file in one transaction at flush(): the worker flushes
 a few times a second, a reader flushes before it reads, and a run nobody reads flushes itself
 every FLUSH_ROWS steps, so memory stays flat however long it trains. The file keeps every
-step's loss and learning rate and thins old captures (core.runs.db).
+step's loss and learning rate and thins old captures (core.runs.db.thinned), and so does the
+buffer before it is written.
 """
 
 import os
 import threading
 
-from core.runs.db import RunDB
+from core.runs.db import KEEP_RECENT_CAPTURES, RunDB, thinned
 
 FLUSH_ROWS = 5_000  # steps kept in memory at most before they go to the file
 
@@ -49,6 +50,10 @@ class RunStore:
     def add_capture(self, capture):
         with self._lock:
             self._captures.append(capture)
+            if len(self._captures) > 2 * KEEP_RECENT_CAPTURES:
+                # thinned here as the file would thin them: with a capture every step, most would be
+                # packed and written only to be deleted
+                self._captures = thinned(self._captures)
 
     def set_meta(self, **kw):
         with self._lock:
