@@ -41,7 +41,8 @@ def child(data, mode, n):
     """Inside valgrind: warm up, then train n steps of one contender."""
     from bench_core import dataset, notebook_step
 
-    from core.models.presets import build_model, get_preset, train_config
+    from core.models.build import build_model
+    from core.models.presets import get_preset, train_config
     from core.training.loop import Run, TensorBatches, configure_torch
     configure_torch(1)
     ds = dataset(data, 3)
@@ -72,7 +73,8 @@ def warm():
     """Every kernel a capture uses, compiled into the cache: three capture steps of a small deep stack."""
     import torch
 
-    from core.models.presets import build_model, get_preset, train_config
+    from core.models.build import build_model
+    from core.models.presets import get_preset, train_config
     from core.training.loop import Run, TensorBatches
     p = get_preset("deep", "deep-bn")
     cfg = train_config(p, steps=3, capture_every=1)

@@ -25,8 +25,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import data  # noqa: E402
+from core.models.build import build_model
 from core.models.ninja import run_exercises  # noqa: E402
-from core.models.presets import build_model, get_preset, train_config  # noqa: E402
+from core.models.presets import get_preset, train_config  # noqa: E402
 from core.training.loop import Run, TensorBatches, configure_torch  # noqa: E402
 
 

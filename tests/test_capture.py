@@ -8,7 +8,8 @@ from core.capture import device, kernels
 from core.capture.histogram import BINS, Summarizer, density
 from core.capture.kernels import nice_bound
 from core.capture.recorder import Recorder
-from core.models.presets import build_model, get_preset, train_config
+from core.models.build import build_model
+from core.models.presets import get_preset, train_config
 from core.training.loop import Run, TensorBatches
 
 V = 27

@@ -50,7 +50,8 @@ def test_raw_probe_raster_is_mostly_white_without_a_dead_column(names_path):
 
 def test_huge_biases_kill_units(names_words):
     # b1 * 20: a unit whose bias is far from 0 is saturated for every example -- dead
-    from core.models.presets import build_model, get_preset, train_config
+    from core.models.build import build_model
+    from core.models.presets import get_preset, train_config
     from core.training.loop import Run, TensorBatches
     from data import WordsDataset
     ds = WordsDataset(names_words[:3000], 3)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from core.cli import make_parser, sample, train
-from core.models.presets import build_model, get_preset, train_config
+from core.models.build import build_model
+from core.models.presets import get_preset, train_config
 from core.training.loop import Run, TensorBatches
 from data import WordsDataset, bigrams, load_words
 

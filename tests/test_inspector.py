@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
+from core.models.build import build_model
 from core.models.inspector import attention_maps, generate_text, layer_shapes, time_per_1000_steps
-from core.models.presets import build_model, get_preset, train_config
+from core.models.presets import get_preset, train_config
 from core.runs.spec import build_job, seconds_per_1000_steps
 from core.training.loop import Run
 

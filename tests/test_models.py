@@ -6,8 +6,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.models.bigram import Bigram
+from core.models.build import build_model
 from core.models.layers import BatchNorm1d, BatchNormStd, Embedding, FlattenConsecutive, Linear, Tanh
-from core.models.presets import PRESETS, build_model, get_preset
+from core.models.presets import PRESETS, get_preset
 
 V = 27
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from core.models.build import build_model
 from core.models.ninja import (
     BN_STEP,
     CE_STEP,
@@ -26,7 +27,7 @@ from core.models.ninja import (
     lecture_batch,
     run_exercises,
 )
-from core.models.presets import build_model, get_preset, train_config
+from core.models.presets import get_preset, train_config
 from core.runs.spec import SpecError, check_spec
 from core.training.loop import Run, TensorBatches
 from data import WordsDataset

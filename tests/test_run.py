@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from core.capture.record import Capture
-from core.models.presets import build_model, get_preset, train_config
+from core.models.build import build_model
+from core.models.presets import get_preset, train_config
 from core.runs.db import KEEP_RECENT_CAPTURES, MAX_CAPTURES, RunDB
 from core.runs.store import FLUSH_ROWS, RunStore
 from core.training.loop import Run, TensorBatches

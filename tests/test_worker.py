@@ -207,7 +207,8 @@ def test_a_gpt_worker_samples_text_at_every_estimate_without_changing_the_run(ma
 
 def test_a_gpt_checkpoint_saves_without_the_recorders_hooks_and_keeps_them(tmp_path):
     from core.capture.recorder import Recorder
-    from core.models.presets import build_model, get_preset
+    from core.models.build import build_model
+    from core.models.presets import get_preset
     model, _ = build_model(get_preset("gpt", "blocks"), 65, 1337)
     rec = Recorder(model)                       # forward hooks on every ReLU and LayerNorm
     n_hooks = sum(len(m._forward_hooks) for m in model.modules())

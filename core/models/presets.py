@@ -6,14 +6,6 @@ initialized, how it is trained, and what a learner should see.
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import torch
-
-from core.models.bigram import Bigram, BigramNN
-from core.models.gpt import GPT
-from core.models.mlp import MLP, Deep
-from core.models.ninja import Ninja
-from core.models.wavenet import WaveNet
-
 MAKEMORE_SEED = 2147483647  # torch.Generator().manual_seed(...) in lectures 2-5
 WAVENET_SEED = 42           # torch.manual_seed(42) in lecture 6
 GPT_SEED = 1337             # torch.manual_seed(1337) in lecture 7
@@ -46,6 +38,7 @@ class TrainConfig:
 def lr_sweep(lo, hi, steps):
     """Lecture 3: lre = torch.linspace(-3, 0, 1000); lrs = 10**lre -- in float32, as the lecture
     computes them, so the rate at step i is the lecture's to the last digit. Returns (lre, lrs) as lists."""
+    import torch  # here, not at the top: the CLI reads presets to parse its arguments, before torch loads
     lre = torch.linspace(lo, hi, steps)
     lrs = 10**lre
     return lre.tolist(), lrs.tolist()
@@ -214,36 +207,3 @@ def train_config(preset, **overrides):
     for k, v in {**preset.train, **{k: v for k, v in overrides.items() if v is not None}}.items():
         setattr(cfg, k, v)
     return cfg
-
-
-# -----------------------------------------------------------------------------
-# models from presets
-
-
-def build_model(preset, vocab_size, seed, **overrides):
-    """
-    The preset's model with the lecture's seeding. Returns (model, generator): the
-    makemore models keep drawing minibatch indices from the same generator after
-    the parameters, exactly as the lectures do. GPT seeds the global RNG (the
-    lecture's torch.manual_seed(1337)), which its nn.Linear init and dropout use.
-    """
-    kw = {**preset.kwargs, **{k: v for k, v in overrides.items() if v is not None}}
-    g = torch.Generator().manual_seed(seed)
-    m = preset.model
-    if m == "bigram":
-        return Bigram(vocab_size, **kw), g
-    if m == "bigram-nn":
-        return BigramNN(vocab_size, generator=g, **kw), g
-    if m == "mlp":
-        return MLP(vocab_size, block_size=preset.block_size, generator=g, **kw), g
-    if m == "deep":
-        return Deep(vocab_size, block_size=preset.block_size, generator=g, **kw), g
-    if m == "wavenet":
-        return WaveNet(vocab_size, block_size=preset.block_size, generator=g, **kw), g
-    if m == "ninja":
-        return Ninja(vocab_size, block_size=preset.block_size, generator=g, **kw), g
-    if m == "gpt":
-        torch.manual_seed(seed)
-        kw.setdefault("block_size", preset.block_size)
-        return GPT(vocab_size, **kw), g
-    raise ValueError(f"unknown model {m!r}")

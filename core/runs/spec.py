@@ -20,8 +20,9 @@ import math
 import torch
 
 import data
+from core.models.build import build_model
 from core.models.inspector import time_per_1000_steps
-from core.models.presets import TrainConfig, build_model, get_preset, train_config
+from core.models.presets import TrainConfig, get_preset, train_config
 from core.training.loop import TensorBatches, TextBatches, pick_device
 
 MAX_PARAMS = 12_000_000  # the lecture's full GPT (10.8M) fits; beyond that a CPU machine only suffers
