@@ -36,13 +36,10 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from core.models.presets import (  # noqa: E402
-    build_model,  # noqa: E402
-    get_preset,
-    train_config,
-)
+from core.models.build import build_model  # noqa: E402
+from core.models.presets import get_preset, train_config  # noqa: E402
 from core.runs.store import RunStore  # noqa: E402
-from core.training.loop import Run, TensorBatches, TextBatches, configure_torch
+from core.training.loop import Run, TensorBatches, TextBatches, configure_torch  # noqa: E402
 
 
 def dataset(path, block_size):
