@@ -36,6 +36,10 @@ def setdefault(key, default):
     return st.session_state.setdefault(key, default)
 
 
+def has(key):
+    return key in st.session_state
+
+
 def take(key):
     """The value under key, removed: a message shown once."""
     return st.session_state.pop(key, None)

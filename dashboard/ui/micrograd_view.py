@@ -1,6 +1,6 @@
 """
-The micrograd page's one home for st.session_state (every key starts with mg_), the
-callbacks its buttons run, and its drawing helpers. The math lives in core/.
+The micrograd page's session keys (every one starts with mg_; dashboard/state.py holds the
+session), the callbacks its buttons run, and its drawing helpers. The math lives in core/.
 
 The expression graph is rebuilt from the text on every rerun (building it is the forward
 pass, and costs microseconds). What the buttons did is kept as counters, and replayed on
@@ -18,6 +18,7 @@ import streamlit as st
 from core.micrograd.graph import dot_program, step_backward, to_svg
 from core.micrograd.moons import N_STEPS, demo_model, train_step
 from core.micrograd.parse import PRESETS, ExpressionError, parse_with_leaves
+from dashboard import state
 
 # --- session keys ------------------------------------------------------------------------
 MG_PRESET = "mg_preset"          # selectbox: the lecture expression last loaded
@@ -49,55 +50,47 @@ TRAIN_EVERY = 1.0    # seconds between ticks of live training
 TRAIN_BUDGET = 0.6   # seconds of training per tick (at least one step): the page stays responsive
 
 
-def get(key, default=None):
-    return st.session_state.get(key, default)
-
-
-def put(key, value):
-    st.session_state[key] = value
-
-
 def value_box_default(name):
     """ a new name's value box starts at the value it last had, else 1.0 """
-    st.session_state.setdefault(MG_VAL + name, get(MG_VALUES, {}).get(name, 1.0))
+    state.setdefault(MG_VAL + name, state.get(MG_VALUES, {}).get(name, 1.0))
 
 
 def remember_values(values):
-    put(MG_VALUES, {**get(MG_VALUES, {}), **values})
+    state.put(MG_VALUES, {**state.get(MG_VALUES, {}), **values})
 
 
 def init():
     """ first visit: the lecture's first expression, and a fresh demo model """
-    if MG_TEXT not in st.session_state:
+    if not state.has(MG_TEXT):
         load_preset(DEFAULT_PRESET)
-    st.session_state.setdefault(MG_PRESET, DEFAULT_PRESET)
-    st.session_state.setdefault(MG_COLOR_GRAD, False)
-    st.session_state.setdefault(MG_H, 0.001)
-    if MG_MODEL not in st.session_state:
+    state.setdefault(MG_PRESET, DEFAULT_PRESET)
+    state.setdefault(MG_COLOR_GRAD, False)
+    state.setdefault(MG_H, 0.001)
+    if not state.has(MG_MODEL):
         new_model()
 
 # --- the expression: callbacks -----------------------------------------------------------
 
 
 def load_preset(name=None):
-    p = PRESETS[name or st.session_state[MG_PRESET]]
-    st.session_state[MG_TEXT] = p.text
-    st.session_state[MG_VALUES] = dict(p.values)
+    p = PRESETS[name or state.get(MG_PRESET)]
+    state.put(MG_TEXT, p.text)
+    state.put(MG_VALUES, dict(p.values))
     for k, v in p.values.items():
-        st.session_state[MG_VAL + k] = v
+        state.put(MG_VAL + k, v)
     _fresh_graph()
 
 
 def _fresh_graph():
     """ new text: new leaves, so nothing carries over """
-    st.session_state[MG_LEAF_BASE] = {}
+    state.put(MG_LEAF_BASE, {})
     _reset_passes()
 
 
 def _reset_passes():
-    st.session_state[MG_PASSES] = 0
-    st.session_state[MG_STEP] = None
-    st.session_state[MG_PLAYING] = False
+    state.put(MG_PASSES, 0)
+    state.put(MG_STEP, None)
+    state.put(MG_PLAYING, False)
 
 
 def on_text():
@@ -107,46 +100,46 @@ def on_text():
 def forward():
     """ a new forward pass: new intermediate nodes (grad 0), the same leaves, which keep
     their grads until zero_grad, like parameters in a training loop """
-    st.session_state[MG_LEAF_BASE] = dict(get(MG_LEAF_NOW, {}))
+    state.put(MG_LEAF_BASE, dict(state.get(MG_LEAF_NOW, {})))
     _reset_passes()
 
 
 def backward():
     """ one more backward(); during a step-through, finish that pass instead """
-    st.session_state[MG_PASSES] = get(MG_PASSES, 0) + 1
-    st.session_state[MG_STEP] = None
-    st.session_state[MG_PLAYING] = False
+    state.put(MG_PASSES, state.get(MG_PASSES, 0) + 1)
+    state.put(MG_STEP, None)
+    state.put(MG_PLAYING, False)
 
 
 def zero_grad():
-    st.session_state[MG_LEAF_BASE] = {}
+    state.put(MG_LEAF_BASE, {})
     _reset_passes()
 
 
 def step():
-    k = get(MG_STEP)
+    k = state.get(MG_STEP)
     if k is None:
         _start_stepping()
     else:
-        st.session_state[MG_STEP] = min(k + 1, get(MG_STEPS_TOTAL, 0))
+        state.put(MG_STEP, min(k + 1, state.get(MG_STEPS_TOTAL, 0)))
 
 
 def _start_stepping():
     """ a step-through starts from clean grads (Zero grad, then backward one node at a time),
     so every number it shows comes from this pass alone """
     zero_grad()
-    st.session_state[MG_STEP] = 0
+    state.put(MG_STEP, 0)
 
 
 def play():
-    if get(MG_STEP) is None or get(MG_STEP) >= get(MG_STEPS_TOTAL, 0):
+    if state.get(MG_STEP) is None or state.get(MG_STEP) >= state.get(MG_STEPS_TOTAL, 0):
         _start_stepping()
-        st.session_state[MG_PLAY_HOLD] = True  # show step 0 before the first tick moves on
-    st.session_state[MG_PLAYING] = True
+        state.put(MG_PLAY_HOLD, True)  # show step 0 before the first tick moves on
+    state.put(MG_PLAYING, True)
 
 
 def pause():
-    st.session_state[MG_PLAYING] = False
+    state.put(MG_PLAYING, False)
 
 
 def reset_steps():
@@ -156,12 +149,12 @@ def reset_steps():
 
 def advance_play():
     """ one tick of Play: the next node; True when the pass is done (the caller stops the timer) """
-    if get(MG_PLAY_HOLD):
-        st.session_state[MG_PLAY_HOLD] = False
+    if state.get(MG_PLAY_HOLD):
+        state.put(MG_PLAY_HOLD, False)
         return False
     step()
-    if get(MG_STEP) >= get(MG_STEPS_TOTAL, 0):
-        st.session_state[MG_PLAYING] = False
+    if state.get(MG_STEP) >= state.get(MG_STEPS_TOTAL, 0):
+        state.put(MG_PLAYING, False)
         return True
     return False
 
@@ -171,56 +164,56 @@ def advance_play():
 def expression(text, values):
     """ (root, leaves, steps) for the page's state; raises ExpressionError with a message """
     root, leaves = parse_with_leaves(text, values)
-    for name, g in get(MG_LEAF_BASE, {}).items():
+    for name, g in state.get(MG_LEAF_BASE, {}).items():
         if name in leaves:
             leaves[name].grad = g
     steps = []
     try:
-        for _ in range(get(MG_PASSES, 0)):
+        for _ in range(state.get(MG_PASSES, 0)):
             root.backward()
-        if get(MG_STEP) is not None:
-            steps = step_backward(root, get(MG_STEP))
+        if state.get(MG_STEP) is not None:
+            steps = step_backward(root, state.get(MG_STEP))
     except (ZeroDivisionError, OverflowError, ValueError):
         raise ExpressionError("backward() failed: a local derivative here divides by zero or overflows "
                               "(e.g. x**0.5 at x = 0)") from None
-    st.session_state[MG_LEAF_NOW] = {name: v.grad for name, v in leaves.items()}
+    state.put(MG_LEAF_NOW, {name: v.grad for name, v in leaves.items()})
     return root, leaves, steps
 
 # --- the moons MLP: callbacks and the training tick --------------------------------------
 
 
 def new_model():
-    st.session_state[MG_MODEL] = demo_model()
-    st.session_state[MG_HIST] = []
-    st.session_state[MG_TRAINING] = False
+    state.put(MG_MODEL, demo_model())
+    state.put(MG_HIST, [])
+    state.put(MG_TRAINING, False)
 
 
 def train():
-    if len(get(MG_HIST, [])) >= N_STEPS:
+    if len(state.get(MG_HIST, [])) >= N_STEPS:
         new_model()  # the demo's schedule is 100 steps long: start again
-    st.session_state[MG_TRAINING] = True
+    state.put(MG_TRAINING, True)
 
 
 def stop_training():
-    st.session_state[MG_TRAINING] = False
+    state.put(MG_TRAINING, False)
 
 
 def one_step(X, y):
-    hist = get(MG_HIST)
+    hist = state.get(MG_HIST)
     if len(hist) < N_STEPS:
         k = len(hist)
-        hist.append((k, *train_step(get(MG_MODEL), X, y, k)))
+        hist.append((k, *train_step(state.get(MG_MODEL), X, y, k)))
 
 
 def train_tick(X, y, clock):
     """ steps for about TRAIN_BUDGET seconds (at least one); True when the 100 steps are done """
     t0 = clock()
-    while len(get(MG_HIST)) < N_STEPS:
+    while len(state.get(MG_HIST)) < N_STEPS:
         one_step(X, y)
         if clock() - t0 > TRAIN_BUDGET:
             break
-    if len(get(MG_HIST)) >= N_STEPS:
-        st.session_state[MG_TRAINING] = False
+    if len(state.get(MG_HIST)) >= N_STEPS:
+        state.put(MG_TRAINING, False)
         return True
     return False
 
@@ -234,9 +227,9 @@ def graph_chart(dot, name):
     took ~6 s, a fresh drawing ~0.3 s. So a chart moves between two positions each time its
     DOT changes, and stays put (no redraw at all) while it does not. """
     h = hashlib.blake2b(dot.encode(), digest_size=8).hexdigest()
-    last = get(MG_SLOT + name)
+    last = state.get(MG_SLOT + name)
     slot = 0 if last is None else (last[1] if last[0] == h else 1 - last[1])
-    st.session_state[MG_SLOT + name] = (h, slot)
+    state.put(MG_SLOT + name, (h, slot))
     with st.container():
         if slot:
             st.empty()  # takes position 0, so the chart gets a new element id

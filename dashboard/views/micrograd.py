@@ -5,6 +5,7 @@ import streamlit as st
 from core.micrograd.graph import backward_order, build_graph, collapse, mlp_names, to_dot
 from core.micrograd.moons import N_STEPS, datapoint_score, decision_grid, learning_rate, make_moons
 from core.micrograd.parse import PRESETS, ExpressionError, free_names, parse_expression, slope_check
+from dashboard import state
 from dashboard.ui import micrograd_view as mv
 
 st.title("micrograd")
@@ -22,14 +23,14 @@ def expression_part():
     """ a function, so a bad expression can end this tab with `return` and leave the other tab alone """
     c1, c2, c3 = st.columns([1.1, 1.6, 1.6])
     c1.selectbox("Lecture example", list(PRESETS), key=mv.MG_PRESET, on_change=mv.load_preset)
-    preset = PRESETS[mv.get(mv.MG_PRESET)]
-    edited = mv.get(mv.MG_TEXT) != preset.text
+    preset = PRESETS[state.get(mv.MG_PRESET)]
+    edited = state.get(mv.MG_TEXT) != preset.text
     c1.caption("Your own expression: each name gets a value box. Pick an example to go back to the lecture's."
                if edited else preset.note)
     c2.text_area("Expression (one per line; the last line is the output)", key=mv.MG_TEXT, height=170,
                  on_change=mv.on_text, help="Numbers, names, + - * / **, exp log tanh relu sigmoid, "
                  "and lines like `e = a*b` or `c += 1`. The last line is the output.")
-    text = mv.get(mv.MG_TEXT)
+    text = state.get(mv.MG_TEXT)
     try:
         names = free_names(text)
     except ExpressionError as e:
@@ -52,8 +53,8 @@ def expression_part():
 
     # --- controls: the three phases of the lecture, then the step-through ----------------
     n_total = len(backward_order(root))
-    mv.put(mv.MG_STEPS_TOTAL, n_total)
-    k, playing = mv.get(mv.MG_STEP), mv.get(mv.MG_PLAYING)
+    state.put(mv.MG_STEPS_TOTAL, n_total)
+    k, playing = state.get(mv.MG_STEP), state.get(mv.MG_PLAYING)
     with st.container(horizontal=True, vertical_alignment="center"):
         st.button("Forward", key="mg_forward", on_click=mv.forward, icon=":material/arrow_forward:",
                   help="Build the graph again from the values: new nodes with grad 0. The leaves are the same "
@@ -77,14 +78,14 @@ def expression_part():
 
     @st.fragment(run_every=mv.PLAY_EVERY if playing else None)
     def expression_graph():
-        if mv.get(mv.MG_PLAYING) and mv.advance_play():
+        if state.get(mv.MG_PLAYING) and mv.advance_play():
             st.rerun()  # the pass is done: a full rerun stops the timer and updates the buttons
         try:
             output, leaves, steps = mv.expression(text, values)
         except ExpressionError as e:
             st.error(f"**Backward failed:** {e}", icon=":material/error:")
             return
-        k, passes = mv.get(mv.MG_STEP), mv.get(mv.MG_PASSES, 0)
+        k, passes = state.get(mv.MG_STEP), state.get(mv.MG_PASSES, 0)
         st.markdown(f"**{output.label} = {output.data:.4f}**" + (f" · backward passes on this graph: **{passes}**"
                                                         if k is None else " · stepping through backward()"))
         params = [leaves[p] for p in preset.parameters if p in leaves] if text == preset.text else []
@@ -95,9 +96,9 @@ def expression_part():
         if k is not None:
             mv.step_panel(k, n_total, steps, output)
         shown = collapse(records, budget=300)
-        dot = to_dot(shown, highlight=highlight, touched=touched, color_by_grad=mv.get(mv.MG_COLOR_GRAD))
+        dot = to_dot(shown, highlight=highlight, touched=touched, color_by_grad=state.get(mv.MG_COLOR_GRAD))
         mv.graph_chart(dot, "expression")
-        fills = ("Fill: white (no gradient) to orange (the largest |grad|)." if mv.get(mv.MG_COLOR_GRAD) else
+        fills = ("Fill: white (no gradient) to orange (the largest |grad|)." if state.get(mv.MG_COLOR_GRAD) else
                  "Blue: inputs · khaki: parameters · salmon: the output · white: intermediate values.")
         st.caption(fills + " Circles: the operation that made the value they point to."
                    + (" Red: the node running its _backward; blue outline: the grads it just changed."
@@ -144,8 +145,8 @@ with moons_tab:
                "with `random.seed(1337)` (337 parameters), the SVM max-margin loss `relu(1 - y·score)` plus "
                "1e-4·L2, and 100 steps of SGD with `lr = 1.0 - 0.9·k/100`. The first loss is 0.8958 at 50% "
                "accuracy; by step 100 every point is classified right.")
-    training = mv.get(mv.MG_TRAINING)
-    hist = mv.get(mv.MG_HIST)
+    training = state.get(mv.MG_TRAINING)
+    hist = state.get(mv.MG_HIST)
     t1, t2, t3, _ = st.columns([1.2, 1, 1, 3])
     if training:
         t1.button("Pause training", key="mg_train_pause", on_click=mv.stop_training, icon=":material/pause:")
@@ -158,11 +159,11 @@ with moons_tab:
 
     @st.fragment(run_every=mv.TRAIN_EVERY if training else None)
     def live_training():
-        if mv.get(mv.MG_TRAINING):
+        if state.get(mv.MG_TRAINING):
             if mv.train_tick(X, y, time.perf_counter):
                 st.rerun()  # done: a full rerun stops the timer and redraws the graph below
-        hist = mv.get(mv.MG_HIST)
-        model = mv.get(mv.MG_MODEL)
+        hist = state.get(mv.MG_HIST)
+        model = state.get(mv.MG_MODEL)
         m = st.columns(4)
         last = f" at step {hist[-1][0]}" if hist else ""
         m[0].metric("steps done", f"{len(hist)} / {N_STEPS}")
@@ -175,14 +176,14 @@ with moons_tab:
             st.plotly_chart(mv.curves_figure(hist), key="mg_curves", width="stretch")
         with right:
             xs, ys, Z = decision_grid(model, X)
-            st.plotly_chart(mv.boundary_figure(xs, ys, Z, X, y, mv.get(mv.MG_POINT, 0)), key="mg_boundary",
+            st.plotly_chart(mv.boundary_figure(xs, ys, Z, X, y, state.get(mv.MG_POINT, 0)), key="mg_boundary",
                             width="stretch")
 
     live_training()
 
     # --- one datapoint through the net, folded into neurons --------------------------------
     st.subheader("One datapoint through the net")
-    model = mv.get(mv.MG_MODEL)
+    model = state.get(mv.MG_MODEL)
     d1, d2, d3 = st.columns([1, 1, 2])
     point = d1.number_input("Datapoint", min_value=0, max_value=len(X) - 1, step=1, key=mv.MG_POINT,
                             help="Circled on the decision boundary.")
@@ -201,6 +202,6 @@ with moons_tab:
                f"{records.total:,} Values drawn as {len(shown.nodes)} boxes. A neuron box holds w·x + b and "
                "its ReLU, and shows its output's data and d score / d output as grad. An opened neuron is a "
                "chain of 16 multiply-adds: the chart's fullscreen button or the DOT file reads best."
-               + (" It shows the model as it was when training last paused." if mv.get(mv.MG_TRAINING) else ""))
+               + (" It shows the model as it was when training last paused." if state.get(mv.MG_TRAINING) else ""))
     mv.graph_chart(dot, "datapoint")
     mv.downloads(dot, f"micrograd-datapoint-{point}", "mg_moons")
