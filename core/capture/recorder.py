@@ -147,13 +147,9 @@ class Recorder:
         self._acts[name] = out  # read, never written: the kernels take its values where they are
         node = out.grad_fn
         if node is not None:
-            # a pre-hook on the autograd node that made `out` receives the (accumulated) gradients of the
-            # node's outputs, out's at out.output_nr: the same as out.register_hook, at a fraction of the
-            # cost (no Python wrapper, no handle, and the hook is a builtin: no Python frame when it fires).
-            # Keyed by the output's index too: a layer called twice in one forward pass may be a different
-            # output of its node each time, and its gradient is read for the output seen last
-            # (and by a generation: a layer called twice as the same output of two nodes must not get the
-            # first call's gradient, which arrives last)
+            # out's gradient reaches a pre-hook on the node that made it, at out.output_nr: what
+            # out.register_hook gives, without a handle or a Python frame (the hook is a builtin). The
+            # generation in the key keeps a layer called twice from reading its first call's gradient.
             self._gen += 1
             key = (name, self._gen)
             self._grad_at[name] = (out.output_nr, key)
