@@ -32,18 +32,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # section 2's fake_capture is the tests' own
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from test_run import fake_capture  # noqa: E402
 
+import data  # noqa: E402
 from core.models.build import build_model  # noqa: E402
 from core.models.presets import get_preset, train_config  # noqa: E402
 from core.runs.store import RunStore  # noqa: E402
 from core.training.loop import Run, TensorBatches, TextBatches, configure_torch  # noqa: E402
+from data import bigrams  # noqa: E402
 
 
 def dataset(path, block_size):
-    import data
     words = data.load_words(path) if path else data.default_words()
     return data.WordsDataset(words, block_size)
 
@@ -107,7 +110,6 @@ def core_run(ds, capture_every, model="deep", preset="deep-bn"):
         batches = TextBatches(lambda split: ds.get_batch(split, cfg.batch_size), 10)
         probe = None
     elif model == "bigram-nn":
-        from data import bigrams
         batches = TensorBatches({"train": bigrams(ds.words, ds.stoi)}, 0, g)
         probe = None
     else:
@@ -215,8 +217,6 @@ def section_1(ds, args):
 
 def section_2():
     print("\n2. the store: 1,000,000 steps into the runs file, a capture (30 tensors) every 100")
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_run import fake_capture
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     store = RunStore(name="bench: a million steps")
     t0 = time.perf_counter()
@@ -239,7 +239,6 @@ def section_3(ds, args):
                           ("deep", "deep-bn"), ("wavenet", "flat8"), ("wavenet", "scaled"), ("gpt", "small")]:
         p = get_preset(model, preset)
         if model == "gpt":
-            import data
             d = data.TextDataset("\n".join(ds.words) + "\n", p.block_size)
         else:
             d = dataset(args.data, p.block_size) if p.block_size != 3 else ds

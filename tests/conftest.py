@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from core.training.loop import configure_torch
+from data import load_words
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # makemore's names.txt and tiny Shakespeare live beside the checkout, for tests only
@@ -30,7 +33,6 @@ def shakespeare_path():
 
 @pytest.fixture(scope="session")
 def names_words(names_path):
-    from data import load_words
     return load_words(names_path)
 
 
@@ -43,7 +45,6 @@ def session_data_dir(tmp_path_factory):
 
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
-    from core.training.loop import configure_torch
     configure_torch(1)
 
 

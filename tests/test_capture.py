@@ -1,4 +1,6 @@
+import json
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -6,11 +8,13 @@ import torch
 
 from core.capture import device, kernels
 from core.capture.histogram import BINS, Summarizer, density
-from core.capture.kernels import nice_bound
+from core.capture.kernels import MAX_BINS, nice_bound
+from core.capture.record import STATS, VERSION, pack_capture, unpack_capture
 from core.capture.recorder import Recorder
 from core.models.build import build_model
 from core.models.presets import get_preset, train_config
-from core.training.loop import Run, TensorBatches
+from core.training.loop import PROBE_EVERY, Run, TensorBatches
+from data import WordsDataset
 
 V = 27
 
@@ -62,7 +66,6 @@ def test_counts_match_torch_histc_for_any_length(on_device):
 
 
 def test_more_bins_than_the_vectorized_tally_takes_are_counted_the_same_way():
-    from core.capture.kernels import MAX_BINS
     torch.manual_seed(10)
     x = torch.randn(3000)
     bins = MAX_BINS + 3
@@ -488,7 +491,6 @@ def test_no_retain_grad_in_the_loop():
 
 
 def test_capture_record_is_small_and_json_ready():
-    import json
     run = makemore_run("deep", "deep-bn", steps=1)
     run.advance(1)
     cap = run.store.latest_capture()
@@ -501,7 +503,6 @@ def test_capture_record_is_small_and_json_ready():
 # --- the saturation raster on a fixed probe batch -------------------------------------
 
 def test_probe_raster_matches_the_lecture_imshow_and_leaves_training_unchanged(names_words):
-    from data import WordsDataset
     ds = WordsDataset(names_words[:2000], 3)
     outs = []
     for probe in (None, ds.Xdev[:32]):
@@ -617,8 +618,6 @@ def test_a_diverging_run_keeps_the_captures_before_the_divergence():
 
 
 def test_the_probe_runs_at_most_every_probe_every_steps_and_at_the_last(names_words):
-    from core.training.loop import PROBE_EVERY
-    from data import WordsDataset
     ds = WordsDataset(names_words[:2000], 3)
     preset = get_preset("mlp", "kaiming")
     cfg = train_config(preset, steps=2 * PROBE_EVERY + 5, capture_every=1)
@@ -632,15 +631,12 @@ def test_the_probe_runs_at_most_every_probe_every_steps_and_at_the_last(names_wo
     fresh = [c.step for c in caps if c.raster_step == c.step]
     assert fresh == [0, PROBE_EVERY, 2 * PROBE_EVERY, cfg.steps - 1]
     assert all(c.raster and c.raster_step == max(s for s in fresh if s <= c.step) for c in caps)
-    from core.capture.record import pack_capture, unpack_capture
     c = unpack_capture(pack_capture(caps[3]))  # the record format keeps where a raster came from
     assert c.step == 3 and c.raster_step == 0 and c.raster == caps[0].raster
 
 
 def _repacked(blob, **head_changes):
     """A stored record with its JSON header edited (as an older writer would have written it)."""
-    import json
-    import struct
     (n,) = struct.unpack_from("<I", blob)
     head = json.loads(blob[4:4 + n])
     for k, v in head_changes.items():
@@ -653,7 +649,6 @@ def _repacked(blob, **head_changes):
 
 
 def test_a_record_stored_without_a_version_reads_as_it_was_written():
-    from core.capture.record import VERSION, pack_capture, unpack_capture
     run = makemore_run("deep", "deep-bn", steps=2, capture_every=1)
     run.advance(2)
     cap = run.store.latest_capture()
@@ -664,7 +659,6 @@ def test_a_record_stored_without_a_version_reads_as_it_was_written():
 
 
 def test_a_statistic_a_record_was_stored_without_reads_nan():
-    from core.capture.record import STATS, pack_capture, unpack_capture
     run = makemore_run("deep", "deep-bn", steps=1, capture_every=1)
     run.advance(1)
     cap = run.store.latest_capture()

@@ -3,11 +3,14 @@
 import pytest
 
 from core.capture.diagnose import dead_units, diagnose
+from core.models.build import build_model
+from core.models.presets import get_preset, train_config
 from core.runs.spec import build_job
+from core.training.loop import Run, TensorBatches
+from data import WordsDataset
 
 
 def run_spec(names_path, model, preset, steps=1, **kw):
-    from core.training.loop import Run
     train = {"steps": steps, "capture_every": 1, **kw.pop("train", {})}
     spec = {"model": model, "preset": preset, "model_kw": kw, "train": train,
             "data": {"kind": "file", "path": str(names_path)}}
@@ -50,10 +53,6 @@ def test_raw_probe_raster_is_mostly_white_without_a_dead_column(names_path):
 
 def test_huge_biases_kill_units(names_words):
     # b1 * 20: a unit whose bias is far from 0 is saturated for every example -- dead
-    from core.models.build import build_model
-    from core.models.presets import get_preset, train_config
-    from core.training.loop import Run, TensorBatches
-    from data import WordsDataset
     ds = WordsDataset(names_words[:3000], 3)
     preset = get_preset("mlp", "raw")
     model, g = build_model(preset, 27, 2147483647, b1_scale=20.0)

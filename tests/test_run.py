@@ -12,7 +12,7 @@ from core.models.build import build_model
 from core.models.presets import get_preset, train_config
 from core.runs.db import KEEP_RECENT_CAPTURES, MAX_CAPTURES, RunDB
 from core.runs.store import FLUSH_ROWS, RunStore
-from core.training.loop import Run, TensorBatches
+from core.training.loop import Run, TensorBatches, TextBatches
 from core.training.sampling import lecture_multinomial, sample_words
 
 V = 27
@@ -173,7 +173,6 @@ def test_adamw_for_gpt_and_eval_interval():
     def get_batch(split):
         ix = torch.randint(len(text) - 8, (4,))
         return torch.stack([text[i:i + 8] for i in ix]), torch.stack([text[i + 1:i + 9] for i in ix])
-    from core.training.loop import TextBatches
     model, _ = build_model(p, V, 1337, block_size=8, n_layer=1, n_embd=16, n_head=2)
     run = Run(model, TextBatches(get_batch, eval_iters=2), cfg)
     run.advance(20)

@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.capture.record import pack_capture, unpack_capture
-from core.runs.db import RunDB
+from core.capture.record import Capture, pack_capture, unpack_capture
+from core.capture.recorder import Recorder
+from core.models.build import build_model
+from core.models.presets import get_preset
+from core.runs.db import MAX_CAPTURES, RunDB
 from core.runs.manager import CapacityError, RunManager
+from core.runs.spec import build_job
+from core.training.loop import Run
 
 
 def spec(names_path, model="deep", preset="deep-bn", **train):
@@ -42,8 +47,6 @@ def test_a_run_trains_to_the_end_and_everything_is_on_disk(manager, names_path):
 
 
 def test_the_worker_reproduces_the_in_process_run(manager, names_path):
-    from core.runs.spec import build_job
-    from core.training.loop import Run
     s = spec(names_path, "mlp", "kaiming", steps=200)
     model, batches, cfg, probe, info, _ = build_job(s)
     local = Run(model, batches, cfg, probe=probe)
@@ -171,8 +174,6 @@ def test_capture_blob_round_trip(names_path, manager):
 
 
 def test_a_long_run_keeps_captures_bounded(tmp_path):
-    from core.capture.record import Capture
-    from core.runs.db import MAX_CAPTURES
     db = RunDB(tmp_path / "r.sqlite")
     run_id = db.create_run({"model": "x"}, "x")
     for i in range(0, 3000, 100):
@@ -186,8 +187,6 @@ def test_a_long_run_keeps_captures_bounded(tmp_path):
 
 
 def test_a_gpt_worker_samples_text_at_every_estimate_without_changing_the_run(manager, shakespeare_path):
-    from core.runs.spec import build_job
-    from core.training.loop import Run
     s = {"model": "gpt", "preset": "ffwd", "model_kw": {},
          "train": {"steps": 60, "eval_every": 20, "eval_iters": 5, "capture_every": 20},
          "data": {"kind": "file", "path": str(shakespeare_path)}}
@@ -206,9 +205,6 @@ def test_a_gpt_worker_samples_text_at_every_estimate_without_changing_the_run(ma
 
 
 def test_a_gpt_checkpoint_saves_without_the_recorders_hooks_and_keeps_them(tmp_path):
-    from core.capture.recorder import Recorder
-    from core.models.build import build_model
-    from core.models.presets import get_preset
     model, _ = build_model(get_preset("gpt", "blocks"), 65, 1337)
     rec = Recorder(model)                       # forward hooks on every ReLU and LayerNorm
     n_hooks = sum(len(m._forward_hooks) for m in model.modules())
