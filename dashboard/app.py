@@ -13,7 +13,10 @@ if str(ROOT) not in sys.path:
 st.set_page_config(page_title="Zero to Hero Lab", page_icon=":material/neurology:", layout="wide")
 
 from dashboard import state  # noqa: E402  (after the sys.path fix above)
-from dashboard.ui.settings import shared_settings  # noqa: E402
+
+# the first render of a fresh server imports torch and the data layer (~3 s): say so instead of a blank page
+with st.spinner("Starting: loading PyTorch and the data…"):
+    from dashboard.ui.settings import shared_settings  # noqa: E402
 
 PAGES = Path(__file__).parent / "views"  # not pages/: that name switches on the old automatic multipage mode
 FILES = {}  # url_path -> the page's file name (state.PAGE: each page keeps its own current run)
