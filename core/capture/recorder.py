@@ -82,7 +82,7 @@ class Recorder:
         self._gouts = {}       # key -> the gradients arriving at the node that made it (a tuple)
         self._grad_at = {}     # name -> (i, key): which of that node's outputs it is, where its gradient lands
         self._gen = 0          # counts the outputs watched (see _watch)
-        self._seen = None      # (keys, kinds, tensors, weights, loss) of the step being captured
+        self._seen = None      # (description, tensors, loss) of the step being captured (see _described)
         self._theta = None     # _Theta: the parameters being updated and their copy before the update
         self._on_way = collections.deque()  # captured steps whose numbers are not all here yet, oldest first
         self._descriptions = {}  # (slots present, parameter shapes) -> what _described works out
