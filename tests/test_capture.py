@@ -169,6 +169,7 @@ def test_all_zero_input_gets_unit_edges(on_device):
 def test_empty_input(on_device):
     _, (counts, edges, stats) = summarize([torch.zeros(0), torch.ones(3)], ["grad", "grad"], on_device)
     assert counts[0].sum() == 0 and counts[1].sum() == 3
+    assert tuple(edges[0]) == (-2.0, 2.0) and not np.nan_to_num(stats[0]).any()  # no values: edges as for |x| <= 1
 
 
 def test_edges_stay_fixed_until_the_data_outgrows_them(on_device):

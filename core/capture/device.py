@@ -38,7 +38,10 @@ def fitted_edges(x, fin, tanh, relu):
     if tanh:
         one = torch.ones((), device=x.device)  # made on the device: no copy from the host
         return torch.stack([-one, one])
-    m = torch.where(fin, x.abs(), -1.0).amax().double() if x.numel() else torch.tensor(-1.0, device=x.device)
+    if x.numel():
+        m = torch.where(fin, x.abs(), -1.0).amax().double()
+    else:
+        m = torch.full((), -1.0, dtype=torch.float64, device=x.device)  # (made there: no copy from the host)
     m = torch.where(m >= 0, m, 1.0)
     b = nice_bound(m * 1.5).clamp(MIN_BOUND, MAX_BOUND).float()
     return torch.stack([torch.zeros_like(b) if relu else -b, b])
@@ -55,14 +58,16 @@ def buckets(x, edges, bins):
 
 def summarize_tensor(x, edges, tanh, relu, thr, bins):
     """One tensor (flattened float32) against its layout's edges (2,) float32 on the device (NaN: not
-    fitted yet). Returns counts (bins + 2) int64, the edges it was counted on, stats (6) float64 --
-    mean, std, saturated fraction, zero fraction, NaN count, inf count, as kernels._summarize_one --
-    and whether the layout should keep new edges (refitted: the data outgrew the old ones)."""
+    fitted yet). Returns counts (bins + 2) int64, the edges it was counted on (which the layout keeps:
+    refitted when the data outgrew the old ones) and stats (6) float64 -- mean, std, saturated fraction,
+    zero fraction, NaN count, inf count -- as kernels._summarize_one."""
     dev = x.device
     n = x.numel()
-    if n == 0:
-        return (torch.zeros(bins + 2, dtype=torch.int64, device=dev), edges, torch.zeros(6, dtype=torch.float64,
-                                                                                       device=dev))
+    if n == 0:  # as the kernels: a new key still gets fitted edges (those of no values)
+        fin = torch.isfinite(x)
+        used = torch.where(torch.isnan(edges[0]), fitted_edges(x, fin, tanh, relu), edges)
+        return torch.zeros(bins + 2, dtype=torch.int64, device=dev), used, torch.zeros(6, dtype=torch.float64,
+                                                                                      device=dev)
     fin = torch.isfinite(x)
     nfin = fin.sum()
     m = nfin.clamp(min=1).double()
