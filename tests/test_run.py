@@ -200,11 +200,41 @@ def test_lecture_multinomial_follows_the_cumulative_sum():
 
 def test_captures_waiting_for_the_file_are_thinned_as_the_file_thins_them():
     store = RunStore(name="thinning")
-    for i in range(1000):
+    for i in range(MAX_CAPTURES):  # as many as the file keeps: every one waits
+        store.add_capture(fake_capture(i))
+    assert [c.step for c in store._captures] == list(range(MAX_CAPTURES))
+    for i in range(MAX_CAPTURES, 3000):
         store.add_capture(fake_capture(i))
     steps = [c.step for c in store._captures]
-    assert len(steps) <= 2 * KEEP_RECENT_CAPTURES  # never more waiting than this
-    assert steps[0] == 0 and steps[-KEEP_RECENT_CAPTURES:] == list(range(1000 - KEEP_RECENT_CAPTURES, 1000))
+    assert len(steps) <= MAX_CAPTURES  # never more waiting than the file would keep
+    assert steps[0] == 0 and steps[-KEEP_RECENT_CAPTURES:] == list(range(3000 - KEEP_RECENT_CAPTURES, 3000))
     assert np.all(np.diff(steps) > 0)
     store.flush()
     assert [c.step for c in store.captures] == steps
+
+
+def test_close_flushes_only_a_store_the_run_made_itself():
+    p = get_preset("mlp", "kaiming")
+    cfg = train_config(p, steps=3)
+    m, g = build_model(p, V, cfg.seed)
+    X = torch.randint(1, V, (100, p.block_size), generator=torch.Generator().manual_seed(0))
+    store = RunStore(name="the caller's")
+    run = Run(m, TensorBatches({"train": (X, X[:, -1])}, 8, g), cfg, store=store)
+    run.advance(3)
+    run.close()  # a worker writes its last rows itself, after its last checkpoint
+    assert len(store.db.steps_since(store.run_id)[0]) == 0
+    store.flush()
+    assert len(store.db.steps_since(store.run_id)[0]) == 3
+
+
+def test_rows_the_file_refused_wait_for_the_next_flush():
+    store = RunStore(name="refused")
+    store.add_step(0, 2.0, 0.1)
+    store.add_capture(fake_capture(0))
+    append = store.db.append
+    store.db.append = lambda *a, **kw: (_ for _ in ()).throw(OSError("disk full"))
+    with pytest.raises(OSError):
+        store.flush()
+    store.db.append = append
+    store.add_step(1, 1.9, 0.1)
+    assert list(store.losses()[0]) == [0, 1] and [c.step for c in store.captures] == [0]

@@ -51,7 +51,7 @@ def buckets(x, edges, bins):
     """Each value's index into the counts: 0 under lo, 1..bins the buckets, bins + 1 at or over hi, with
     y = (x - lo) * scale in float32 as the kernels compute it (int64)."""
     lo = edges[0]
-    scale = float(bins) / (edges[1] - lo)  # a float32 division, as the kernels' bins / (hi - lo)
+    scale = edges.new_full((), float(bins)) / (edges[1] - lo)  # one float32 division, as the kernels do
     y = ((x - lo) * scale).clamp(-1.0, float(bins))  # a NaN y (never for a finite x) goes under, as there
     return torch.nan_to_num(y, nan=-1.0).floor_().long() + 1
 
@@ -101,9 +101,8 @@ def summarize_tensor(x, edges, tanh, relu, thr, bins):
 def std_pair(after, before):
     """Unbiased std of after and of after - before (the difference in float32, as the kernels take it),
     float64 0-dim tensors; NaN if either holds a NaN/inf."""
-    if after.numel() < 2:  # the kernels' std of one value (or none) is 0
-        z = torch.zeros((), dtype=torch.float64, device=after.device)
-        return z, z
+    if after.numel() < 2:  # the kernels' std of one value (or none): 0, NaN for a NaN or inf
+        return after.double().sum() * 0.0, (after - before).double().sum() * 0.0
     return after.double().std(), (after - before).double().std()
 
 

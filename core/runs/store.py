@@ -13,9 +13,11 @@ buffer before it is written.
 import os
 import threading
 
-from core.runs.db import KEEP_RECENT_CAPTURES, RunDB, thinned
+from core.runs.db import MAX_CAPTURES, RunDB, thinned
 
-FLUSH_ROWS = 5_000  # steps kept in memory at most before they go to the file
+# steps kept in memory at most before they go to the file: with a capture every step, a flush writes
+# up to MAX_CAPTURES of them (each packed and written once), so flushing rarely is what keeps it cheap
+FLUSH_ROWS = 20_000
 
 
 class RunStore:
@@ -50,7 +52,7 @@ class RunStore:
     def add_capture(self, capture):
         with self._lock:
             self._captures.append(capture)
-            if len(self._captures) > 2 * KEEP_RECENT_CAPTURES:
+            if len(self._captures) > MAX_CAPTURES:
                 # thinned here as the file would thin them: with a capture every step, most would be
                 # packed and written only to be deleted
                 self._captures = thinned(self._captures)
@@ -74,8 +76,13 @@ class RunStore:
                 run_fields.setdefault("state", meta["state"])
             if self.last_step >= 0:
                 run_fields.setdefault("step", self.last_step + 1)
-            self.db.append(self.run_id, steps=steps, evals=evals, captures=captures, meta=meta or None,
-                           **run_fields)
+            try:
+                self.db.append(self.run_id, steps=steps, evals=evals, captures=captures, meta=meta or None,
+                               **run_fields)
+            except BaseException:  # the file refused them (busy, full): keep them for the next flush
+                self._steps, self._evals = steps + self._steps, evals + self._evals
+                self._captures, self._meta = captures + self._captures, {**meta, **self._meta}
+                raise
 
     # --- reader side (flushes first: a reader sees every write) ----------------------
 

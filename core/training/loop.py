@@ -135,6 +135,7 @@ class Run:
         self.cfg = cfg
         # the run's rows in the runs file: a new run there unless the caller (the worker) has one
         self.store = store if store is not None else RunStore(name=_run_name(model, meta))
+        self._owns_store = store is None  # a caller's store (the worker's) is the caller's to flush
         self.device = device
         self.parameters = list(model.parameters())
         self.recorder = (Recorder(model)
@@ -325,4 +326,5 @@ class Run:
     def close(self):
         if self.recorder is not None:
             self.recorder.close()
-        self.store.flush()
+        if self._owns_store:
+            self.store.flush()
