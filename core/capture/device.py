@@ -149,7 +149,7 @@ def summarize(tensors, edges, tanh, relu, thr, bins):
     edges.copy_(used)
     dev = edges.device
     return (torch.stack(counts).int() if counts else torch.zeros((0, bins + 2), dtype=torch.int32, device=dev),
-            used.clone(), torch.stack(stats) if stats else torch.zeros((0, 6), dtype=torch.float64, device=dev))
+            used, torch.stack(stats) if stats else torch.zeros((0, 6), dtype=torch.float64, device=dev))
 
 
 def update_stds(after, before):

@@ -133,7 +133,7 @@ def stats_table(captures):
     return rows
 
 
-def _nan_to_none(x):
+def nan_to_none(x):
     return None if x is None or (isinstance(x, float) and x != x) else x
 
 
@@ -143,7 +143,7 @@ def _nan_to_none(x):
 
 
 def pack_capture(c):
-    head = dict(version=VERSION, stats=list(STATS), wratio=list(WRATIO), step=c.step, loss=_nan_to_none(c.loss),
+    head = dict(version=VERSION, stats=list(STATS), wratio=list(WRATIO), step=c.step, loss=nan_to_none(c.loss),
                 keys=c.keys, kinds=c.kinds, weights=c.weights, bins=c.counts.shape[1] - 2 if c.counts.size else 0,
                 raster={name: [list(shape), len(bits)] for name, (shape, bits) in (c.raster or {}).items()},
                 raster_step=c.raster_step)

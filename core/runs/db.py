@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.capture.record import _nan_to_none, pack_capture, unpack_capture
+from core.capture.record import nan_to_none, pack_capture, unpack_capture
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -192,10 +192,10 @@ class RunDB:
         with self._tx():
             if steps:
                 self.con.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)",
-                                     [(run_id, s, _nan_to_none(l), lr) for s, l, lr in steps])
+                                     [(run_id, s, nan_to_none(l), lr) for s, l, lr in steps])
             if evals:
                 self.con.executemany("INSERT OR REPLACE INTO evals VALUES (?, ?, ?, ?)",
-                                     [(run_id, s, _nan_to_none(t), _nan_to_none(v)) for s, t, v in evals])
+                                     [(run_id, s, nan_to_none(t), nan_to_none(v)) for s, t, v in evals])
             for c in captures:
                 self.con.execute("INSERT OR REPLACE INTO captures VALUES (?, ?, ?)", (run_id, c.step, pack_capture(c)))
             if captures:
@@ -209,7 +209,7 @@ class RunDB:
     def _merged_meta(self, run_id, meta):
         # inside the caller's transaction: read, merge, write back as one change
         old = self.con.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return json.dumps({**(json.loads(old[0]) if old else {}), **meta}, default=_nan_to_none)
+        return json.dumps({**(json.loads(old[0]) if old else {}), **meta}, default=nan_to_none)
 
     def _thin_captures(self, run_id):
         (n,) = self.con.execute("SELECT count(*) FROM captures WHERE run_id = ?", (run_id,)).fetchone()

@@ -61,11 +61,6 @@ class RunStore:
         with self._lock:
             self._meta.update(kw)
 
-    @property
-    def pending_meta(self):
-        """What set_meta was given since the last flush."""
-        return self._meta
-
     def flush(self, **run_fields):
         """Everything written so far to the file, in one transaction, with the run row's `run_fields`
         (its step, and its state when the run's state changed, unless given)."""

@@ -81,8 +81,8 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
 
     def flush(final=False):
         fields = dict(step=run.step, steps_per_s=run.steps_per_s if run.train_seconds > 0 else None)
-        if final or "state" in box.pending_meta:
-            fields["state"] = run.state  # the state now, not the one a set_meta buffered on the way
+        if final:
+            fields["state"] = run.state  # (otherwise the store writes the state the run last set, if it changed)
         if stop_reason:
             box.set_meta(message=stop_reason)
         box.flush(**fields)
