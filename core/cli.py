@@ -2,20 +2,26 @@
 Headless CLI:
 
     python -m core train  --model M [--preset P] [--data FILE] [--steps N] [--seed S]
-                          [--capture-every K] [--device D] [--json]
+                          [--capture-every K] [--device D] [--intervene STEP:ACTION ...] [--json]
     python -m core sample --model bigram [--data FILE] [--seed S] [-n N] [--sampler torch|lecture]
+    python -m core export RUN --tensorboard DIR
+    python -m core runs start SPEC.json [--json] | list [--json] | show ID [--json] | stop ID
 
 Like a page, the CLI turns its arguments into a job spec and lets core.runs.spec
 build the dataset, model and batches (core.runs.spec is where core meets data/).
 """
 
 import argparse
-import json
 import math
+import os
+import sqlite3
 import sys
 import time
 
 from core.models.presets import MAKEMORE_SEED, MODELS, get_preset
+from core.runs import commands as runs_commands
+from core.runs import storage, strict_json
+from data import check_file, plural
 
 
 class CliError(Exception):
@@ -39,6 +45,27 @@ def whole_number(s, least=0):
 
 def at_least_one(s):
     return whole_number(s, least=1)
+
+
+# more torch threads than this only oversubscribes the machine (a million segfaults inside OpenMP)
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+
+
+def thread_count(s):
+    v = whole_number(s, least=1)
+    if v > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} (4 per core on this machine), got {v}")
+    return v
+
+
+MAX_SAMPLES = 10_000  # names to print; more is a typo, and a billion would run for hours
+
+
+def sample_count(s):
+    v = whole_number(s)
+    if v > MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_SAMPLES:,}, got {v:,}")
+    return v
 
 
 def positive_float(s):
@@ -66,14 +93,22 @@ def make_parser():
     t.add_argument("--batch-size", type=whole_number)
     t.add_argument("--gain", type=positive_float, help="deep: the gain on Linear weights")
     t.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
-    t.add_argument("--threads", type=at_least_one, default=1)
+    t.add_argument("--threads", type=thread_count, default=1, help=f"torch threads, 1 to {MAX_THREADS}")
+    t.add_argument("--intervene", action="append", metavar="STEP:ACTION",
+                   help="before STEP trains: scale:LAYER:K, reinit:LAYER[:kaiming], lr:VALUE or bn:train|eval "
+                        "(repeatable; LAYER as the JSON's weights and activations name it)")
     t.add_argument("--json", action="store_true", help="end with one line of JSON")
     s = sub.add_parser("sample", help="sample names from the count bigram")
     s.add_argument("--model", default="bigram", choices=["bigram"])
     s.add_argument("--data")
     s.add_argument("--seed", type=whole_number, default=MAKEMORE_SEED)
-    s.add_argument("-n", type=whole_number, default=10)
+    s.add_argument("-n", type=sample_count, default=10, help=f"how many names, at most {MAX_SAMPLES:,}")
     s.add_argument("--sampler", default="torch", choices=["torch", "lecture"])
+    e = sub.add_parser("export", help="write a saved run as TensorBoard event files")
+    e.add_argument("run", help="the run's id (or its first characters), as the Runs page and --json show it")
+    e.add_argument("--tensorboard", required=True, metavar="DIR",
+                   help="the log directory: the run lands in DIR/NAME-ID; view with tensorboard --logdir DIR")
+    runs_commands.add_parser(sub)
     return p
 
 
@@ -81,15 +116,22 @@ def make_parser():
 
 
 def data_source(path):
-    """The spec's data entry for --data (None = the offline SSA names)."""
+    """The spec's data entry for --data (None = the offline SSA names). A folder, a device or a FIFO is
+    refused here, at once: before torch's import, and without opening it."""
+    if path is not None and not path.strip():
+        raise CliError("--data needs the path of a text file (leave it out for the offline SSA names)")
+    if path:
+        check_file(path)
     return {"kind": "file", "path": path} if path else {"kind": "ssa"}
 
 
 def train(args, out=print):
+    source = data_source(args.data)
     # torch and what needs it load here, not at the top: a mistyped argument is answered in a fraction of a
     # second instead of after torch's import (~1.5-2.5 s on these machines)
     import torch
 
+    from core.runs.findings import run_findings
     from core.runs.spec import build_job
     from core.training.loop import Run, configure_torch
 
@@ -100,18 +142,23 @@ def train(args, out=print):
     # the same spec a page would send to a worker; build_job checks it and builds the run's parts
     over = dict(steps=args.steps, seed=args.seed, capture_every=args.capture_every, lr=args.lr,
                 batch_size=args.batch_size)
-    spec = dict(model=preset.model, preset=preset.name, data=data_source(args.data), device=args.device,
+    spec = dict(model=preset.model, preset=preset.name, data=source, device=args.device,
                 train={k: v for k, v in over.items() if v is not None},
                 model_kw={} if args.gain is None else dict(gain=args.gain))
-    model, batches, cfg, _, info, ds = build_job(spec)  # no probe: the CLI reports no saturation raster
+    if args.intervene:
+        if preset.model == "bigram":
+            raise CliError("--intervene needs a model that trains; the count bigram only counts")
+        spec["interventions"] = args.intervene  # checked by build_job: syntax, step, layer names
+    model, batches, cfg, probe, info, ds = build_job(spec)
     out(ds.describe())
     if preset.model == "bigram":
         return train_bigram(preset, model, ds, args, out)
     nparams = info["params"]
-    out(f"{preset.model}/{preset.name}: {nparams:,} parameters; {cfg.steps:,} steps, "
+    out(f"{preset.model}/{preset.name}: {nparams:,} parameters; {plural(cfg.steps, 'step')}, "
         f"lr {cfg.lr}{f' -> {cfg.lr_final} at {cfg.lr_decay_step:,}' if cfg.lr_decay_step else ''}, "
         f"batch {cfg.batch_size or 'full'}, seed {cfg.seed}, capture every {cfg.capture_every or 'never'}")
-    run = Run(model, batches, cfg, device=info["device"], meta=dict(model=preset.model, preset=preset.name))
+    run = Run(model, batches, cfg, device=info["device"], meta=info, probe=probe,
+              interventions=spec.get("interventions"))
     report_every = max(1, cfg.steps // 20) if cfg.steps >= 1000 else 0
     t0 = time.time()
     while not run.done:
@@ -123,11 +170,13 @@ def train(args, out=print):
         X, Y = batches.get_batch("train")
         with torch.no_grad():
             run.init_loss = model(X, Y)[1].item()
+        run.store.set_meta(init_loss=run.init_loss)
     res = dict(model=preset.model, preset=preset.name, params=nparams, steps=run.step,
                init_loss=run.init_loss, train_loss=run.final.get("train"), val_loss=run.final.get("val"),
                steps_per_s=None if cfg.steps == 0 else round(run.steps_per_s, 1),
                seconds=round(time.time() - t0, 2), diverged=run.state == "diverged",
-               diverged_at=run.diverged_at, state=run.state, run_id=run.store.run_id, activations=[], weights=[])
+               diverged_at=run.diverged_at, state=run.state, run_id=run.store.run_id, activations=[], weights=[],
+               interventions=run.interventions.record())
     cap = run.store.latest_capture()
     if cap is not None:
         res["capture_step"] = cap.step
@@ -137,7 +186,13 @@ def train(args, out=print):
         res["weights"] = [dict(name=w["name"], shape=w["shape"], grad_data_ratio=w["grad_data_ratio"],
                                update_data_log10=w["update_data_log10"])
                           for w in cap.weight_stats() if len(w["shape"]) == 2]
+    # the findings the page shows, from the same records (core.runs.findings)
+    res["findings"] = [f.to_dict() for f in run_findings(run.store, spec, state=run.state,
+                                                         diverged_at=run.diverged_at)]
     run.close()
+    for f in res["findings"]:
+        if f["severity"] != "ok":
+            out(f"{f['severity']}: {f['text']}" + (f" Fix: {f['fix']}" if f["fix"] else ""))
     if run.state == "diverged":
         out(f"diverged at step {run.diverged_at}: the loss became non-finite")
     else:
@@ -156,18 +211,19 @@ def train_bigram(preset, model, ds, args, out):
     out(f"{len(xs):,} bigrams; average negative log likelihood {nll:.4f}")
     return dict(model="bigram", preset=preset.name, params=0, steps=0, init_loss=nll, train_loss=nll,
                 val_loss=None, steps_per_s=None, seconds=round(time.time() - t0, 2), diverged=False,
-                diverged_at=None, state="finished", activations=[], weights=[],
+                diverged_at=None, state="finished", activations=[], weights=[], findings=[],
                 log_likelihood=log_likelihood, n=len(xs))
 
 
 def sample(args, out=print):
+    source = data_source(args.data)
     import torch  # here, not at the top: see train()
 
     from core.models.bigram import Bigram
     from core.runs.spec import load_data
     from core.training.sampling import sample_bigram
     from data import bigrams
-    ds = load_data("bigram", data_source(args.data), 1)
+    ds = load_data("bigram", source, 1)
     model = Bigram(ds.vocab_size).fit(*bigrams(ds.words, ds.stoi))
     g = torch.Generator().manual_seed(args.seed)
     words = [ds.vocab.decode(w) + "." for w in sample_bigram(model.P, args.n, g, args.sampler)]
@@ -176,18 +232,41 @@ def sample(args, out=print):
     return words
 
 
+def export(args, out=print):
+    from core.runs import export as tb  # tensorboard's protos load here, not for train or sample
+    from core.runs.db import RunDB
+    db = RunDB()
+    try:
+        folder, n = tb.tensorboard(db, args.run, args.tensorboard)
+    except OSError as e:  # a folder that cannot be made or written (a file, no permission, a full disk)
+        raise CliError(f"cannot write the event files under {args.tensorboard}: {e.strerror or e}") from None
+    out(f"{folder}: {n['scalars']:,} scalars, {n['histograms']:,} histograms, {n['interventions']} interventions; "
+        f"view with: tensorboard --logdir {args.tensorboard}")
+    return folder
+
+
 def main(argv=None):
     try:
         args = make_parser().parse_args(argv)
         if args.cmd == "train":
             res = train(args, out=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
             if args.json:
-                print(json.dumps(res))
+                print(strict_json.dumps(res))  # strict JSON: NaN and inf become null
             return 1 if res["diverged"] else 0
+        if args.cmd == "export":
+            export(args)
+            return 0
+        if args.cmd == "runs":
+            return runs_commands.main(args)
         sample(args)
         return 0
     except (CliError, ValueError) as e:  # data's DataError and the spec's SpecError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (sqlite3.Error, OSError, storage.FileBusy) as e:  # the runs file: full, busy, unwritable
+        what = ("disk full: free space on the data directory's disk, or delete old runs (python -m core runs list)"
+                if storage.is_disk_full(e) else f"the runs file could not be written: {e}")
+        print(f"error: {what}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

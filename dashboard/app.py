@@ -10,9 +10,24 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-st.set_page_config(page_title="Zero to Hero Lab", page_icon=":material/neurology:", layout="wide")
-
 from dashboard import state  # noqa: E402  (after the sys.path fix above)
+
+present = state.sync_present()  # a projector: the sidebar starts folded away, the page drops its chrome
+st.set_page_config(page_title="Zero to Hero Lab", page_icon=":material/neurology:", layout="wide",
+                   initial_sidebar_state="collapsed" if present else "auto")
+
+# A hack, admitted: Streamlit has no compact theme, so presentation mode trims its chrome with CSS --
+# less padding, a smaller title, no blurb under the title -- and the page's first chart starts above a
+# 720 px fold. (:has() picks the caption that directly follows the page's h1.)
+PRESENT_CSS = """<style>
+[data-testid="stMainBlockContainer"] {padding: 3.2rem 1.5rem 2rem !important; max-width: none !important}
+[data-testid="stMainBlockContainer"] h1 {font-size: 1.75rem !important; padding: 0 0 0.3rem !important}
+[data-testid="stElementContainer"]:has(h1) + [data-testid="stElementContainer"]:has([data-testid="stCaptionContainer"])
+  {display: none}
+[data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] {gap: 0.6rem}
+</style>"""
+if present:
+    st.html(PRESENT_CSS)
 
 # the first render of a fresh server imports torch and the data layer (~3 s): say so instead of a blank page
 with st.spinner("Starting: loading PyTorch and the data…"):
@@ -43,4 +58,9 @@ pg = st.navigation({
 })
 state.put(state.PAGE, FILES.get(pg.url_path, pg.url_path))  # the file's name, as live.page_for gives it
 shared_settings()
+with st.sidebar:
+    st.toggle("Presentation mode", key=state.PRESENT, on_change=state.present_changed,
+              help="For a projector: bigger chart labels, the settings folded away, the charts above the fold. "
+                   "?present=1 in a link does the same.")
+state.url_set(present=1 if state.presenting() else None)  # page switches drop the URL; a link keeps the mode
 pg.run()

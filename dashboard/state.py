@@ -4,6 +4,7 @@ make a demo reproducible live in the URL (a link reopens the same scenario and
 run); everything else lives in the session.
 """
 
+import hashlib
 import math
 import uuid
 
@@ -22,6 +23,7 @@ RUN_SLOTS = "run_slots"         # the run slots this session has used (see live.
 RUN_DATA = "run_data"           # run id -> live.RunData, kept between ticks so each reads only new rows
 FLASH = "flash"                 # a message a callback leaves for the next run to show (e.g. the server is full)
 POKE_UNTIL = "poke_until"       # keep refreshing until this time: a command or a new worker takes a moment
+PRESENT = "present_toggle"      # presentation mode (the sidebar's toggle; ?present=1 in the URL)
 
 
 def get(key, default=None):
@@ -58,7 +60,29 @@ def forget_widgets(prefix, keep=()):
 
 
 def session_id():
-    return setdefault(SESSION_ID, uuid.uuid4().hex[:12])
+    """Who is at this page, for owning runs: the browser, by a hash of the XSRF cookie Streamlit gives it (it
+    survives a reload, so a learner who reloads keeps Stop on their own run; another browser has another);
+    without the cookie (AppTest) this session alone."""
+    sid = get(SESSION_ID)
+    if sid is None:
+        token = _browser_token(st.context.cookies.get(BROWSER_COOKIE))
+        sid = hashlib.sha256(token).hexdigest()[:12] if token else uuid.uuid4().hex[:12]
+        put(SESSION_ID, sid)
+    return sid
+
+
+BROWSER_COOKIE = "_streamlit_xsrf"  # set once per browser by Streamlit's server (XSRF protection is on by default)
+
+
+def _browser_token(cookie):
+    """The browser's XSRF token from Tornado's cookie "2|mask|masked token|time": the server re-masks it on
+    every page load (against BREACH), so the token itself, unmasked, is what stays the same."""
+    try:
+        version, mask, masked, _ = (cookie or "").split("|")
+        mask, masked = bytes.fromhex(mask), bytes.fromhex(masked)
+    except ValueError:
+        return None
+    return bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked)) if version == "2" and mask else None
 
 
 # --- the URL ---------------------------------------------------------------------
@@ -89,3 +113,23 @@ def url_set(**kw):
 
 def as_bool(s):
     return str(s).lower() in ("1", "true", "yes", "on")
+
+
+# --- presentation mode -------------------------------------------------------------
+
+def sync_present():
+    """Presentation mode from the URL, before the sidebar's toggle is drawn: a link's ?present= wins over
+    the session (a shared link opens as it was sent); the session keeps it across pages, which drop the URL."""
+    if "present" in st.query_params:
+        st.session_state[PRESENT] = as_bool(st.query_params["present"])
+    return presenting()
+
+
+def presenting():
+    """Presentation mode: big labels and little chrome, for a projector."""
+    return bool(st.session_state.get(PRESENT, False))
+
+
+def present_changed():
+    """The toggle's callback: the URL follows it, so a copied link keeps the mode."""
+    url_set(present=1 if st.session_state.get(PRESENT) else None)

@@ -8,7 +8,7 @@ import random
 
 import torch
 
-from .loading import DataError
+from .loading import DataError, plural
 
 # -----------------------------------------------------------------------------
 # vocabulary
@@ -82,13 +82,35 @@ def word_examples(word, block_size, vocab):
     return build_dataset([word], block_size, vocab.stoi)
 
 
+def _split_points(n):
+    return int(0.8 * n), int(0.9 * n)
+
+
 def split_words(words, seed=42):
     """random.seed(42); random.shuffle(words); 80/10/10 -- without touching the global random."""
     words = list(words)
     random.Random(seed).shuffle(words)
-    n1 = int(0.8 * len(words))
-    n2 = int(0.9 * len(words))
+    n1, n2 = _split_points(len(words))
     return words[:n1], words[n1:n2], words[n2:]
+
+
+def _words_needed():
+    # every split needs a word (build_dataset pads each word, so a word always gives examples, whatever
+    # block_size); from this count on, every larger one splits too (each part grows with n)
+    n = 1
+    while not 0 < _split_points(n)[0] < _split_points(n)[1] < n:
+        n += 1
+    return n
+
+
+MIN_SPLIT_WORDS = _words_needed()  # 6: 4 / 1 / 1
+
+
+def check_word_count(n, name="the dataset"):
+    """DataError unless n words split 80/10/10 with a word in each part (what Xtr, Xdev and Xte need)."""
+    if n < MIN_SPLIT_WORDS:
+        raise DataError(f"{name} has {plural(n, 'word')}: too few words for an 80/10/10 split "
+                        f"(need {MIN_SPLIT_WORDS}), so that train, dev and test each get one.")
 
 
 class WordsDataset:
@@ -109,6 +131,12 @@ class WordsDataset:
         self.Xdev, self.Ydev = build_dataset(dev, block_size, self.stoi)
         self.Xte, self.Yte = build_dataset(te, block_size, self.stoi)
 
+    def check_split(self):
+        """DataError unless train, dev and test each get a word: the models that train on Xtr and
+        report dev and test losses need all three (the bigrams use every word and do not split)."""
+        check_word_count(len(self.words), self.name)
+        return self
+
     @property
     def max_word_length(self):
         return max(len(w) for w in self.words)
@@ -119,7 +147,7 @@ class WordsDataset:
 
     def describe(self):
         """What was found, as makemore prints it."""
-        return (f"{self.name}: {len(self.words):,} words, max length {self.max_word_length}, "
+        return (f"{self.name}: {plural(len(self.words), 'word')}, max length {self.max_word_length}, "
                 f"vocabulary {self.vocab_size}; block_size {self.block_size}: "
                 f"{len(self.Ytr):,} / {len(self.Ydev):,} / {len(self.Yte):,} examples")
 
@@ -139,6 +167,23 @@ def bigrams(words, stoi):
 # GPT: running text
 
 
+def chars_needed(block_size):
+    """The shortest text whose 10% validation part holds more than block_size characters (the train
+    part, nine times longer, then does too): get_batch draws a start in [0, len - block_size)."""
+    n = max(1, 10 * block_size - 10)
+    while n - int(0.9 * n) <= block_size:
+        n += 1
+    return n
+
+
+def check_char_count(n, block_size, name="the text"):
+    """DataError unless n characters split 90/10 with more than one block in the validation part."""
+    if n < chars_needed(block_size):
+        raise DataError(f"{name} has {plural(n, 'character')}: too few for a 90/10 split with block_size "
+                        f"{block_size} (need {chars_needed(block_size):,}: the 10% validation part must hold "
+                        f"more than one block).")
+
+
 class TextDataset:
     """The GPT lecture's data: encode the whole text, first 90% train, rest val."""
 
@@ -153,9 +198,7 @@ class TextDataset:
         data = torch.tensor(self.vocab.encode(text), dtype=torch.long)
         n = int(0.9 * len(data))
         self.train_data, self.val_data = data[:n], data[n:]
-        if len(self.val_data) <= block_size:
-            raise DataError(f"{name} has {len(data):,} characters: too short for block_size "
-                            f"{block_size} (its 10% validation part must hold more than one block).")
+        check_char_count(len(data), block_size, name)
 
     def get_batch(self, split, batch_size, generator=None):
         """Random chunks of block_size characters and the same chunks shifted by one."""

@@ -10,6 +10,7 @@ import functools
 import importlib.util
 import os
 import re
+import stat
 
 # -----------------------------------------------------------------------------
 # limits: generous for character models, small enough that a mistaken upload
@@ -24,44 +25,98 @@ class DataError(ValueError):
     """Bad input data. str(e) is a complete, user-facing sentence."""
 
 
+def plural(n, noun, nouns=None):
+    """'1 word', '2 words', '1,000 words': a count as a page or the CLI shows it."""
+    return f"{n:,} {noun if n == 1 else nouns or noun + 's'}"
+
+
 # -----------------------------------------------------------------------------
 # raw text
 
+# byte-order marks, longest first: UTF-32 LE's starts with UTF-16 LE's
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xef\xbb\xbf", "utf-8-sig"),
+         (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def _too_big(name, size=None):
+    """size None: the file grew past the limit while it was read (or reports no size)."""
+    what = f"is {size / 1e6:.1f} MB" if size is not None else "goes on past the limit"
+    return DataError(f"{name} {what}; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB for a character-level dataset.")
+
+
 def decode_bytes(raw, name="the file"):
-    """bytes -> str, refusing empty, binary and non-UTF-8 content."""
+    """bytes -> str: UTF-8, or UTF-8/16/32 with a byte-order mark; refuses empty and binary content."""
     if len(raw) > MAX_FILE_BYTES:
-        raise DataError(f"{name} is {len(raw) / 1e6:.1f} MB; the limit is "
-                        f"{MAX_FILE_BYTES / 1e6:.0f} MB for a character-level dataset.")
+        raise _too_big(name, len(raw))
     if len(raw) == 0:
         raise DataError(f"{name} is empty.")
-    if b"\x00" in raw:
-        raise DataError(f"{name} looks binary (it contains NUL bytes); give a plain UTF-8 text file.")
+    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), "utf-8")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode(encoding)
     except UnicodeDecodeError as e:
-        raise DataError(f"{name} is not UTF-8 text (bad byte at position {e.start}); "
-                        "save it as UTF-8 and try again.") from None
-    return text.lstrip("\ufeff")  # a BOM is not a character of the dataset
+        if b"\x00" in raw:
+            raise _binary(name, raw) from None
+        raise DataError(f"{name} is not {encoding.upper().removesuffix('-SIG')} text (bad byte at position "
+                        f"{e.start}); save it as UTF-8 and try again.") from None
+    text = text.lstrip("\ufeff")  # a BOM is not a character of the dataset
+    if "\x00" in text:  # NUL never occurs in text: a binary file, whatever its first bytes say
+        raise _binary(name, raw)
+    if not text:
+        raise DataError(f"{name} is empty.")
+    return text
+
+
+def _binary(name, raw):
+    # ASCII saved as UTF-16 without a BOM has a NUL in every other byte: say what it is
+    if len(raw) >= 4 and (raw[1::2].count(0) == len(raw) // 2 or raw[0::2].count(0) == (len(raw) + 1) // 2):
+        return DataError(f"{name} looks like UTF-16 without a byte-order mark; save it as UTF-8 and try again.")
+    return DataError(f"{name} looks binary (it contains NUL bytes); give a plain UTF-8 text file.")
 
 
 def read_text(path):
-    """Read a user's file as UTF-8 text with the checks of decode_bytes."""
+    """
+    Read a user's file as text with the checks of decode_bytes. Only a regular file is opened:
+    a device reports size 0 and never ends (/dev/zero), a FIFO blocks the open until a writer
+    comes. The byte limit is kept while reading, so a file that grows after the check is cut off.
+    """
     path = os.fspath(path)
     name = os.path.basename(path) or path
-    if not os.path.exists(path):
-        raise DataError(f"No such file: {path}")
-    if os.path.isdir(path):
-        raise DataError(f"{path} is a folder, not a text file.")
-    size = os.path.getsize(path)
-    if size > MAX_FILE_BYTES:  # refuse before reading a huge file into memory
-        raise DataError(f"{name} is {size / 1e6:.1f} MB; the limit is "
-                        f"{MAX_FILE_BYTES / 1e6:.0f} MB for a character-level dataset.")
+    check_file(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        # O_NONBLOCK: if the path was swapped for a FIFO since the stat, open returns at once
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            _check_regular(path, os.fstat(f.fileno()))
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise DataError(f"Cannot read {path}: {e.strerror}.") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise _too_big(name)
     return decode_bytes(raw, name)
+
+
+def check_file(path):
+    """DataError unless path is a regular file within the size limit; looks (stat), never opens."""
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"No such file: {path}") from None
+    except OSError as e:
+        raise DataError(f"Cannot read {path}: {e.strerror}.") from None
+    _check_regular(path, st)
+    if st.st_size > MAX_FILE_BYTES:  # refuse before reading a huge file into memory
+        raise _too_big(os.path.basename(path) or path, st.st_size)
+
+
+def _check_regular(path, st):
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{path} is a folder, not a text file.")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "a pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise DataError(f"{path} is {kind}, not a text file; give the path of a plain text file.")
 
 
 def _check_vocab(chars, name):

@@ -9,6 +9,7 @@ import re
 
 import pytest
 from apptest import USE_DATA_DIR, manager, page, run_of, status, tick_until, with_data_path
+from streamlit.proto.Metric_pb2 import Metric as MetricProto
 
 from core.training.loop import PROBE_EVERY
 
@@ -18,6 +19,10 @@ pytestmark = USE_DATA_DIR
 def live_svgs(at):
     """The live panels while a run trains: the server-drawn SVG the page shows inline."""
     return [m.value for m in at.markdown if m.value.startswith("<svg")]
+
+
+def color(metric):
+    return MetricProto.MetricColor.Name(metric.proto.color)
 
 
 def test_home_lists_every_page_by_its_title():
@@ -44,6 +49,11 @@ def test_start_tick_histograms_diagnosis_finish_scrub_download():
     assert len(charts) >= 6   # loss, activations, act grads, weight grads, update ratio, raster
     errors = " ".join(e.value for e in at.error)
     assert "The softmax is confidently wrong at initialization" in errors and "-ln(1/27) = 3.30" in errors
+    # which step the diagnosis reads, and why that one (the status line's step runs ahead of the captures)
+    assert any("**Diagnosis** at the latest capture, step 399; captures every 50 steps" in m.value
+               for m in at.markdown)
+    first = next(m for m in at.metric if m.label.startswith("First loss"))
+    assert color(first) == "RED"   # ~27 against 3.30: the lecture's confidently wrong softmax
     assert "tanh units are saturated" in errors
     r = run_of(at)
     assert r["state"] == "finished" and r["step"] == 400
@@ -52,7 +62,7 @@ def test_start_tick_histograms_diagnosis_finish_scrub_download():
     assert scrub.options[0] == "0" and scrub.options[-1] == "399"
     scrub.set_value(0).run()
     assert not at.exception
-    assert any("at step 0" in m.value for m in at.markdown)
+    assert any("**Diagnosis** at step 0 (the recorded step picked above)" in m.value for m in at.markdown)
     labels = [b.label for b in at.get("download_button")]
     assert {"Losses (CSV)", "Everything (JSON)", "Figures (HTML)"} <= set(labels)
 
@@ -182,9 +192,41 @@ def test_runs_page_lists_opens_and_deletes():
     at.button(key="btn_start").click().run()
     tick_until(at, lambda a: "`finished`" in status(a), 60)
     run_id = run_of(at)["id"]
-    runs = page("runs")
+    runs = at.switch_page("views/runs.py").run()   # the same session: its own run may be deleted
     assert run_id in runs.dataframe[0].value["id"].tolist()
     runs.selectbox(key="runs_pick").set_value(run_id).run()
     runs.button(key="runs_delete").click().run()
     assert not runs.exception
     assert manager().db.get_run(run_id) is None
+
+
+def test_a_healthy_first_loss_is_not_coloured_red():
+    at = page(model="mlp", preset="kaiming", steps=3, capture_every=1)
+    at.button(key="btn_start").click().run()
+    tick_until(at, lambda a: "`finished`" in status(a), 60)
+    first = next(m for m in at.metric if m.label.startswith("First loss"))
+    delta = float(first.delta.split()[0].replace("−", "-"))
+    assert abs(delta) < 0.5 and color(first) == "GRAY", (first.delta, color(first))
+
+
+def test_a_model_without_a_kind_of_layer_gets_no_empty_panel_or_table():
+    # GPT's one-head step: attention and a linear head, no tanh, ReLU or norm layer to histogram
+    at = page("gpt", preset="one-head", steps=30, capture_every=10)
+    at.button(key="btn_start").click().run()
+    tick_until(at, lambda a: "`finished`" in status(a), 120)
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert any(t.startswith("weight gradients at step") for t in titles)
+    assert not any(t.startswith(("activations at step", "activation gradients at step")) for t in titles)
+    tables = [df.value for df in at.dataframe]
+    assert any("weight" in t.columns for t in tables) and not any("layer" in t.columns for t in tables)
+
+
+def test_presentation_mode_from_the_link_and_the_toggle():
+    at = page(model="mlp", preset="raw", present=1)
+    assert at.toggle(key="present_toggle").value is True
+    assert at.expander[0].label == "Scenario and hyperparameters"   # the scenario folds into one line
+    at.toggle(key="present_toggle").set_value(False).run()
+    assert "present" not in at.query_params and not at.exception
+    assert at.expander[0].label == "Hyperparameters"
+    at.toggle(key="present_toggle").set_value(True).run()
+    assert at.query_params["present"] in ("1", ["1"])

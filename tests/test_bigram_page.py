@@ -84,3 +84,26 @@ def test_a_page_does_not_show_another_pages_run(names_path):
     at.run()
     assert not at.exception
     assert any("Press **Start**" in i.value for i in at.info)   # the bigram page's own slot is empty
+
+
+def test_a_file_without_the_letters_of_andrej_opens_on_its_own_first_word(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("emma\nmia\n")           # no n, d, r or j: 'andrej' cannot be spelled
+    at, (errors, captions) = with_data_path(path, "bigram")
+    assert not errors and not at.exception and not at.error, [e.value for e in at.error]
+    assert at.text_input(key="bg_word").value == "emma"
+    assert at.dataframe[0].value["bigram"].tolist() == [".e", "em", "mm", "ma", "a."]
+    assert any("short.txt: 2 lines. Too few words for an 80/10/10 split (need 6)" in c for c in captions)
+    assert any("2 words, 9 bigrams" in m.value for m in at.markdown)
+
+
+def test_a_new_dataset_starts_its_word_from_its_own_example(tmp_path, names_path):
+    at, _ = with_data_path(names_path, "bigram")
+    assert at.text_input(key="bg_word").value == "andrej"
+    path = tmp_path / "one.txt"
+    path.write_text("emma\n")
+    at.session_state["data_path"] = str(path)   # the sidebar's path field, as a learner retypes it
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.text_input(key="bg_word").value == "emma"
+    assert any("1 word," in m.value for m in at.markdown)

@@ -37,15 +37,31 @@ def act_chart_data(page):
     }}""")
 
 
+def panel_box(page, name):
+    """A live panel's box on screen and the size its tick labels are drawn at, in CSS px (the SVG is
+    scaled to its column: font-size times the scale)."""
+    return page.evaluate(f"""() => {{
+        const s = ({PANELS})().find(s => s.getAttribute('data-panel') === '{name}');
+        if (!s) return null;
+        const r = s.getBoundingClientRect();
+        const ticks = [...s.querySelectorAll('text[text-anchor="end"]')];
+        const px = ticks.map(t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a);
+        return {{top: r.top, height: r.height, left: r.left, right: r.right, tick_px: Math.min(...px),
+                 ticks: ticks.length}};
+    }}""")
+
+
 def test_start_watch_pause_reload_stop(tmp_path, screenshot_dir):
     need_browser()
     with streamlit_server(tmp_path) as url, chromium_page(1400, 3000) as (page, errors):
         page.goto(f"{url}/activations?model=mlp&preset=raw&steps=1000000&capture_every=100")
         page.get_by_role("button", name="Start").click()
         first = shown_step(page)
-        page.wait_for_function(f"() => ({PANELS})().some(s => s.getAttribute('data-panel') === 'act')",
-                               timeout=30_000)
+        page.wait_for_function(f"() => ({PANELS})().filter(s => ['act', 'ud'].includes("
+                               "s.getAttribute('data-panel'))).length == 2", timeout=30_000)
         assert live_panels(page) == ["loss", "ud", "act", "agrad", "wgrad", "raster"]
+        box = panel_box(page, "loss")   # readable without presentation mode: ~13 px labels, ~300 px tall
+        assert box["ticks"] >= 3 and box["tick_px"] >= 12 and box["height"] >= 280, box
         h1 = act_chart_data(page)
         time.sleep(3)
         second = shown_step(page)
@@ -57,6 +73,10 @@ def test_start_watch_pause_reload_stop(tmp_path, screenshot_dir):
         assert page.get_by_text("tanh units are saturated").count() > 0
         no_exception_on_page(page)
         page.screenshot(path=str(screenshot_dir / "live-raw-running.png"), full_page=True)
+        # samples while it trains: the worker answers in ~0.2 s and the refreshing part of the page shows them
+        page.get_by_role("button", name="Sample 10 names").click()
+        page.get_by_text(re.compile(r"at step [0-9,]+, eval mode")).first.wait_for(timeout=10_000)
+        assert page.get_by_role("button", name="Pause").count() == 1   # still training, not paused
         page.get_by_role("button", name="Pause").click()
         page.get_by_role("button", name="Resume").wait_for(timeout=30_000)   # a busy machine reruns slowly
         time.sleep(1.5)

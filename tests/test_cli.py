@@ -1,11 +1,14 @@
 """The headless CLI as a user meets it: a subprocess, its exit code, its last JSON line, its errors."""
 
 import json
+import math
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT
+
+from core.runs import strict_json
 
 
 def run_cli(*argv, timeout=300):
@@ -95,3 +98,75 @@ def test_bad_files_give_one_line(tmp_path):
     blank.write_text("\n  \n\n")
     for path, needle in [(empty, "empty"), (binary, "binary"), (blank, "blank")]:
         assert_one_line_error(*run_cli("train", "--model", "bigram", "--data", str(path)), needle)
+
+
+# --- issue 17's CLI list: every bad input is one line and exit 2 --------------------------------
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--model", "mlp", "--threads", "0"], ">= 1"),
+    (["train", "--model", "mlp", "--threads", "1000000"], "at most"),     # segfaulted inside OpenMP
+    (["train", "--model", "mlp", "--threads", "-3"], ">= 1"),
+    (["train", "--model", "mlp", "--threads", "two"], "whole number"),
+    (["sample", "-n", "1000000000"], "at most 10,000"),                    # ran for hours
+    (["sample", "--data", ""], "--data needs the path"),
+])
+def test_bad_threads_and_counts_give_one_line(argv, needle):
+    assert_one_line_error(*run_cli(*argv, timeout=60), needle)
+
+
+@pytest.mark.parametrize("model,n_words", [("mlp", 1), ("mlp", 2), ("mlp", 4), ("deep", 5), ("wavenet", 4),
+                                           ("ninja", 1)])
+def test_too_few_words_for_the_split_is_one_line_with_the_count_needed(tmp_path, model, n_words):
+    path = tmp_path / "tiny.txt"
+    path.write_text("\n".join(["emma", "olivia", "ava", "isabella", "sophia"][:n_words]) + "\n")
+    code, out, err = run_cli("train", "--model", model, "--data", str(path), "--steps", "5", "--json")
+    assert_one_line_error(code, out, err, "too few words for an 80/10/10 split (need 6)")
+    assert out == ""   # no "val nan", no JSON with a bare NaN of a run that could not be
+
+
+def test_six_words_train_with_a_finite_val_loss(tmp_path):
+    path = tmp_path / "six.txt"
+    path.write_text("emma\nolivia\nava\nisabella\nsophia\nmia\n")
+    code, out, err = run_cli("train", "--model", "mlp", "--data", str(path), "--steps", "5", "--json")
+    assert code == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["val_loss"] is not None and 0 < res["val_loss"] < 10
+
+
+def test_text_too_short_for_the_gpt_says_how_many_characters_are_needed(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("First Citizen:\n" * 5)
+    assert_one_line_error(*run_cli("train", "--model", "gpt", "--data", str(path)),
+                          "too few for a 90/10 split with block_size 32 (need 321")
+
+
+def test_a_one_word_file_still_counts_bigrams_and_samples(tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text("emma\n")
+    code, out, err = run_cli("train", "--model", "bigram", "--data", str(path))
+    assert code == 0, err
+    assert "1 word," in out and "5 bigrams" in out
+    code, out, err = run_cli("sample", "--data", str(path), "-n", "3")
+    assert code == 0 and len(out.split()) == 3
+
+
+def test_utf16_data_trains_from_the_cli(tmp_path):
+    path = tmp_path / "names-utf16.txt"
+    path.write_bytes("\n".join(["emma", "olivia", "ava", "isabella", "sophia", "mia"]).encode("utf-16"))
+    code, out, err = run_cli("train", "--model", "bigram", "--data", str(path))
+    assert code == 0, err
+    assert "6 words" in out
+
+
+def parse_strictly(line):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_json_turns_nan_and_infinity_into_null():
+    res = {"val_loss": math.nan, "init_loss": 3.3, "weights": [{"update_data_log10": -math.inf}],
+           "findings": [{"step": 5, "value": math.inf}], "shape": (27, 10)}
+    line = strict_json.dumps(res)   # what --json prints
+    assert parse_strictly(line) == {"val_loss": None, "init_loss": 3.3, "weights": [{"update_data_log10": None}],
+                                 "findings": [{"step": 5, "value": None}], "shape": [27, 10]}

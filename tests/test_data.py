@@ -1,3 +1,4 @@
+import gzip
 import random
 
 import pytest
@@ -95,8 +96,44 @@ def test_get_batch_targets_are_inputs_shifted_by_one(shakespeare_path):
 
 
 def test_text_too_short_for_block_size_is_refused():
-    with pytest.raises(DataError, match="too short"):
+    with pytest.raises(DataError, match=r"too few for a 90/10 split with block_size 8 \(need 81"):
         TextDataset("abcdefghij", block_size=8)
+
+
+@pytest.mark.parametrize("block_size", [1, 8, 256])
+def test_text_of_exactly_the_needed_length_splits_and_one_less_does_not(block_size):
+    n = data.chars_needed(block_size)
+    ds = TextDataset("ab" * n, block_size)  # twice as long: fine
+    assert len(TextDataset(("ab" * n)[:n], block_size).val_data) == block_size + 1
+    with pytest.raises(DataError, match=f"need {n:,}"):
+        TextDataset(("ab" * n)[:n - 1], block_size)
+    x, y = ds.get_batch("val", 2)
+    assert x.shape == (2, block_size)
+
+
+# --- tiny word lists: the 80/10/10 split needs a word in each part -----------------------------
+
+@pytest.mark.parametrize("n_words", [1, 2, 4, 5])
+@pytest.mark.parametrize("block_size", [1, 3, 8])
+def test_too_few_words_for_the_split_says_how_many_are_needed(n_words, block_size):
+    ds = WordsDataset(["emma", "olivia", "ava", "isabella", "sophia"][:n_words], block_size, name="tiny.txt")
+    with pytest.raises(DataError) as e:
+        ds.check_split()
+    assert str(e.value).startswith(f"tiny.txt has {n_words} word{'s' if n_words > 1 else ''}: too few words for "
+                                   "an 80/10/10 split (need 6)")
+
+
+@pytest.mark.parametrize("n_words", [6, 7, 9, 10, 11, 50])
+def test_six_words_and_more_give_every_split_a_word(n_words):
+    assert data.MIN_SPLIT_WORDS == 6
+    ds = WordsDataset([f"w{'x' * i}" for i in range(n_words)], 8).check_split()
+    assert min(len(ds.Ytr), len(ds.Ydev), len(ds.Yte)) >= 1
+
+
+def test_plural_counts():
+    assert [data.plural(n, "line") for n in (0, 1, 2, 1000)] == ["0 lines", "1 line", "2 lines", "1,000 lines"]
+    assert data.plural(1, "word") == "1 word" and data.plural(3, "child", "children") == "3 children"
+    assert WordsDataset(["emma"], 3, name="one.txt").describe().startswith("one.txt: 1 word, max length 4")
 
 
 # --- bad input: one exception type, a message to show as is --------------------------------
@@ -185,3 +222,46 @@ def test_data_error_is_a_value_error_with_a_plain_message(tmp_path):
     except ValueError as e:
         assert isinstance(e, DataError)
         assert "\n" not in str(e) and "Traceback" not in str(e)
+
+
+# --- encodings: a byte-order mark says how to read the file ------------------------------------
+
+WORDS = ["emma", "olivia", "zoë", "renée"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-8-sig", "utf-32"])
+def test_a_file_with_a_byte_order_mark_decodes(tmp_path, encoding):
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}.get(encoding, b"")  # python's -le/-be omit it
+    raw = bom + "\r\n".join(WORDS).encode(encoding)
+    assert data.load_words(write(tmp_path, "w.txt", raw)) == WORDS
+    assert data.words_from_upload(raw, "w.txt") == WORDS
+    assert data.load_text(write(tmp_path, "t.txt", raw)).startswith("emma\r\nolivia")
+
+
+def test_utf16_without_a_byte_order_mark_is_named_not_called_binary(tmp_path):
+    with pytest.raises(DataError, match="UTF-16 without a byte-order mark"):
+        data.load_words(write(tmp_path, "w.txt", "emma\nolivia\n".encode("utf-16-le")))
+
+
+def test_a_real_binary_file_is_still_refused_as_binary(tmp_path):
+    with pytest.raises(DataError, match="binary"):
+        data.load_words(write(tmp_path, "names.txt.gz", gzip.compress(b"emma\nolivia\n" * 100, mtime=0)))
+    rng = random.Random(0)
+    noise = bytes(rng.randrange(256) for _ in range(4096))
+    for bom in (b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf"):  # a BOM-like start does not make noise text
+        with pytest.raises(DataError, match="binary|not UTF-(8|16)"):
+            data.load_words(write(tmp_path, "noise.bin", bom + noise))
+
+
+def test_a_byte_order_mark_alone_is_empty(tmp_path):
+    with pytest.raises(DataError, match="empty"):
+        data.load_words(write(tmp_path, "bom.txt", b"\xff\xfe"))
+
+
+# --- a file that grows: the limit holds while reading, not only in the size check ---------------
+
+def test_a_file_reporting_size_0_is_cut_off_at_the_limit_while_read(monkeypatch):
+    # /proc files say st_size 0 and then have content, as a file still being written can
+    monkeypatch.setattr(data.loading, "MAX_FILE_BYTES", 100)
+    with pytest.raises(DataError, match="goes on past the limit"):
+        data.read_text("/proc/self/maps")

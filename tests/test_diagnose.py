@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.capture.diagnose import dead_units, diagnose
+from core.capture.diagnose import Subject, dead_units, diagnose
 from core.models.build import build_model
 from core.models.presets import get_preset, train_config
 from core.runs.spec import build_job
@@ -23,10 +23,9 @@ def run_spec(names_path, model, preset, steps=1, **kw):
 
 def findings(run, snap, info, **kw):
     caps = snap["captures"]
-    return {f.key: f for f in diagnose(init_loss=run.init_loss, vocab_size=info["vocab_size"],
-                                       capture=caps[-1], recent=caps[-5:], state=run.state,
-                                       diverged_at=run.diverged_at, batch_size=info["batch_size"],
-                                       batchnorm=info["batchnorm"], **kw)}
+    return {f.id: f for f in diagnose(Subject.of(info), init_loss=run.init_loss, capture=caps[-1],
+                                      recent=caps[-5:], losses=(snap["steps"], snap["loss"], snap["lr"]),
+                                      state=run.state, diverged_at=run.diverged_at, **kw)}
 
 
 def test_raw_init_is_confidently_wrong_and_saturated(names_path):
@@ -62,11 +61,11 @@ def test_huge_biases_kill_units(names_words):
     c = run.store.snapshot()["captures"][-1]
     dead = dead_units(c, "h")
     assert len(dead) > 20 and c.raster_matrix("h")[:, dead].all()
-    f = {x.key: x for x in diagnose(capture=c)}
+    f = {x.id: x for x in diagnose(capture=c)}
     assert f["dead"].severity == "error" and f"h: {len(dead)} of 200" in f["dead"].evidence
 
 
-@pytest.mark.parametrize("lr,key,severity", [(5.0, "update-ratio", "error"), (1e-5, "update-ratio", "warning")])
+@pytest.mark.parametrize("lr,key,severity", [(5.0, "update-ratio", "error"), (1e-5, "update-ratio", "warn")])
 def test_learning_rate_too_high_or_too_low(names_path, lr, key, severity):
     f = findings(*run_spec(names_path, "mlp", "kaiming", steps=20, train={"lr": lr}))
     assert f[key].severity == severity
@@ -74,24 +73,24 @@ def test_learning_rate_too_high_or_too_low(names_path, lr, key, severity):
 
 def test_vanishing_gradients_in_a_deep_stack_with_small_gain(names_path):
     f = findings(*run_spec(names_path, "deep", "deep-tanh", gain=0.5))
-    assert f["gradients"].severity == "warning" and "vanish" in f["gradients"].title
+    assert f["gradients"].severity == "warn" and "vanish" in f["gradients"].title
 
 
 def test_batchnorm_with_a_tiny_batch_and_sampled_in_train_mode(names_path):
     f = findings(*run_spec(names_path, "mlp", "batchnorm", train={"batch_size": 2}), sampled_in_train_mode=True)
-    assert f["bn-batch"].severity == "warning" and "batch of 2" in f["bn-batch"].title
+    assert f["bn-batch"].severity == "warn" and "batch of 2" in f["bn-batch"].title
     assert f["bn-train-sampling"].severity == "error"
 
 
 def test_divergence_names_the_step(names_path):
     run, snap, info = run_spec(names_path, "bigram-nn", "default", steps=50, train={"lr": 1e6, "capture_every": 0})
-    f = {x.key: x for x in diagnose(init_loss=run.init_loss, vocab_size=27, state=run.state,
-                                     diverged_at=run.diverged_at)}
+    f = {x.id: x for x in diagnose(Subject(vocab_size=27), init_loss=run.init_loss, state=run.state,
+                                    diverged_at=run.diverged_at)}
     assert f["diverged"].severity == "error" and "step 1" in f["diverged"].title
 
 
 def test_findings_are_sorted_worst_first(names_path):
-    fs = diagnose(*[], **dict(init_loss=27.9, vocab_size=27, state="diverged", diverged_at=3))
+    fs = diagnose(Subject(vocab_size=27), init_loss=27.9, state="diverged", diverged_at=3)
     assert [f.severity for f in fs] == ["error", "error"]
 
 

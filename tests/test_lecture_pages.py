@@ -4,9 +4,13 @@ processes, tiny real trainings. A tick is another .run() (AppTest never fires ru
 """
 
 import json
+import re
 
+import pytest
 from apptest import APP, USE_DATA_DIR, manager, page, status, tick_until, with_data_path
 from streamlit.testing.v1 import AppTest
+
+from dashboard.ui import lecture_view as lv
 
 pytestmark = USE_DATA_DIR
 
@@ -42,6 +46,20 @@ def test_wavenet_page_before_a_run_shows_the_layer_table_size_speed_and_the_lect
     log = next(m.value for m in at.markdown if m.value.startswith("| scenario |"))
     assert "| **flat8** | 22,097 | 1.918 | 2.027 |" in log
     assert "| **scaled** | 76,579 | 1.769 | 1.9937 |" in log
+
+
+@pytest.mark.parametrize("seconds,words", [(0.0, "under a second"), (0.33, "under a second"),
+                                           (2.345, "about 2.3 s"), (45.4, "about 45 s"), (600, "about 10.0 min"),
+                                           (7200, "about 2.0 h")])
+def test_a_duration_in_words_never_says_0_s(seconds, words):
+    assert lv.about(seconds) == words
+
+
+def test_wavenet_flat8_speed_is_a_real_estimate_for_one_step(names_path):
+    at = page("wavenet", preset="flat8", steps=1)   # flat8 does 1,000 steps in about a third of a second here
+    caption = next(c.value for c in at.caption if "per 1,000 steps" in c.value)
+    assert re.search(r"\*\*(under a second|about \d+(\.\d)? s) per 1,000 steps\*\*", caption), caption
+    assert "about 0 s" not in caption and "for 1 step." in caption
 
 
 def test_a_new_scenario_starts_from_its_own_hyperparameters():
@@ -88,6 +106,25 @@ def test_gpt_page_controls_size_and_bad_settings():
 def test_gpt_page_counts_the_vocabulary_of_tiny_shakespeare(shakespeare_path):
     at, _ = with_data_path(shakespeare_path, "gpt", preset="blocks")
     assert "**42,369 parameters** (vocabulary 65)" in " ".join(c.value for c in at.caption)
+
+
+def test_a_text_too_short_for_the_split_disables_start_with_the_characters_needed(tmp_path):
+    four = tmp_path / "four.txt"
+    four.write_text("emma\nolivia\nava\nmia\n")   # 20 characters; block_size 8 needs 81
+    at, _ = with_data_path(four, "gpt", preset="bigram")
+    assert not at.exception
+    assert any("four.txt has 20 characters: too few for a 90/10 split with block_size 8 (need 81" in e.value
+               for e in at.error), [e.value for e in at.error]
+    assert at.button(key="btn_start").proto.disabled
+
+
+def test_a_four_word_file_on_wavenet_disables_start_with_the_words_needed(tmp_path):
+    four = tmp_path / "four.txt"
+    four.write_text("emma\nolivia\nava\nmia\n")
+    at, _ = with_data_path(four, "wavenet", preset="flat8")
+    assert not at.exception
+    assert any("four.txt has 4 words: too few words for an 80/10/10 split (need 6)" in e.value for e in at.error)
+    assert at.button(key="btn_start").proto.disabled
 
 
 def test_a_short_gpt_run_shows_estimates_generated_text_and_attention_maps(names_path):

@@ -91,6 +91,9 @@ def test_the_lr_sweep_runs_in_a_worker_and_suggests_a_rate():
     use.click().run()
     assert not at.exception
     assert at.number_input(key="ctl_lr_mlp").value == pytest.approx(lr) and at.query_params["lr"] == f"{lr:g}"
+    at.button(key="btn_start").click().run()   # Start sends the field's new value (a browser test: test_inputs_browser)
+    assert run_state(at)["spec"]["train"]["lr"] == pytest.approx(lr)
+    at.button(key="btn_stop").click().run()
 
 
 def test_a_short_2d_run_shows_split_losses_the_embedding_and_samples():
@@ -120,3 +123,14 @@ def test_a_10d_run_explains_why_there_is_no_scatter():
     tick_until(at, lambda a: run_state(a)["state"] == "finished", 90)
     at.run()
     assert any("needs n_embd = 2" in i.value for i in at.info)
+
+
+def test_a_four_word_file_disables_start_with_the_words_needed(tmp_path):
+    four = tmp_path / "four.txt"
+    four.write_text("emma\nolivia\nava\nmia\n")
+    at = mlp_page(data_path=four)
+    assert not at.exception
+    needle = "four.txt has 4 words: too few words for an 80/10/10 split (need 6)"
+    assert any(needle in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="btn_start").proto.disabled and at.button(key="btn_lr_sweep").proto.disabled
+    assert "run" not in at.query_params

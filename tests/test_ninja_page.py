@@ -175,3 +175,11 @@ def test_train_both_needs_two_free_slots():
     finally:
         for i in filler:
             mgr.stop(i)
+
+
+def test_a_one_word_file_says_too_few_words_not_a_traceback(tmp_path):
+    one = tmp_path / "one.txt"
+    one.write_text("emma\n")
+    at = page(one)   # ok(): no traceback (it was `random_ expects 'from' to be less than 'to'`)
+    assert any("one.txt has 1 word: too few words for an 80/10/10 split (need 6)" in e.value for e in at.error)
+    assert not at.get("plotly_chart")

@@ -128,4 +128,62 @@ def test_a_legend_of_63_weights_names_a_few_and_counts_the_rest():
     shown = [t for t in text if t in names]
     assert len(more) == 1 and int(more[0][1:-5]) == 63 - len(shown) and 0 < len(shown) < 16
     h = float(root.get("viewBox").split()[3])
-    assert h < 320  # the 63-name legend made the panel ~1,000 units tall
+    assert h < svg.W  # the 63-name legend made the panel ~1,000 units tall
+
+
+# --- recorded steps as recorded ---------------------------------------------------------------------
+
+def test_gap_breaks_where_the_store_thinned_old_captures():
+    # a capture every step; the store kept every other old one (0, 2, 4, 6), then every step (7..12)
+    steps = np.array([0, 2, 4, 6, 7, 8, 9, 10, 11, 12])
+    values = np.arange(len(steps), dtype=float)[:, None]
+    s, _, v = charts.gap_breaks(steps, ["W1"], values)
+    assert np.isnan(s).sum() == 3 and np.isnan(v[:, 0]).sum() == 3   # before 2, 4 and 6; 6-7 is the cadence
+    xs = s[np.isfinite(s)]
+    assert xs.tolist() == steps.tolist()                               # every recorded step is still there
+
+
+def test_gap_breaks_of_a_regular_cadence_add_nothing():
+    steps = np.arange(0, 1000, 100)
+    s, _, v = charts.gap_breaks(steps, ["W1"], np.ones((10, 1)))
+    assert not np.isnan(s).any() and len(v) == 10
+
+
+def test_update_ratio_draws_no_line_across_thinned_captures_and_dots_the_lone_points():
+    steps = np.array([0, 4, 8, 12, 13, 14, 15, 16])
+    fig = charts.update_ratio_figure((steps, ["W1"], np.full((8, 1), -3.0)))
+    root = parse(svg.figure_svg(fig))
+    (d,) = [p.get("d") for p in root.iter(f"{NS}path") if p.get("stroke-width") == "1.8"]
+    runs = [coords("M" + r) for r in d.split("M")[1:]]
+    assert [len(r) for r in runs] == [1, 1, 1, 5]       # 0 | 4 | 8 | 12-13-14-15-16: no line over 0..12
+    trace = fig["data"][0]
+    assert trace["marker"]["size"] == [6, 0, 6, 0, 6, 0, 0, 0, 0, 0, 0]   # the lone points get a dot
+    dots = [p.get("d") for p in root.iter(f"{NS}path") if p.get("fill") == charts.color(0)]
+    assert dots and dots[0].count("M") == 3
+
+
+def test_lone_points_of_an_empty_series():
+    assert charts._lone_points(np.zeros(0), 6) == []
+
+
+def test_a_first_loss_point_gets_a_step_axis_not_minus_half_to_half():
+    fig = charts.loss_figure([("run", np.array([0]), np.array([3.3]), [])])
+    assert fig["layout"]["xaxis"]["range"] == [0, 10]
+    root = parse(svg.figure_svg(fig))
+    labels = [t.text for t in root.iter(f"{NS}text")]
+    assert "0" in labels and "10" in labels and not any(t and t.startswith("−0.") for t in labels)
+
+
+def test_a_histogram_of_a_kind_the_model_lacks_is_no_panel():
+    cap = Capture(step=0, loss=1.0, keys=(("wgrad", "W"),), kinds=("linear",),
+                  counts=np.zeros((1, 10), np.int32), edges=np.array([[-1, 1]], np.float32),
+                  stats=np.zeros((1, 6), np.float32), weights=(("W", (4, 4)),), wratio=np.zeros((1, 3), np.float32))
+    assert charts.histogram_figure([("A", cap)], "act", "activations") is None
+
+
+@pytest.mark.parametrize("font", [13, 16])
+def test_every_label_is_drawn_as_text_at_the_font_size_asked(font):
+    fig = charts.loss_figure([("run", np.arange(50), np.linspace(3, 2, 50), [])], init_expected=3.3)
+    root = parse(svg.grid_svg([("loss", fig)], cols=1, width=700, font=font))
+    sizes = [float(t.get("font-size")) for t in root.iter(f"{NS}text")]
+    assert len(sizes) > 8 and min(sizes) == font    # ticks, axis titles, legend: none smaller

@@ -13,11 +13,16 @@ Tables
 
 Where the file lives: $ZTH_DATA_DIR, else $XDG_DATA_HOME/zero-to-hero-lab, else
 ~/.local/share/zero-to-hero-lab.
+
+One RunDB may serve many threads (a server's pages): one lock keeps each transaction and each
+read whole. Its faults (damage, a full disk, a busy file) are core.runs.storage's.
 """
 
+import io
 import json
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +31,7 @@ import numpy as np
 import torch
 
 from core.capture.record import nan_to_none, pack_capture, unpack_capture
+from core.runs import storage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -39,6 +45,8 @@ CREATE TABLE IF NOT EXISTS runs (
     step INTEGER NOT NULL DEFAULT 0,
     steps_per_s REAL,
     pid INTEGER,
+    host TEXT,                     -- the worker's host, and its process's start (boot id:ticks), so that
+    pid_start TEXT,                -- a pid given to another process later is never taken for it
     heartbeat REAL NOT NULL,       -- last time a page looked at this run
     command TEXT,                  -- pause | resume | step:N | stop, consumed by the worker
     updated REAL NOT NULL
@@ -52,6 +60,9 @@ CREATE TABLE IF NOT EXISTS captures (run_id TEXT NOT NULL, step INTEGER NOT NULL
 """
 
 LIVE_STATES = ("starting", "ready", "running", "paused")
+RUN_COLS = ("id", "created", "name", "session", "spec", "meta", "state", "step", "steps_per_s", "pid", "host",
+            "pid_start", "heartbeat", "command", "updated")
+TIMEOUT = 10.0  # SQLite's own wait for a lock, per statement
 MAX_CAPTURES = 1000
 KEEP_RECENT_CAPTURES = 100
 
@@ -74,22 +85,110 @@ def default_data_dir():
 
 
 class RunDB:
-    """A handle on the runs file. Cheap to open; open one per thread or process."""
+    """
+    A handle on the runs file, safe to share between threads.
 
-    def __init__(self, path=None):
+    check: PRAGMA quick_check at the first open in this process; a damaged file is moved aside and a
+           fresh one started (self.notice says so). A worker, opened just after its server checked,
+           skips it.
+    busy_seconds: how long in all a write waits for a file another program keeps locked, beyond
+           SQLite's own TIMEOUT; on_busy(seconds_waited) is told each TIMEOUT and may return False
+           to give up. Then, or past the bound, storage.FileBusy.
+    """
+
+    def __init__(self, path=None, check=True, busy_seconds=0.0, on_busy=None):
         path = Path(path) if path else default_data_dir() / "runs.sqlite"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.con = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-        self.con.execute("PRAGMA journal_mode=WAL")
-        self.con.execute("PRAGMA synchronous=NORMAL")
-        self.con.executescript(SCHEMA)
+        self.busy_seconds = busy_seconds
+        self.on_busy = on_busy
+        self.busy_until = 0.0  # when a write last finished waiting for a busy file (time.time())...
+        self.busy_waited = 0.0  # ...and how long it waited (a worker reports it, then sets it back to 0)
+        self.notice = None     # what the open found and did, for the Runs page
+        self._lock = threading.RLock()
+        self.con = self._open(check and path.resolve() not in _checked)
+        _checked.add(path.resolve())
+
+    def _open(self, check):
+        for attempt in range(2):
+            con = sqlite3.connect(self.path, timeout=TIMEOUT, isolation_level=None, check_same_thread=False)
+            try:
+                problem = storage.damage(con) if check else None
+                if problem is None:
+                    con.execute("PRAGMA journal_mode=WAL")
+                    con.execute("PRAGMA synchronous=NORMAL")
+                    con.executescript(SCHEMA)
+                    _add_columns(con)
+                    storage.apply_cap(con)
+                    return con
+            except sqlite3.DatabaseError as e:
+                if not (check and storage.is_damage(e)):
+                    con.close()
+                    raise
+                problem = str(e)
+            con.close()
+            if attempt:
+                raise sqlite3.DatabaseError(f"a fresh runs file at {self.path} is damaged too: {problem}")
+            self.notice = storage.move_aside(self.path, problem)
 
     def close(self):
-        self.con.close()
+        """Close, folding the write-ahead log back into the file: a copy of runs.sqlite alone is then whole."""
+        with self._lock:
+            try:  # waits a moment for other connections' transactions, never TIMEOUT at a shutdown
+                self.con.execute("PRAGMA busy_timeout = 1000")
+                self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:  # busy (another connection reads) or full: the next clean close does it
+                pass
+            self.con.close()
+        _checked.discard(self.path.resolve())  # a server that starts again checks again
 
     def _tx(self):
-        return _Tx(self.con)
+        return _Tx(self)
+
+    def _begin(self):
+        """BEGIN IMMEDIATE (the write lock, up front), waiting for a busy file as the handle allows."""
+        t0 = time.time()
+        while True:
+            try:
+                self.con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                waited = time.time() - t0
+                if not storage.is_busy(e):
+                    raise
+                if waited >= self.busy_seconds or (self.on_busy is not None and self.on_busy(waited) is False):
+                    raise storage.FileBusy(f"the runs file is locked by another program (waited {waited:.0f} s); "
+                                           "try again in a moment") from e
+                continue
+            if time.time() - t0 > 1:
+                self.busy_until, self.busy_waited = time.time(), time.time() - t0
+            return
+
+    def _all(self, sql, args=()):
+        with self._lock:
+            return self.con.execute(sql, args).fetchall()
+
+    def _one(self, sql, args=()):
+        with self._lock:
+            return self.con.execute(sql, args).fetchone()
+
+    def _quiet(self, sql, args, wait=1.0):
+        """A write that may be skipped: it waits at most `wait` s for the lock and never raises."""
+        with self._lock:
+            try:
+                self.con.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+                self.con.execute(sql, args)
+                return True
+            except sqlite3.Error:  # busy, full, damaged, closed: the next one tries again
+                return False
+            finally:
+                try:
+                    self.con.execute(f"PRAGMA busy_timeout = {int(TIMEOUT * 1000)}")
+                except sqlite3.Error:
+                    pass
+
+    def lift_cap(self):
+        with self._lock:
+            storage.lift_cap(self.con)
 
     # --- runs ------------------------------------------------------------------------
 
@@ -103,14 +202,14 @@ class RunDB:
         return run_id
 
     def get_run(self, run_id):
-        row = self.con.execute("SELECT id, created, name, session, spec, meta, state, step, steps_per_s, pid, "
-                               "heartbeat, command, updated FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self._one(f"SELECT {', '.join(RUN_COLS)} FROM runs WHERE id = ?", (run_id,))
         return None if row is None else _run_row(row)
 
     def list_runs(self):
-        rows = self.con.execute("SELECT id, created, name, session, spec, meta, state, step, steps_per_s, pid, "
-                                "heartbeat, command, updated FROM runs ORDER BY created DESC").fetchall()
-        return [_run_row(r) for r in rows]
+        return [_run_row(r) for r in self._all(f"SELECT {', '.join(RUN_COLS)} FROM runs ORDER BY created DESC")]
+
+    def count_runs(self):
+        return self._one("SELECT count(*) FROM runs")[0]
 
     def live_runs(self):
         return [r for r in self.list_runs() if r["state"] in LIVE_STATES]
@@ -124,11 +223,38 @@ class RunDB:
             cols = ", ".join(f"{k} = ?" for k in fields)
             self.con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
 
+    def end_if_live(self, run_id, message, state="failed"):
+        """End a run marked live whose worker is gone; False when it ended meanwhile (its worker wrote its
+        last state between our look and now: that state stands)."""
+        with self._tx():
+            row = self.con.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None or row[0] not in LIVE_STATES:
+                return False
+            self.con.execute("UPDATE runs SET state = ?, meta = ?, command = NULL, updated = ? WHERE id = ?",
+                             (state, self._merged_meta(run_id, dict(message=message)), time.time(), run_id))
+        return True
+
     def delete_run(self, run_id):
         with self._tx():
             for table, col in (("steps", "run_id"), ("evals", "run_id"), ("captures", "run_id"), ("runs", "id")):
                 self.con.execute(f"DELETE FROM {table} WHERE {col} = ?", (run_id,))
         self.checkpoint_path(run_id).unlink(missing_ok=True)
+        self.log_path(run_id).unlink(missing_ok=True)
+
+    def prune(self, keep_runs=0, keep_days=0.0):
+        """Delete ended runs beyond the newest keep_runs, and those older than keep_days (0: no limit).
+        Live runs are never pruned. Returns the ids deleted."""
+        ended = [(r, c) for r, c, s in self._all("SELECT id, created, state FROM runs ORDER BY created DESC")
+                 if s not in LIVE_STATES]
+        cutoff = time.time() - keep_days * 86400 if keep_days else -1
+        gone = [r for i, (r, c) in enumerate(ended) if (keep_runs and i >= keep_runs) or c < cutoff]
+        for run_id in gone:
+            self.delete_run(run_id)
+        return gone
+
+    def log_path(self, run_id):
+        """Where a worker's output goes (its traceback, when it has one)."""
+        return self.path.parent / "logs" / f"{run_id}.log"
 
     # --- checkpoints: the worker's model, for pages that look inside it ---------------
 
@@ -137,7 +263,8 @@ class RunDB:
         return self.path.parent / "checkpoints" / f"{run_id}.pt"
 
     def save_checkpoint(self, run_id, model, step):
-        """Write atomically (a reader never sees half a file)."""
+        """Write atomically (a reader never sees half a file); a failed write (a full disk) leaves no
+        .tmp behind and raises the system's OSError."""
         path = self.checkpoint_path(run_id)
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -147,12 +274,19 @@ class RunDB:
         hooks = [m._forward_hooks for m in modules]
         for m in modules:
             m._forward_hooks = type(m._forward_hooks)()
+        buf = io.BytesIO()  # serialised in memory first: torch's own file writer words ENOSPC as a RuntimeError
         try:
-            torch.save({"step": step, "model": model}, tmp)
+            torch.save({"step": step, "model": model}, buf)
         finally:
             for m, h in zip(modules, hooks):
                 m._forward_hooks = h
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buf.getbuffer())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def load_checkpoint(self, run_id):
         """(model, step) as the worker last saved it, on the CPU in eval mode; None when there is none, or
@@ -167,19 +301,25 @@ class RunDB:
         return model, ck["step"]
 
     def heartbeat(self, run_id):
-        self.con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
+        """A page's 'still watching'. Never raises: a busy or full file only skips a beat (False)."""
+        return self._quiet("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
 
     # --- commands: page -> worker --------------------------------------------------
 
     def send(self, run_id, command):
-        self.con.execute("UPDATE runs SET command = ?, heartbeat = ? WHERE id = ?", (command, time.time(), run_id))
+        """False when the file was too busy to take it (the page may press again)."""
+        return self._quiet("UPDATE runs SET command = ?, heartbeat = ? WHERE id = ?",
+                           (command, time.time(), run_id), wait=3.0)
 
     def take_command(self, run_id):
-        """The worker's side: the pending command (or None) and the last heartbeat, in one read."""
+        """The worker's side: the pending command (or None) and the last heartbeat, in one read.
+        "stop" when the run was deleted under the worker, "ended" when someone else ended it."""
         with self._tx():
-            row = self.con.execute("SELECT command, heartbeat FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = self.con.execute("SELECT command, heartbeat, state FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
-                return "stop", 0.0  # the run was deleted under us
+                return "stop", 0.0
+            if row[2] not in LIVE_STATES:
+                return "ended", row[1]
             if row[0] is not None:
                 self.con.execute("UPDATE runs SET command = NULL WHERE id = ?", (run_id,))
         return row[0], row[1]
@@ -211,7 +351,7 @@ class RunDB:
         old = self.con.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
         return json.dumps({**(json.loads(old[0]) if old else {}), **meta}, default=nan_to_none)
 
-    def _thin_captures(self, run_id):
+    def _thin_captures(self, run_id):  # inside the caller's transaction
         (n,) = self.con.execute("SELECT count(*) FROM captures WHERE run_id = ?", (run_id,)).fetchone()
         if n <= MAX_CAPTURES:
             return
@@ -224,8 +364,8 @@ class RunDB:
     # --- reads ----------------------------------------------------------------------
 
     def steps_since(self, run_id, after=-1):
-        rows = self.con.execute("SELECT step, loss, lr FROM steps WHERE run_id = ? AND step > ? ORDER BY step",
-                                (run_id, after)).fetchall()
+        rows = self._all("SELECT step, loss, lr FROM steps WHERE run_id = ? AND step > ? ORDER BY step",
+                         (run_id, after))
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
         a = np.array(rows, dtype=np.float64)
@@ -233,48 +373,78 @@ class RunDB:
         return a[:, 0].astype(np.int64), a[:, 1], a[:, 2]
 
     def evals(self, run_id):
-        return self.con.execute("SELECT step, train, val FROM evals WHERE run_id = ? ORDER BY step",
-                                (run_id,)).fetchall()
+        return self._all("SELECT step, train, val FROM evals WHERE run_id = ? ORDER BY step", (run_id,))
 
     def capture_steps(self, run_id):
-        return [s for (s,) in self.con.execute("SELECT step FROM captures WHERE run_id = ? ORDER BY step",
-                                               (run_id,))]
+        return [s for (s,) in self._all("SELECT step FROM captures WHERE run_id = ? ORDER BY step", (run_id,))]
 
     def capture(self, run_id, step=None):
         """The capture at `step` (or the nearest recorded one at or before it; None = the latest)."""
         if step is None:
-            row = self.con.execute("SELECT blob FROM captures WHERE run_id = ? ORDER BY step DESC LIMIT 1",
-                                   (run_id,)).fetchone()
+            row = self._one("SELECT blob FROM captures WHERE run_id = ? ORDER BY step DESC LIMIT 1", (run_id,))
         else:
-            row = self.con.execute("SELECT blob FROM captures WHERE run_id = ? AND step <= ? "
-                                   "ORDER BY step DESC LIMIT 1", (run_id, step)).fetchone()
+            row = self._one("SELECT blob FROM captures WHERE run_id = ? AND step <= ? ORDER BY step DESC LIMIT 1",
+                            (run_id, step))
             if row is None:
-                row = self.con.execute("SELECT blob FROM captures WHERE run_id = ? ORDER BY step LIMIT 1",
-                                       (run_id,)).fetchone()
+                row = self._one("SELECT blob FROM captures WHERE run_id = ? ORDER BY step LIMIT 1", (run_id,))
         return None if row is None else unpack_capture(row[0])
 
     def captures_after(self, run_id, step):
         """Every capture recorded after `step`, oldest first."""
-        rows = self.con.execute("SELECT blob FROM captures WHERE run_id = ? AND step > ? ORDER BY step",
-                                (run_id, step)).fetchall()
+        rows = self._all("SELECT blob FROM captures WHERE run_id = ? AND step > ? ORDER BY step", (run_id, step))
         return [unpack_capture(b) for (b,) in rows]
 
 
+_checked = set()  # runs files this process has checked: a notebook's hundredth Run does not read it all again
+
+
 class _Tx:
-    def __init__(self, con):
-        self.con = con
+    """One transaction, the handle's lock held throughout: another thread's statements never land in it."""
+
+    def __init__(self, db):
+        self.db = db
 
     def __enter__(self):
-        self.con.execute("BEGIN IMMEDIATE")
+        self.db._lock.acquire()
+        try:
+            self.db._begin()
+        except BaseException:
+            self.db._lock.release()
+            raise
 
     def __exit__(self, et, ev, tb):
-        self.con.execute("COMMIT" if et is None else "ROLLBACK")
+        con = self.db.con
+        try:
+            if et is None:
+                try:
+                    con.execute("COMMIT")  # in WAL mode the pages are written here: a full disk says so here
+                except BaseException:
+                    self._rollback(con)
+                    raise
+            else:
+                self._rollback(con)
+        finally:
+            self.db._lock.release()
+
+    @staticmethod
+    def _rollback(con):
+        if con.in_transaction:  # SQLite may have rolled back already (a full disk)
+            try:
+                con.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+
+def _add_columns(con):
+    """Columns a runs file from an older version lacks (NULL in its rows)."""
+    have = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+    for name in ("host", "pid_start"):
+        if name not in have:
+            con.execute(f"ALTER TABLE runs ADD COLUMN {name} TEXT")
 
 
 def _run_row(r):
-    keys = ("id", "created", "name", "session", "spec", "meta", "state", "step", "steps_per_s", "pid",
-            "heartbeat", "command", "updated")
-    d = dict(zip(keys, r))
+    d = dict(zip(RUN_COLS, r))
     d["spec"] = json.loads(d["spec"])
     d["meta"] = json.loads(d["meta"])
     return d

@@ -10,7 +10,8 @@ worker process:
      "train": {"steps": 20000, "lr": 0.1, ...},         # overrides of its TrainConfig
                                                         # ("lre_sweep": [-3, 0]: lecture 3's lr finder)
      "data": {"kind": "ssa"} | {"kind": "file", "path": "..."},
-     "device": "cpu"}
+     "device": "cpu",
+     "interventions": ["500:scale:W1:0.5"]}             # optional: core.training.interventions
 
 check_spec() refuses bad numbers with a message a page can show as is.
 """
@@ -23,6 +24,7 @@ import data
 from core.models.build import build_model
 from core.models.inspector import time_per_1000_steps
 from core.models.presets import TrainConfig, get_preset, train_config
+from core.training import interventions
 from core.training.loop import TensorBatches, TextBatches, pick_device
 
 MAX_PARAMS = 12_000_000  # the lecture's full GPT (10.8M) fits; beyond that a CPU machine only suffers
@@ -108,7 +110,28 @@ def check_spec(spec):
         raise SpecError("batch size 0 (the full training set) is only for the neural bigram.")
     if preset.model in ("mlp", "deep", "wavenet", "ninja", "gpt") and cfg.batch_size < 1:
         raise SpecError("batch size must be at least 1.")
+    try:  # "interventions": ["500:scale:W1:0.5", ...] or [{step, action, args}]; layer names: in build_job
+        plan = interventions.from_list(spec.get("interventions"))
+    except interventions.InterventionError as e:
+        raise SpecError(str(e)) from None
+    if plan and plan[-1].step >= cfg.steps:
+        raise SpecError(f"intervention {plan[-1].step}:{plan[-1].command()} comes after the run's last step "
+                        f"({max(cfg.steps - 1, 0):,})")
+    _check_data_size(preset, kw, spec.get("data") or {})
     return preset, cfg
+
+
+def _check_data_size(preset, kw, src):
+    """A page's sidebar counts a file's words ("n") and characters ("chars"): a file too small for the
+    model's split is refused before a worker starts. build_job checks the loaded dataset itself."""
+    try:
+        if preset.model == "gpt" and src.get("chars") is not None:
+            data.check_char_count(src["chars"], kw.get("block_size", preset.block_size), src.get("name", "the file"))
+        elif (preset.model not in ("bigram", "bigram-nn", "gpt") and src.get("n") is not None
+              and not src.get("words_error")):
+            data.check_word_count(src["n"], src.get("name", "the file"))
+    except data.DataError as e:
+        raise SpecError(str(e)) from None
 
 
 def count_params(spec, vocab_size=27):
@@ -149,8 +172,15 @@ def build_job(spec, dataset=None):
     kw = dict(spec.get("model_kw", {}))
     block_size = kw.get("block_size", preset.block_size) if preset.model == "gpt" else preset.block_size
     ds = dataset if dataset is not None else load_data(preset.model, spec.get("data"), block_size)
+    if preset.model not in ("bigram", "bigram-nn", "gpt"):
+        ds.check_split()  # Xtr, Xdev and Xte each need a word: a tiny file is refused here, not inside torch
     device = pick_device(spec.get("device", "cpu"))
     model, g = build_model(preset, ds.vocab_size, cfg.seed, **kw)
+    try:
+        for iv in interventions.from_list(spec.get("interventions")):
+            interventions.check(model, iv)
+    except interventions.InterventionError as e:
+        raise SpecError(str(e)) from None
     nparams = model.num_params()
     if nparams > MAX_PARAMS:
         raise SpecError(f"this model has {nparams:,} parameters, over the cap of {MAX_PARAMS:,}; "

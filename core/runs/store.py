@@ -10,9 +10,9 @@ step's loss and learning rate and thins old captures (core.runs.db.thinned), and
 buffer before it is written.
 """
 
-import os
 import threading
 
+from core.runs import liveness, settings
 from core.runs.db import MAX_CAPTURES, RunDB, thinned
 
 # steps kept in memory at most before they go to the file: with a capture every step, a flush writes
@@ -25,10 +25,11 @@ class RunStore:
     def __init__(self, db=None, run_id=None, name="run", spec=None):
         """The store of run `run_id` in `db` (a RunDB; default: the runs file in the data directory), or of
         a new run row named `name` (spec: what was trained, as JSON) when run_id is None."""
-        self.db = db if db is not None else RunDB()
-        if run_id is None:  # a run of this process (CLI, notebook): its pid tells the reaper it is alive
+        # a runs file that another program keeps locked makes training wait, as a worker's does
+        self.db = db if db is not None else RunDB(busy_seconds=settings.busy_seconds())
+        if run_id is None:  # a run of this process (CLI, notebook): its pid and start tell readers it is alive
             run_id = self.db.create_run(spec or {}, name)
-            self.db.update_run(run_id, pid=os.getpid())
+            self.db.update_run(run_id, **liveness.identity())
         self.run_id = run_id
         self.last_step = -1
         self._steps, self._evals, self._captures, self._meta = [], [], [], {}

@@ -11,12 +11,20 @@ a core with rendering and lost 30-50% of its speed; a process keeps its own core
 (bench/bench_live.py measures it). The worker trains in chunks of ~50 ms, then
 reads its command and heartbeat and, every ~0.2 s, writes what it has in one
 transaction. A run nobody has looked at for `orphan_timeout` seconds (its tab was
-closed) stops itself; what it recorded stays on disk.
+closed, or its server went away) stops itself; what it recorded stays on disk.
+
+Faults end a run with their cause, the traceback written to the worker's log first: SIGTERM or
+SIGINT stop it as a Stop would; a full disk stops it with "disk full: ..."; a runs file that
+another program keeps locked makes it wait (up to ZTH_BUSY_SECONDS), never fail at once. A crash
+that kills the process outright (SIGKILL, the OOM killer) is noticed by whoever reads the file
+next (core.runs.liveness).
 
 The server side (start with a cap on live runs, command, reap) is core.runs.manager.
 """
 
+import faulthandler
 import os
+import signal
 import sys
 import time
 import traceback
@@ -24,6 +32,7 @@ import traceback
 import torch
 
 from core.models.inspector import generate_text
+from core.runs import liveness, settings, storage
 from core.runs.db import RunDB
 from core.runs.spec import build_job
 from core.runs.store import RunStore
@@ -35,15 +44,35 @@ FLUSH_SECONDS = 0.2    # write to disk this often (a page refreshes once a secon
 CHECKPOINT_SECONDS = 2.0  # save the model this often while training (and at every pause and at the end)
 GENERATED_CHARS = 300  # GPT: characters generated at every loss estimate...
 GENERATED_KEPT = 12    # ...of which the run's meta keeps the first and the latest few
+EXIT_UNRECORDED = 3    # the run ended but the runs file would not take its last word (the log has it)
 
 
-def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
-    """Worker process entry point: build the run from its spec, then train as commanded."""
+def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False, server=None):
+    """Worker process entry point: build the run from its spec, then train as commanded. Returns the
+    process's exit code. server: the pid of the server that started it (default: the parent process)."""
     configure_torch(1)
-    db = RunDB(db_path)
+    faulthandler.enable()  # a crash inside native code leaves its Python traceback in the log
+    signals = []
+    for sig in (signal.SIGTERM, signal.SIGINT):  # stop cleanly, between two chunks, as a Stop would
+        signal.signal(sig, lambda signum, frame: signals.append(signum))
+    parent = liveness.identity(server or os.getppid())  # when no page beats: was it the tab or the server?
+
+    def on_busy(waited):
+        _log(f"the runs file is locked by another program: training waits ({waited:.0f} s so far, at most "
+             f"{settings.busy_seconds():g} s, ZTH_BUSY_SECONDS)")
+        return not signals  # a SIGTERM while waiting: stop waiting
+
+    db = RunDB(db_path, check=False, busy_seconds=settings.busy_seconds(), on_busy=on_busy)
+    try:
+        return _serve(db, run_id, orphan_timeout, start_paused, signals, parent)
+    finally:
+        db.close()  # folds the write-ahead log back into the runs file
+
+
+def _serve(db, run_id, orphan_timeout, start_paused, signals, parent):
     row = db.get_run(run_id)
     if row is None:
-        return
+        return 0
     try:
         model, batches, cfg, probe, info, _ = build_job(row["spec"])
     except ValueError as e:  # SpecError, DataError: the page shows the message
@@ -62,10 +91,11 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
 
     run = Run(model, batches, cfg, store=box, device=info["device"], probe=probe,
               meta=dict(model=info["model"], preset=info["preset"]),
-              on_eval=generate if info["model"] == "gpt" else None)
+              on_eval=generate if info["model"] == "gpt" else None, interventions=row["spec"].get("interventions"))
     if info["model"] == "gpt":
         generate(0)  # the fresh model's gibberish, to compare with
-    db.update_run(run_id, state="paused" if start_paused else "running", meta=dict(info, pid=os.getpid()))
+    db.update_run(run_id, state="paused" if start_paused else "running", meta=dict(info, pid=os.getpid()),
+                  **liveness.identity())
     if start_paused:
         run.pause()
     chunk, budget, stop_reason = 1, None, None
@@ -79,17 +109,29 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
             db.save_checkpoint(run_id, run.model, run.step)
             saved[:] = [run.step, time.time()]
 
-    def flush(final=False):
+    def flush(final=False, state=None):
         fields = dict(step=run.step, steps_per_s=run.steps_per_s if run.train_seconds > 0 else None)
         if final:
-            fields["state"] = run.state  # (otherwise the store writes the state the run last set, if it changed)
+            fields["state"] = state or run.state  # (else the store writes the state the run last set, if changed)
         if stop_reason:
             box.set_meta(message=stop_reason)
+        if db.busy_waited:
+            box.set_meta(busy=f"the runs file was locked by another program for {db.busy_waited:.0f} s "
+                              f"around step {run.step:,}; training waited and went on")
+            db.busy_waited = 0.0
         box.flush(**fields)
 
     try:
         while not run.done:
+            if signals:
+                run.stop()
+                stop_reason = _signal_reason(signals[0])
+                break
             cmd, heartbeat = db.take_command(run_id)
+            if cmd == "ended":  # someone judged this worker gone and ended the run: their word stands
+                run.stop()
+                flush(final=True, state=(db.get_run(run_id) or {}).get("state", "stopped"))
+                return 0
             if cmd == "stop":
                 run.stop()
                 stop_reason = "stopped by the user"
@@ -106,10 +148,13 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
             elif cmd and cmd.startswith("sample:"):  # sample:N:train|eval
                 _, n, mode = cmd.split(":")
                 box.set_meta(samples=_samples(run, info, int(n), mode == "train"))
-            if time.time() - max(heartbeat, started) > orphan_timeout:
+            elif cmd and cmd.startswith("intervene:"):  # intervene:ACTION (core.training.interventions)
+                _intervene(run, info, box, cmd[len("intervene:"):])
+                saved[0] = -1  # the model changed at this step: the next checkpoint saves it again
+            # a busy file kept the pages' heartbeats out as well: they get the whole timeout again after it
+            if time.time() - max(heartbeat, started, db.busy_until) > orphan_timeout:
                 run.stop()
-                stop_reason = (f"stopped: no page watched this run for {orphan_timeout:g} s "
-                               "(its browser tab was closed); what it recorded is kept")
+                stop_reason = _orphan_reason(orphan_timeout, parent)
                 break
             if run.state == "paused":
                 if time.time() - last_flush > FLUSH_SECONDS:
@@ -133,19 +178,91 @@ def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False):
                 checkpoint(force=run.done)  # the last one lands before the page can see "finished"
                 flush()
                 last_flush = time.time()
-    except Exception as e:
-        traceback.print_exc()
-        run.stop()
-        stop_reason = f"the run failed at step {run.step}: {e!r}"
+        if run.state == "finished" and info["model"] != "bigram":
+            box.set_meta(samples=_samples(run, info, 10, run.interventions.sample_mode == "train"))
+        checkpoint(force=True)
         flush(final=True)
-        db.update_run(run_id, state="failed")
-        return
+        return 0
+    except Exception as e:
+        _log_traceback()  # first: the file may refuse every write from here on
+        run.stop()
+        if storage.is_disk_full(e):
+            stop_reason = storage.disk_full_message(db.path, _count(db), run.step)
+            db.lift_cap()  # a run at the file's own cap still writes what it holds (the cap is soft by a flush)
+        elif isinstance(e, storage.FileBusy):
+            stop_reason = f"the run stopped at step {run.step:,}: {e}; what it recorded is kept"
+        else:
+            stop_reason = f"the run failed at step {run.step:,}: {e!r}"
+        _log(stop_reason)
+        return _last_word(db, run_id, flush, stop_reason)
     finally:
         run.close()
-    if run.state == "finished" and info["model"] != "bigram":
-        box.set_meta(samples=_samples(run, info, 10, False))
-    checkpoint(force=True)
-    flush(final=True)
+
+
+def _last_word(db, run_id, flush, message):
+    """Mark the run failed with its message: with its pending rows if the file takes them, else alone."""
+    try:
+        flush(final=True, state="failed")
+        return 0
+    except Exception:
+        _log_traceback()
+    try:
+        db.update_run(run_id, state="failed", meta=dict(message=message))
+        return 0
+    except Exception:
+        _log_traceback()
+        _log("the runs file would not take the run's end; whoever reads it next ends the run with this log")
+        return EXIT_UNRECORDED
+
+
+def _signal_reason(signum):
+    name = signal.Signals(signum).name
+    why = "Ctrl-C in the server's terminal" if signum == signal.SIGINT else "the server or the system is shutting down"
+    return f"stopped: its worker was asked to end ({name}: {why}); what it recorded is kept"
+
+
+def _orphan_reason(orphan_timeout, parent):
+    """What the worker saw: pages gone with its server still there (a closed tab), or the server gone."""
+    if liveness.alive(parent):
+        return (f"stopped: no page watched this run for {orphan_timeout:g} s (its browser tab was closed); "
+                "what it recorded is kept")
+    return (f"stopped: no page watched this run for {orphan_timeout:g} s and the server that started it is gone "
+            f"(a server outage or restart, pid {parent['pid']}); what it recorded is kept")
+
+
+def _count(db):
+    try:
+        return db.count_runs()
+    except Exception:
+        return "all"
+
+
+def _log(message):
+    """A line in the worker's log (its stderr); a disk too full even for that loses only the line."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _log_traceback():
+    try:
+        traceback.print_exc()
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def _intervene(run, info, box, action):
+    """A page's intervention, applied between two steps; a bad one is kept as a message for the page."""
+    try:
+        iv = run.intervene(action)
+    except ValueError as e:
+        box.set_meta(intervention_error=str(e))
+        return
+    box.set_meta(intervention_error=None)
+    if iv.action == "bn":  # show what the mode does to the samples at once
+        box.set_meta(samples=_samples(run, info, 10, iv.args[0] == "train"))
 
 
 def _generate(run, info, step):
@@ -170,5 +287,7 @@ def _samples(run, info, n, train_mode):
                 words=["".join(chars[i] for i in w) for w in words])
 
 
-if __name__ == "__main__":  # python -m core.runs.worker DB RUN_ID ORPHAN_SECONDS [--paused]
-    serve(sys.argv[1], sys.argv[2], float(sys.argv[3]), start_paused="--paused" in sys.argv[4:])
+if __name__ == "__main__":  # python -m core.runs.worker DB RUN_ID ORPHAN_SECONDS [--paused] [--server=PID]
+    server = next((int(a.split("=")[1]) for a in sys.argv[4:] if a.startswith("--server=")), None)
+    sys.exit(serve(sys.argv[1], sys.argv[2], float(sys.argv[3]), start_paused="--paused" in sys.argv[4:],
+                   server=server))

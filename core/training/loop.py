@@ -17,6 +17,7 @@ import torch
 
 from core.capture.recorder import Recorder
 from core.runs.store import RunStore
+from core.training.interventions import InterventionError, Interventions, parse
 
 # the saturation raster runs the probe batch through the model, a forward pass of its own (about a
 # third of a small model's step): it is taken on a capture step at most once every PROBE_EVERY steps
@@ -123,11 +124,12 @@ class Run:
     """
     state: ready -> running <-> paused -> finished | stopped | diverged.
     advance(n) trains up to n steps in the calling thread; pause()/stop() may be
-    called from any other thread and take effect before the next step.
+    called from any other thread and take effect before the next step. intervene()
+    changes a layer or the learning rate between two steps (core.training.interventions).
     """
 
     def __init__(self, model, batches, cfg, store=None, capture=True, device="cpu", meta=None, probe=None,
-                 on_eval=None):
+                 on_eval=None, interventions=()):
         self.model = model
         self.probe = probe          # a fixed batch of inputs for the saturation raster (None = no raster)
         self.on_eval = on_eval      # called with the step after each loss estimate (the worker samples text there)
@@ -153,6 +155,8 @@ class Run:
         if self.manual and not hasattr(model, "manual_backward"):
             raise ValueError(f"{type(model).__name__} has no manual backward; only the ninja network does.")
         self.step = 0               # the next step to run
+        # planned interventions (a spec's list) apply when their step comes; intervene() applies one now
+        self.interventions = Interventions(model, cfg.seed, interventions, steps=cfg.steps)
         self.state = "ready"
         self.init_loss = None
         self.diverged_at = None
@@ -160,7 +164,7 @@ class Run:
         self.final = {}             # split -> loss in eval mode, set by finish()
         self._pause = threading.Event()
         self._stop = threading.Event()
-        self.store.set_meta(state=self.state, steps=cfg.steps, **(meta or {}))
+        self.store.set_meta(**{**(meta or {}), "state": self.state, "steps": cfg.steps})
 
     # --- control, from any thread ------------------------------------------------
 
@@ -202,6 +206,8 @@ class Run:
             for _ in range(n):
                 if self._stop.is_set() or self._pause.is_set():
                     break
+                for iv in self.interventions.due(self.step):
+                    self._apply(iv)
                 if not self._train_step(self.step):
                     break
                 self.step += 1
@@ -221,6 +227,24 @@ class Run:
         if self.step >= self.cfg.steps and not self.done:
             self.finish()
         return done
+
+    def intervene(self, action):
+        """Apply an intervention ("scale:W1:0.5", core.training.interventions) now, at the boundary before
+        step self.step. Call it from the thread that trains, between advance() calls (the worker does)."""
+        if self.done:
+            raise InterventionError(f"the run has {self.state}: an intervention needs a run that can still train")
+        return self._apply(parse(action, step=self.step))
+
+    def _apply(self, iv):
+        self.interventions.apply(iv)
+        if self.recorder is not None:
+            self.recorder.forget()  # the parameters changed outside an update: the next capture takes a fresh "before"
+        self.store.set_meta(interventions=self.interventions.record())
+        return iv
+
+    def lr_at(self, i):
+        """The schedule's learning rate at step i, unless an lr intervention set one."""
+        return self.cfg.lr_at(i) if self.interventions.lr is None else self.interventions.lr
 
     def run(self, chunk=100):
         """Train to the end in this thread, honouring pause (waits) and stop."""
@@ -249,7 +273,7 @@ class Run:
             if capture:
                 rec.capturing = False
             self.diverged_at = i
-            self.store.add_step(i, lossv, cfg.lr_at(i))
+            self.store.add_step(i, lossv, self.lr_at(i))
             self._set_state("diverged", diverged_at=i,
                             message=f"diverged at step {i}: the loss is {lossv} (try a smaller learning rate)")
             return False
@@ -267,7 +291,7 @@ class Run:
         else:
             loss.backward()
         # update
-        lr = cfg.lr_at(i)
+        lr = self.lr_at(i)
         if capture:
             rec.after_backward(lossv)
             rec.before_update()

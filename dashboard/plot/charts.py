@@ -23,7 +23,7 @@ LAYOUT = dict(margin=dict(l=10, r=10, t=36, b=10), height=320, template="plotly_
 
 class Fig(dict):
     """A figure as plain data ({"data": [...], "layout": {...}}): cheap to build every second;
-    st.plotly_chart takes it as is. add_trace / add_hline mirror plotly's names."""
+    st.plotly_chart takes it as is. add_trace / add_hline / add_vline mirror plotly's names."""
 
     def add_trace(self, trace):
         self["data"].append(trace)
@@ -36,6 +36,15 @@ class Fig(dict):
                 dict(text=annotation_text, xref="x domain", yref="y", x=1, y=y, showarrow=False,
                      xanchor="right", yanchor="bottom" if "top" in (annotation_position or "") else "top",
                      font=dict(size=11, color="#666")))
+
+    def add_vline(self, x, line, annotation_text=None):
+        """A vertical line at step x over the plot's height; its label reads up along it, from the top."""
+        self["layout"].setdefault("shapes", []).append(dict(type="line", xref="x", yref="y domain", x0=x, x1=x,
+                                                            y0=0, y1=1, line=line))
+        if annotation_text:
+            self["layout"].setdefault("annotations", []).append(
+                dict(text=annotation_text, xref="x", yref="y domain", x=x, y=1, showarrow=False, textangle=-90,
+                     xanchor="right", yanchor="top", font=dict(size=11, color=line.get("color", "#666"))))
 
     @property
     def title(self):
@@ -64,11 +73,12 @@ def color(i):
 SMOOTH_POINTS = 200  # the smoothed loss line: about this many window means, however long the run
 
 
-def loss_figure(curves, init_expected=None, log=True, reference=None):
+def loss_figure(curves, init_expected=None, log=True, reference=None, markers=None):
     """
     curves: [(label, steps, loss, evals)] -- the run first, then a compared run.
     log10 loss (or the loss itself, log=False), thin; a smoothed line over it; val loss as markers.
     reference: (value, text) drawn as a line, e.g. the count model's NLL.
+    markers: [(step, label)] -- the run's interventions, as vertical lines (add_markers).
     """
     f = np.log10 if log else (lambda v: np.asarray(v, dtype=float))
     fig = _fig("loss (log10)" if log else "loss", xaxis=dict(title="step"),
@@ -84,12 +94,26 @@ def loss_figure(curves, init_expected=None, log=True, reference=None):
             fig.add_trace(Scatter(x=s_steps, y=s_y, mode="lines", name=f"{label} (smoothed)",
                                   line=dict(color=color(k), width=2.5, dash=dash)))
         _add_val(fig, label, k, evals, f)
+    first = np.asarray(curves[0][1]) if curves else np.zeros(0)
+    if 0 < len(first) < 10:  # the first second of a run: steps 0..10, not a -0.5..0.5 axis around one point
+        fig["layout"]["xaxis"]["range"] = [0, max(10, int(first[-1]))]
     if init_expected:
         fig.add_hline(y=float(f(init_expected)), line=dict(color="#888", dash="dot"),
                       annotation_text="−ln(1/V): a blank model's loss", annotation_position="top right")
     if reference is not None:
         fig.add_hline(y=float(f(reference[0])), line=dict(color=color(1), dash="dash"),
                       annotation_text=reference[1], annotation_position="top right")
+    return add_markers(fig, markers)
+
+
+MARKER_COLOR = "#8d6a9f"
+
+
+def add_markers(fig, markers):
+    """Interventions mid-run (core.training.interventions): [(step, label)], each a dotted vertical line at
+    the step it was applied before, labelled, so a learner sees what the curves answer to."""
+    for step, label in markers or ():
+        fig.add_vline(step, line=dict(color=MARKER_COLOR, dash="dot", width=1.5), annotation_text=label)
     return fig
 
 
@@ -107,6 +131,35 @@ def block_mean(steps, y, window):
     at the window's last step (a partial last window waits until it is full)."""
     ends, means = window_mean(y, window, every=window)
     return np.asarray(steps)[ends], means
+
+
+def gap_breaks(steps, names, values, cadence=None):
+    """
+    Recorded steps as recorded: where two neighbouring captures lie further apart than the run's
+    cadence (the store thinned old ones, TensorBoard-style), a NaN row goes between them, so no line
+    is drawn across steps that were never kept. cadence: the expected gap (default: the median gap of
+    the newest captures, which the store keeps exact). Returns (steps, names, values) with the breaks.
+    """
+    steps, values = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    gaps = np.diff(steps)
+    if len(gaps) < 2:
+        return steps, names, values
+    cadence = cadence or float(np.median(gaps[-20:]))
+    at = np.flatnonzero(gaps > 1.5 * cadence) + 1  # a break before each of these rows
+    if not len(at):
+        return steps, names, values
+    return (np.insert(steps, at, np.nan), names,
+            np.insert(values, at, np.full((len(at), values.shape[1]), np.nan), axis=0))
+
+
+def _lone_points(y, size):
+    """A marker size per point: `size` where a point has no line through it (no recorded neighbour on
+    either side), 0 elsewhere -- so a capture the thinning left alone still shows as a dot."""
+    ok = np.isfinite(np.asarray(y, dtype=float))
+    if not len(ok):
+        return []
+    prev, nxt = np.r_[False, ok[:-1]], np.r_[ok[1:], False]
+    return np.where(ok & ~prev & ~nxt, size, 0).tolist()
 
 
 def downsample(steps, values, max_points=4000):
@@ -127,6 +180,7 @@ def histogram_figure(caps, group, title, only_2d=False):
     """
     The lecture's overlaid per-layer histograms for one group ("act", "agrad", "wgrad").
     caps: [(label, Capture)] -- a compared run's capture is drawn dashed.
+    None when the model has no watched layer of the kind: a panel with no data is not drawn.
     """
     fig = _fig(title, yaxis=dict(title="density"))
     for k, (label, c) in enumerate(caps):
@@ -158,28 +212,28 @@ def histogram_figure(caps, group, title, only_2d=False):
                                   line=dict(color=color(j), width=2, dash="solid" if k == 0 else "dash"),
                                   visible=True if (group != "wgrad" or only_2d or len(shapes.get(name, ())) == 2)
                                   else "legendonly"))
-    if not fig["data"]:  # e.g. GPT's attention-only steps: no tanh, ReLU or norm layer to watch
-        fig.add_trace(Scatter(x=[], y=[], mode="lines", showlegend=False))
-        fig["layout"]["annotations"] = [dict(text="this model has no watched layer of this kind", showarrow=False,
-                                             xref="paper", yref="paper", x=0.5, y=0.5, font=dict(color="#666"))]
+    if not fig["data"]:  # e.g. GPT's attention-only steps: no tanh, ReLU or norm layer; no empty panel
+        return None
     fig["layout"].update(height=340, legend=dict(font=dict(size=10), orientation="v"))
     return fig
 
 
-def update_ratio_figure(series, compare=None):
-    """series: (steps, names, values (steps x names) of log10 update:data); the lecture's -3 line."""
+def update_ratio_figure(series, compare=None, markers=None):
+    """series: (steps, names, values (steps x names) of log10 update:data); the lecture's -3 line;
+    markers: the run's interventions [(step, label)]."""
     fig = _fig("update:data ratio, log10(std(Δθ)/std(θ))", xaxis=dict(title="step"), yaxis=dict(title="log10"))
     for k, ser in enumerate([series, compare]):
         if ser is None:
             continue
-        steps, names, values = ser
+        steps, names, values = gap_breaks(*ser)
         for j, name in enumerate(names):
-            fig.add_trace(Scatter(x=steps, y=values[:, j], mode="lines", name=name if k == 0 else f"[B] {name}",
-                                  legendgroup=name,
-                                  line=dict(color=color(j), width=1.8, dash="solid" if k == 0 else "dash")))
+            fig.add_trace(Scatter(x=steps, y=values[:, j], mode="lines+markers",
+                                  name=name if k == 0 else f"[B] {name}", legendgroup=name,
+                                  line=dict(color=color(j), width=1.8, dash="solid" if k == 0 else "dash"),
+                                  marker=dict(color=color(j), size=_lone_points(values[:, j], 6))))
     fig.add_hline(y=-3, line=dict(color="#222", dash="dash"), annotation_text="−3: the lecture's rule of thumb",
                   annotation_position="bottom right")
-    return fig
+    return add_markers(fig, markers)
 
 
 def raster_figure(matrix, dead, name, kind="tanh"):

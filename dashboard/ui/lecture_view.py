@@ -18,6 +18,7 @@ from core.runs.spec import count_params, fresh_model, seconds_per_1000_steps
 from dashboard.plot import charts
 from dashboard.ui import live
 from dashboard.ui.registry import manager, read_path
+from data import plural
 
 # -----------------------------------------------------------------------------
 # before a run: the dataset's vocabulary, the model's size and speed, its layer table
@@ -40,8 +41,12 @@ def _seconds_per_1000(spec_json, vocab):
     return seconds_per_1000_steps(json.loads(spec_json), vocab)
 
 
-def _duration(s):
-    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
+def about(s):
+    """A measured duration in words: a small model's 1,000 steps can take a third of a second."""
+    if s < 1:
+        return "under a second"
+    return "about " + (f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400
+                       else f"{s / 3600:.1f} h")
 
 
 def controls(model):
@@ -65,9 +70,9 @@ def size_and_speed(spec, errors):
         st.error(f"This model cannot be built: {e}", icon=":material/error:")
         return
     steps = spec["train"].get("steps") or 0
-    st.caption(f"**{n:,} parameters** (vocabulary {V}) · about **{_duration(per_1000)} per "
-               f"1,000 steps** on one core here (timed just now on random batches, loss estimates included), "
-               f"so ~{_duration(per_1000 * steps / 1000)} for {steps:,} steps. The diagnostics add a little.")
+    st.caption(f"**{n:,} parameters** (vocabulary {V}) · **{about(per_1000)} per 1,000 steps** on one core "
+               f"here (timed just now on random batches, loss estimates included), so "
+               f"{about(per_1000 * steps / 1000)} for {plural(steps, 'step')}. The diagnostics add a little.")
 
 
 def layer_table(spec, run_id, errors):
@@ -124,7 +129,7 @@ def gpt_progress(run_id, preset):
                                 key="eval_chart", width="stretch")
             else:
                 exp = preset.expected.get("val")
-                st.caption(f"Train and val loss are estimated every {d.meta.get('eval_every') or 500:,} steps "
+                st.caption(f"Train and val loss are estimated every {plural(d.meta.get('eval_every') or 500, 'step')} "
                            f"(the mean of eval_iters batches)" +
                            (f"; the lecture reached val ≈ {exp:g} with this step." if exp else "."))
         with right:
@@ -178,7 +183,7 @@ def _attention(run_id, meta):
     c1, c2 = st.columns([3, 1])
     prompt = c1.text_area("Prompt (Enter for a new line)", value=_default_prompt(chars, show),
                           key=f"att_prompt_{run_id}", height=80,
-                          help=f"The model sees at most block_size = {block_size} characters; the maps show "
+                          help=f"The model sees at most block_size = {plural(block_size, 'character')}; the maps show "
                                f"the last {min(show, block_size)}.")
     n_layer = len(model.blocks)
     layer = c2.segmented_control("Block", list(range(n_layer)), default=0, key=f"att_layer_{run_id}",
@@ -189,7 +194,7 @@ def _attention(run_id, meta):
         return
     if unknown:
         st.error(f"The prompt has characters this run's vocabulary does not know: "
-                 f"{', '.join(repr(c) for c in unknown)}. Its {len(chars)} characters are: "
+                 f"{', '.join(repr(c) for c in unknown)}. Its {plural(len(chars), 'character')}: "
                  f"{''.join(charts._char_label(c) for c in chars)}", icon=":material/error:")
         return
     prompt = prompt[-show:]

@@ -6,7 +6,6 @@ and polls what the worker wrote, from one flat fragment.
 """
 
 import bisect
-import json
 import math
 import time
 from pathlib import Path
@@ -15,11 +14,12 @@ import numpy as np
 import streamlit as st
 
 from core.models.presets import MAKEMORE_SEED, PRESETS, get_preset, train_config
+from core.runs import strict_json
 from core.runs.db import LIVE_STATES
 from core.runs.manager import CapacityError
 from core.runs.spec import SpecError, check_spec, count_params
 from dashboard import state
-from dashboard.ui.registry import manager
+from dashboard.ui.registry import manager, refusal
 
 VIEWS = Path(__file__).resolve().parent.parent / "views"  # the pages' scripts
 
@@ -34,6 +34,15 @@ GAINS = {"5/3": 5 / 3, "1": 1.0, "0.5": 0.5, "3": 3.0}
 def scenario_controls(models=("mlp", "deep", "wavenet", "gpt"), presets=None):
     """Model, scenario and hyperparameters, read from and written to the URL. Returns (spec, errors).
     presets: the scenarios a page offers, per model (None = all of them)."""
+    if not state.presenting():
+        return _scenario_fields(models, presets, lambda: st.expander("Hyperparameters", expanded=False))
+    # presentation mode: the whole scenario folds into one line, so the charts start above the fold
+    # (the status line above the charts names the scenario that runs)
+    with st.expander("Scenario and hyperparameters", icon=":material/tune:"):
+        return _scenario_fields(models, presets, st.container)
+
+
+def _scenario_fields(models, presets, hyper_box):
     models = list(models)
     model = state.url_get("model", models[0])
     model = model if model in models else models[0]
@@ -54,7 +63,7 @@ def scenario_controls(models=("mlp", "deep", "wavenet", "gpt"), presets=None):
     c2.caption(p.note)
     cfg = train_config(p)
     kw, train = {}, {}
-    with st.expander("Hyperparameters", expanded=False):
+    with hyper_box():
         cols = st.columns(4)
         if model in ("mlp", "deep", "wavenet", "gpt"):
             kw["n_embd"] = _int(cols[0], "n_embd", p.kwargs.get("n_embd", 10), model)
@@ -214,7 +223,8 @@ def start_in_slot(spec, slot):
 def _command(cmd):
     run_id = current_run()
     if run_id:
-        manager().send(run_id, cmd)
+        if not manager().send(run_id, cmd):  # another session's run, or a busy runs file
+            state.put(state.FLASH, refusal(run_id))
         poke()
 
 
@@ -240,6 +250,8 @@ def keep_alive(runs):
     def beat():
         for run_id in live_ids:
             manager().db.heartbeat(run_id)
+        if any((manager().db.get_run(i) or {}).get("state") not in LIVE_STATES for i in live_ids):
+            st.rerun()  # it ended while paused (its worker was killed): the page says why
     beat()
 
 
@@ -285,7 +297,8 @@ def _stop():
     (the page ticks until it has); Start waits for it before starting another."""
     run_id = current_run()
     if run_id:
-        manager().send(run_id, "stop")
+        if not manager().send(run_id, "stop"):  # another session's run, or a busy runs file
+            state.put(state.FLASH, refusal(run_id))
         poke(10.0)
 
 
@@ -389,6 +402,14 @@ class RunData:
     def capture_steps(self):
         return [c.step for c in self._captures]
 
+    def capture_every(self):
+        """Steps between two captures: the run's setting, else the gap between its newest captures."""
+        every = ((self.row or {}).get("spec") or {}).get("train", {}).get("capture_every")
+        if every:
+            return int(every)
+        steps = self.capture_steps()[-20:]
+        return int(np.median(np.diff(steps))) if len(steps) > 2 else None
+
     def capture(self, step=None):
         """The latest capture, or the one at `step` (the nearest recorded at or before it)."""
         have = self._captures
@@ -431,9 +452,9 @@ def run_data(run_id):
 
 def export_json(d):
     caps = d.captures(max_n=10_000)
-    return json.dumps(dict(run=d.row, steps=d.steps.tolist(), loss=d.loss.tolist(), lr=d.lr.tolist(),
-                           evals=d.evals(), captures=[c.to_dict() for c in caps]),
-                      default=lambda o: None if isinstance(o, float) and o != o else str(o))
+    return strict_json.dumps(dict(run=d.row, steps=d.steps.tolist(), loss=d.loss.tolist(), lr=d.lr.tolist(),
+                                  evals=d.evals(), interventions=d.meta.get("interventions", []),
+                                  captures=[c.to_dict() for c in caps]))
 
 
 def checkpoint(run_id):

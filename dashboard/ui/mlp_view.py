@@ -54,7 +54,7 @@ def dataset_builder():
     tr, dev, te = data.split_words(words)
     n = [sum(len(w) + 1 for w in split) for split in (tr, dev, te)]
     st.caption(f"`{word.strip()}` gives {len(Y)} examples: one per character plus the closing `.`. Over all "
-               f"{len(words):,} words of the sidebar's dataset (shuffled with seed 42, split 80/10/10), "
+               f"{data.plural(len(words), 'word')} of the sidebar's dataset (shuffled with seed 42, split 80/10/10), "
                f"`Xtr` is {n[0]:,} × {block_size}, `Xdev` {n[1]:,} × {block_size}, `Xte` {n[2]:,} × {block_size}; "
                f"`Y` holds the next character of each row. Vocabulary: {vocab.vocab_size} characters, `.` = 0.")
 
@@ -125,9 +125,17 @@ def lr_finder(spec, errors):
             if sug is not None:
                 model = spec["model"]
                 st.button(f"Train at lr = {sug[1]:.2g}", key="btn_use_lr", icon=":material/check:",
-                          on_click=live.set_number, args=("lr", model, float(f"{sug[1]:.2g}")))
+                          on_click=use_lr, args=(model, float(f"{sug[1]:.2g}")))
 
     live.watch(run_id, sweep)
+
+
+def use_lr(model, lr):
+    """Set the learning-rate field to the sweep's suggestion. The button sits in the sweep's fragment, whose
+    rerun would leave the field (outside it) showing its old value, and the browser would send that old value
+    back with the next click: a full rerun redraws the field, and Start's spec, with the new one."""
+    live.set_number("lr", model, lr)
+    st.rerun()
 
 
 # -----------------------------------------------------------------------------
@@ -149,7 +157,8 @@ def split_losses(d):
                    "With lecture3 on names.txt: about 2.13 train and 2.17 dev (plain randn init, before "
                    "lecture 4's fixes).")
     if evals:
-        with st.expander(f"Whole-split losses during training ({len(evals)} evaluations)", expanded=False):
+        with st.expander(f"Whole-split losses during training ({data.plural(len(evals), 'evaluation')})",
+                         expanded=False):
             st.dataframe(pd.DataFrame(evals, columns=["step", "train", "dev"]), hide_index=True, width="stretch")
 
 

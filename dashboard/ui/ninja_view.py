@@ -35,8 +35,10 @@ MANUAL_BACKWARD_SOURCE = textwrap.dedent(inspect.getsource(Ninja.manual_backward
 
 
 def exercises(source, seed):
-    """(dataset, core.models.ninja.Exercises) for the sidebar's data and seed. DataError for a file of non-words."""
-    return words_dataset(source, 3), _exercises(*dataset_key(source), source.get("name"), seed)
+    """(dataset, core.models.ninja.Exercises) for the sidebar's data and seed. DataError for a file of non-words,
+    or of too few words for the lecture's split (its minibatch is drawn from Xtr)."""
+    ds = words_dataset(source, 3).check_split()
+    return ds, _exercises(*dataset_key(source), source.get("name"), seed)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Running the lecture's forward and backward passes...")

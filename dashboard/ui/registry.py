@@ -2,28 +2,62 @@
 The one home of the server-wide stateful things: the run manager (worker
 processes and the runs file) and the cached datasets. Pages ask here.
 
-Settings, from the environment:
-    ZTH_DATA_DIR        where runs.sqlite and uploaded files live (default ~/.local/share/zero-to-hero-lab)
-    ZTH_MAX_RUNS        how many runs may train at once on this server (default 2: one per core)
-    ZTH_ORPHAN_SECONDS  a run nobody watches stops after this long (default 30)
+Settings, from the environment: ZTH_DATA_DIR (where runs.sqlite and uploaded files
+live, default ~/.local/share/zero-to-hero-lab) and those of core.runs.settings
+(the cap on runs, the orphan timeout, retention, teacher mode).
 """
 
+import atexit
 import hashlib
 import os
 import re
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import data
+from core.runs import settings
 from core.runs.db import default_data_dir
-from core.runs.manager import RunManager
+from core.runs.manager import CHECK_SECONDS, RunManager
+from core.runs.manager import may_control as _may_control
+from dashboard import state
+
+NOT_YOURS = ("This run belongs to another browser session: you can open, compare and export it, but only the "
+             "session that started it can pause, stop or delete it (on this server in teacher mode, "
+             "ZTH_TEACHER=1, anyone can).")
 
 
-@st.cache_resource
 def manager():
-    return RunManager(default_data_dir() / "runs.sqlite",
-                      max_live=int(os.environ.get("ZTH_MAX_RUNS", 2)),
-                      orphan_timeout=float(os.environ.get("ZTH_ORPHAN_SECONDS", 30)))
+    """The server's RunManager, acting for this browser session when a page calls: it then refuses to
+    pause, stop or delete another session's run (RunManager.acting)."""
+    m = _manager()
+    in_page = get_script_run_ctx(suppress_warning=True) is not None
+    m.acting(state.session_id() if in_page else None, settings.teacher_mode())
+    return m
+
+
+@st.cache_resource(on_release=RunManager.close)
+def _manager():
+    m = RunManager(default_data_dir() / "runs.sqlite", check_every=CHECK_SECONDS)
+    atexit.register(m.close)  # a clean shutdown folds the runs file's write-ahead log back into it
+    return m
+
+
+manager.clear = _manager.clear  # a fresh manager (tests give each module its own runs file)
+
+
+def may_control(run):
+    """Whether this browser session may pause, stop or delete `run` (a row or an id): see
+    core.runs.manager.may_control. A run that no longer exists: no."""
+    row = manager().db.get_run(run) if isinstance(run, str) else run
+    return row is not None and _may_control(row, state.session_id(), settings.teacher_mode())
+
+
+def refusal(run_id):
+    """Why a command to the run did not go: it is another session's, or the runs file was busy."""
+    if not may_control(run_id):
+        return NOT_YOURS
+    return "The runs file is busy (another program holds its lock): press again in a moment."
 
 
 @st.cache_data(show_spinner="Loading the SSA names...")

@@ -4,17 +4,19 @@ step scrubber, the once-a-second panels (loss, update ratios, histograms, raster
 diagnosis), samples and downloads. A page builds its controls, then calls show().
 """
 
+import numpy as np
 import pandas as pd
 import plotly.io as pio
 import streamlit as st
 
-from core.capture.diagnose import dead_units, diagnose
+from core.capture.diagnose import WINDOW, Subject, dead_units, diagnose
 from core.capture.record import stats_table, ud_history
 from core.training.loop import PROBE_EVERY
 from dashboard import state
 from dashboard.plot import charts, svg
-from dashboard.ui import live
+from dashboard.ui import interventions, live
 from dashboard.ui.registry import manager
+from data import plural
 
 
 def show(run_id, compare=True, samples=True, diagnostics=True):
@@ -23,6 +25,7 @@ def show(run_id, compare=True, samples=True, diagnostics=True):
     compare_id = compare_picker(run_id) if compare else None
     main = live.run_data(run_id)
     scrub = scrubber(main) if diagnostics else None
+    interventions.control(main)
     live.watch(run_id, lambda d, o, ticking: _frame(d, o, ticking, scrub, diagnostics), compare_id)
     if samples:
         samples_and_downloads(main)
@@ -81,12 +84,15 @@ def figures(d, cap, o=None, ocap=None, points=4000):
     curves = [(d.label, *charts.downsample(d.steps, d.loss, points), d.evals())]
     if o is not None:
         curves.append((f"B: {o.label}", *charts.downsample(o.steps, o.loss, points), o.evals()))
-    figs = {"loss": charts.loss_figure(curves, init_expected=d.meta.get("expected_init_loss"))}
+    marks = interventions.markers(d.meta)  # the run's interventions, on every time chart
+    figs = {"loss": charts.loss_figure(curves, init_expected=d.meta.get("expected_init_loss"), markers=marks)}
     if cap is None:
         return figs
     pair = [("A", cap)] + ([("B", ocap)] if ocap is not None else [])
     ocaps = o.captures(max_n=200) if o is not None else None
-    figs["ud"] = charts.update_ratio_figure(ud_history(d.captures(max_n=200)), ud_history(ocaps) if ocaps else None)
+    ud = ud_history(d.captures(max_n=200))
+    if np.isfinite(ud[2]).any():  # the first capture has no update yet: no panel of empty axes
+        figs["ud"] = charts.update_ratio_figure(ud, ud_history(ocaps) if ocaps else None, markers=marks)
     figs["act"] = charts.histogram_figure(pair, "act", f"activations at step {cap.step:,}")
     figs["agrad"] = charts.histogram_figure(pair, "agrad", f"activation gradients at step {cap.step:,}")
     figs["wgrad"] = charts.histogram_figure(pair, "wgrad", f"weight gradients at step {cap.step:,} (2-D)",
@@ -94,7 +100,7 @@ def figures(d, cap, o=None, ocap=None, points=4000):
     if cap.raster:
         name, m, dead, kind = _raster(cap)
         figs["raster"] = charts.raster_figure(m, dead, name, kind)
-    return figs
+    return {k: f for k, f in figs.items() if f is not None}  # a model without a kind of layer: no panel for it
 
 
 def _raster(cap):
@@ -112,18 +118,33 @@ def figures_html(d, step=None):
     return f"<html><head><meta charset='utf-8'><title>{d.label}</title></head><body>{''.join(parts)}</body></html>"
 
 
+FIRST_LOSS_FAR = 0.5  # a first loss this far from -ln(1/V) is the lecture's "confidently wrong" softmax
+
+
 def _first_loss(d):
+    """The lecture's first check: the first loss against a blank model's -ln(1/V). The difference is red
+    only when it is far off; a healthy init's +0.008 is noise, shown grey."""
     first, expected = d.init_loss(), d.meta.get("expected_init_loss")
     if first is not None and expected:
+        far = abs(first - expected) > FIRST_LOSS_FAR
         st.metric("First loss vs −ln(1/vocab_size)", f"{first:.3f}", f"{first - expected:+.3f} vs {expected:.3f}",
-                  delta_color="inverse")
+                  delta_color="inverse" if far else "off",
+                  help=f"A model that knows nothing spreads its bets evenly: loss −ln(1/{d.meta.get('vocab_size')})"
+                       f" = {expected:.3f}. Much higher means a confidently wrong softmax at initialization.")
 
 
 def _frame(d, o, ticking, scrub, diagnostics=True):
-    header(d, extra=f" · {d.meta.get('params', 0):,} parameters")
+    header(d, extra=f" · {d.meta['params']:,} parameters" if d.meta.get("params") else "")
+    if not len(d.loss):  # the first second of a run: say what is coming rather than draw empty axes
+        st.info("Waiting for step 1: the worker is loading PyTorch and the data, then trains and records "
+                "the first loss." if d.live else "This run recorded no training step.", icon=":material/hourglass_top:")
+        return
     cap = d.capture(scrub) if diagnostics else None
     ocap = o.capture(cap.step) if o is not None and cap is not None else None
     figs = figures(d, cap, o, ocap, points=1000 if ticking else 4000)
+    if state.presenting() and not (ticking and diagnostics):  # Plotly charts; the live SVG has its own sizes
+        for f in figs.values():
+            _presentable(f)
     if not diagnostics:
         left, right = st.columns([3, 2])
         left.plotly_chart(figs["loss"], key="loss_chart", width="stretch", config={"staticPlot": ticking})
@@ -132,36 +153,81 @@ def _frame(d, o, ticking, scrub, diagnostics=True):
         return
 
     left, right = st.columns([3, 2])
-    with right:
-        _first_loss(d)
-        _diagnosis(d, cap)
-    with left:
-        if cap is None:
-            st.plotly_chart(figs["loss"], key="loss_chart", width="stretch")
-            st.info("No capture recorded yet: histograms appear at the first capture step.")
-        elif ticking:  # live: the same panels drawn by the server as small SVGs (cheap for the browser)
+    with left:  # the charts first: what the page is for shows even if a later part fails
+        if ticking:  # live: the same panels drawn by the server as one SVG (cheap for the browser)
             live_panels(figs)
         else:  # still: every panel on its own, with legends, zoomable
             for k in PANELS:
                 if k in figs:
                     st.plotly_chart(figs[k], key=f"{k}_chart", width="stretch")
+        if cap is None:
+            every = d.capture_every()
+            st.caption("Histograms, update ratios and the raster appear at the first capture"
+                       + (f" (every {plural(every, 'step')})." if every else "."))
+    with right:
+        _first_loss(d)
+        _diagnosis(d, cap, scrub)
+    if cap is not None:
+        layer_numbers(cap)
 
 
-def _diagnosis(d, cap):
+def layer_numbers(cap):
+    """The per-layer and per-weight tables, the page's whole width: a GPT's weight names are long."""
+    layers, weights = layer_tables(cap)
+    # the label stays the same from tick to tick, so an expander a learner opened stays open
+    with st.expander("Layer by layer: the lecture's numbers", expanded=not state.presenting()):
+        st.caption(f"At step {cap.step:,}: each watched layer's output (mean, std, share saturated, gradient std) "
+                   "and each 2-D weight's grad:data and log10 update:data (`ud`) ratios.")
+        tables = [(df, key) for df, key in ((layers, "layers"), (weights, "weights")) if len(df)]  # no empty one
+        for col, (df, key) in zip(st.columns([2, 3]) if len(tables) == 2 else [st.container()], tables):
+            col.dataframe(df, hide_index=True, width="stretch", height=min(38 + 35 * len(df), 390),
+                          key=f"{key}_table")
+
+
+def _presentable(fig):
+    """A figure for a projector (the still view's Plotly charts): 16 px ticks and legend, a larger title."""
+    lay = fig["layout"]
+    lay["font"] = dict(size=16)
+    for axis in ("xaxis", "yaxis"):  # per axis: Streamlit's theme sets the ticks' size there, over layout.font
+        ax = lay.setdefault(axis, {})
+        ax["tickfont"] = dict(size=16)
+        if isinstance(ax.get("title"), str):
+            ax["title"] = dict(text=ax["title"])
+        if ax.get("title"):
+            ax["title"] = dict(ax["title"], font=dict(size=16))
+    lay["title"] = dict(lay.get("title", {}), font=dict(size=18))
+    lay["legend"] = dict(lay.get("legend", {}), font=dict(size=14))
+    lay["height"] = max(lay.get("height", 320), 380)
+
+
+def diagnosis_heading(d, cap, scrub=None):
+    """Which step the diagnosis reads, and why that one: the status line's step runs ahead of the captures."""
+    if cap is None:
+        return "**Diagnosis** from the losses so far (no capture yet)"
+    if scrub is not None and cap.step != d.capture_steps()[-1]:
+        return f"**Diagnosis** at step {cap.step:,} (the recorded step picked above)"
+    every = d.capture_every()
+    why = f"; captures every {plural(every, 'step')}" if every else ""
+    return f"**Diagnosis** at the latest capture, step {cap.step:,}{why}"
+
+
+def _diagnosis(d, cap, scrub=None):
     """The findings in plain words at the shown step, the lecture's numbers per layer, the raster's layer."""
     meta = d.meta
-    st.markdown("**Diagnosis**" + (f" at step {cap.step:,}" if cap is not None else ""))
-    recent = [c for c in d.captures(max_n=200) if cap is None or c.step <= cap.step][-5:]
-    findings = diagnose(init_loss=d.init_loss(), vocab_size=meta.get("vocab_size"), capture=cap, recent=recent,
-                        state=d.state, diverged_at=meta.get("diverged_at"), batch_size=meta.get("batch_size"),
-                        batchnorm=meta.get("batchnorm", False),
+    st.markdown(diagnosis_heading(d, cap, scrub))
+    # a scrubbed step is judged on what was known then; the latest, on every step so far
+    upto = len(d.steps) if scrub is None or cap is None else int(np.searchsorted(d.steps, cap.step, side="right"))
+    recent = [c for c in d.captures(max_n=1 << 30) if cap is None or c.step <= cap.step][-WINDOW:]
+    findings = diagnose(Subject.of(meta, (d.row or {}).get("spec")), init_loss=d.init_loss(), capture=cap,
+                        recent=recent, losses=(d.steps[:upto], d.loss[:upto], d.lr[:upto]),
+                        evals=[e for e in d.evals() if cap is None or scrub is None or e[0] <= cap.step],
+                        state=d.state, diverged_at=meta.get("diverged_at"),
                         sampled_in_train_mode=(meta.get("samples") or {}).get("mode") == "train")
     for f in findings:
-        box = {"error": st.error, "warning": st.warning, "ok": st.success}[f.severity]
+        box = {"error": st.error, "warn": st.warning, "info": st.info, "ok": st.success}[f.severity]
         box(f"**{f.title}** -- {f.evidence}" + (f"\n\n*Fix:* {f.fix}" if f.fix else ""))
     if cap is None:
         return
-    st.markdown(layer_table(cap))
     if cap.raster:
         _, m, dead, _ = _raster(cap)
         st.selectbox("Raster layer", list(cap.raster), key="raster_layer")
@@ -174,11 +240,16 @@ def _diagnosis(d, cap):
 
 
 def live_panels(figs):
-    """The six panels as one server-drawn SVG (dashboard/plot/svg.py), two a row: no zoom or hover while it
+    """The six panels as one server-drawn SVG (dashboard/plot/svg.py), one a row: no zoom or hover while it
     ticks, and a browser draws it in milliseconds where the Plotly figure cost most of a core. Inline
     markdown rather than st.image: an image whose data URI changes every second was not repainted
     (Chromium kept showing the first one), and st.html's sanitizer drops SVG."""
-    st.markdown(svg.grid_svg([(k, figs.get(k)) for k in PANELS]) + NO_FADE, unsafe_allow_html=True)
+    panels = [(k, figs.get(k)) for k in PANELS]
+    if state.presenting():  # ~720 px of column at 1280x720: 16 px labels, the loss panel ~330 px tall
+        picture = svg.grid_svg(panels, cols=1, width=700, font=16, tall=0.74)
+    else:                   # ~500 px of column: 13 px labels, each panel ~300 px tall
+        picture = svg.grid_svg(panels, cols=1)
+    st.markdown(picture + NO_FADE, unsafe_allow_html=True)
 
 
 # A hack, admitted: Streamlit dims a fragment's elements while it reruns (opacity with a transition);
@@ -188,19 +259,34 @@ NO_FADE = ("<style>[data-testid='stElementContainer']:has(svg.zth-live)"
            "{opacity:1 !important;transition:none !important}</style>")
 
 
-def layer_table(cap):
-    """Per layer and per weight, the numbers the lecture prints beside its plots."""
-    rows = ["| layer | mean | std | saturated | grad std |", "|---|---:|---:|---:|---:|"]
-    for r in cap.layer_stats():
-        sat = "" if r["saturated_pct"] is None else f"{r['saturated_pct']:.1f}%"
-        gs = "" if r["grad_std"] is None else f"{r['grad_std']:.2e}"
-        rows.append(f"| {r['layer']} ({r['kind']}) | {r['mean']:+.2f} | {r['std']:.2f} | {sat} | {gs} |")
-    rows += ["", "| weight | shape | grad:data | log10 update:data |", "|---|---|---:|---:|"]
-    for w in cap.weight_stats():
-        if len(w["shape"]) == 2:
-            ud = "" if w["update_data_log10"] is None else f"{w['update_data_log10']:.2f}"
-            rows.append(f"| {w['name']} | {tuple(w['shape'])} | {w['grad_data_ratio']:.2e} | {ud} |")
-    return "\n".join(rows)
+def layer_tables(cap):
+    """Per layer and per weight (2-D), the numbers the lecture prints beside its plots, as two tables
+    (st.dataframe: a GPT's long weight names scroll inside the table instead of clipping its last column)."""
+    layers = pd.DataFrame([{"layer": f"{r['layer']} ({r['kind']})", "mean": f"{r['mean']:+.2f}",
+                            "std": f"{r['std']:.2f}",
+                            "saturated": "" if r["saturated_pct"] is None else f"{r['saturated_pct']:.1f}%",
+                            "grad std": "" if r["grad_std"] is None else f"{r['grad_std']:.2e}"}
+                           for r in cap.layer_stats()])
+    weights = pd.DataFrame([{"weight": w["name"], "shape": str(tuple(w["shape"])),
+                             "grad:data": f"{w['grad_data_ratio']:.2e}",
+                             "log10 ud": "" if w["update_data_log10"] is None
+                             else f"{w['update_data_log10']:.2f}"}
+                            for w in cap.weight_stats() if len(w["shape"]) == 2])
+    return layers, weights
+
+
+def _ask_samples(run_id, mode):
+    manager().send(run_id, f"sample:10:{mode}")
+    live.poke()  # a paused run is not refreshed: tick a moment so its answer shows
+
+
+def _samples(d):
+    samples = d.meta.get("samples")
+    if samples:
+        step = f"{samples['step']:,}" if isinstance(samples.get("step"), int) else "?"
+        st.caption(f"at step {step}, {samples['mode']} mode")
+        st.code(" ".join(samples["words"]) if samples["words"] else samples.get("error", ""), language=None,
+                wrap_lines=True)
 
 
 def samples_and_downloads(main, train_mode_option=True):
@@ -209,17 +295,15 @@ def samples_and_downloads(main, train_mode_option=True):
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Samples**")
-        samples = main.meta.get("samples")
         if main.live:
             a, b = st.columns(2)
             train_mode = train_mode_option and b.checkbox("in training mode (the BatchNorm bug)",
                                                           key="sample_train_mode")
-            a.button("Sample 10 names", key="btn_sample",
-                     on_click=lambda: manager().send(run_id, f"sample:10:{'train' if train_mode else 'eval'}"))
-        if samples:
-            st.caption(f"at step {samples.get('step', '?'):,}, {samples['mode']} mode")
-            st.code(" ".join(samples["words"]) if samples["words"] else samples.get("error", ""), language=None,
-                    wrap_lines=True)
+            a.button("Sample 10 names", key="btn_sample", on_click=_ask_samples,
+                     args=(run_id, "train" if train_mode else "eval"))
+        # the worker answers within a flush (~0.2 s), while the page only reruns its fragments: the
+        # samples are drawn in one, or they would wait for the next full rerun (Pause or Stop)
+        live.watch(run_id, lambda d, o, ticking: _samples(d))
     with c2:
         st.markdown("**Download**")
         if main.state not in ("starting", "ready", "running"):

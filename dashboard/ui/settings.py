@@ -1,6 +1,7 @@
 """The sidebar every page shares: dataset, seed, device."""
 
 import os
+import re
 
 import streamlit as st
 import torch
@@ -64,15 +65,25 @@ def _check_file_bytes(raw, name):
 
 def _check_path(path):
     try:
-        text = read_path(path, os.path.getmtime(path) if os.path.exists(path) else 0)
+        data.check_file(path)  # a device, a FIFO or a folder: refused by its type, never opened
+        text = read_path(path, os.path.getmtime(path))
     except data.DataError as e:
         return None, str(e)
-    return _check_text(text, os.path.basename(path), lambda: path)
+    return _check_text(text, _user_name(path), lambda: path)
+
+
+def _user_name(path):
+    """The name a learner gave a file: an upload kept as uploads/<hash>-names.txt (a link to it reopens
+    it by that path) is shown as names.txt."""
+    name = os.path.basename(path)
+    if os.path.basename(os.path.dirname(path)) == "uploads":
+        name = re.sub(r"^[0-9a-f]{16}-", "", name)
+    return name
 
 
 def _check_text(text, name, keep):
     """A file is fine as words (one per line), or as running text only (GPT), or not at all."""
-    source = {"kind": "file", "name": name}
+    source = {"kind": "file", "name": name, "chars": len(text)}  # the counts let a spec refuse a tiny file early
     try:
         source["n"] = len(data.words_from_text(text, name))
         source["words_error"] = None
@@ -91,8 +102,12 @@ def _describe(source):
     if source["kind"] == "ssa":
         return f"{len(ssa_words()):,} first names, most common first (US SSA, newest year)"
     if source.get("words_error"):
-        return f"{source['name']}: {source['n']:,} characters of running text (GPT only)"
-    return f"{source['name']}: {source['n']:,} lines"
+        return f"{source['name']}: {data.plural(source['n'], 'character')} of running text (GPT only)"
+    text = f"{source['name']}: {data.plural(source['n'], 'line')}"
+    if source["n"] < data.MIN_SPLIT_WORDS:
+        text += (f". Too few words for an 80/10/10 split (need {data.MIN_SPLIT_WORDS}): enough for the bigrams, "
+                 "not for the models that report a dev loss.")
+    return text
 
 
 @st.cache_resource

@@ -10,6 +10,7 @@ from dashboard import state
 from dashboard.plot import charts
 from dashboard.ui import live, run_view
 from dashboard.ui.registry import dataset_key, words_bigrams, words_dataset
+from data import plural
 
 st.title("Bigrams")
 st.caption("Lecture 2 · *The spelled-out intro to language modeling: building makemore*. Count which character "
@@ -29,8 +30,8 @@ except ValueError as e:  # DataError: the data layer's own words
     st.stop()
 stoi, itos, V = ds.stoi, ds.itos, ds.vocab_size
 xs, ys = words_bigrams(source)
-st.markdown(f"**{ds.name}**: {len(ds.words):,} words, {len(xs):,} bigrams (each word padded with `.` at both "
-            f"ends), a vocabulary of {V} characters: `{''.join(itos[i] for i in range(V))}`.")
+st.markdown(f"**{ds.name}**: {plural(len(ds.words), 'word')}, {len(xs):,} bigrams (each word padded with `.` at "
+            f"both ends), a vocabulary of {V} characters: `{''.join(itos[i] for i in range(V))}`.")
 
 # --- 1. counting --------------------------------------------------------------------------
 st.header("1 · Counting bigrams")
@@ -80,9 +81,15 @@ st.caption("With seed 2147483647 and smoothing 1 on makemore's names.txt, the le
 
 # --- 3. the loss of one word -----------------------------------------------------------------
 st.header("3 · How likely is a word?")
-word = st.text_input("A word", value="andrej", key="bg_word",
-                     help="Try andrejq with smoothing 0: 'jq' never occurs, so its probability is 0 and the "
-                          "loss is infinite.")
+# the lecture's andrej where the data has its letters, else the data's own first word; a new dataset
+# starts from its own example rather than one it cannot spell
+example = "andrej" if set("andrej") <= set(stoi) else ds.words[0]
+if state.get("bg_word_data") != dataset_key(source):
+    state.take("bg_word")
+    state.put("bg_word_data", dataset_key(source))
+word = st.text_input("A word", value=example, key="bg_word",
+                     help="With smoothing 0, a word with a pair of letters the data never has (andrejq on names: "
+                          "'jq' never occurs) has probability 0, and the loss is infinite.")
 try:
     rows, total = word_bigrams(model.P, word.lower(), stoi)
 except ValueError as e:

@@ -21,9 +21,10 @@ if run_id is None:
                    "**The lecture's steps** (val loss on tiny Shakespeare)")
     st.stop()
 
-# --- the run: loss estimates and generated text, attention, diagnostics --------------------------
+# --- the run: loss estimates and generated text, then diagnostics and attention (tabs: a long page) ---
 lv.gpt_progress(run_id, get_preset("gpt", spec["preset"]))  # with the table of your runs next to the lecture's
-st.subheader("Attention maps")
-lv.attention(run_id)
-st.subheader("Live diagnostics")
-run_view.show(run_id)
+diagnostics, attention = st.tabs(["Live diagnostics", "Attention maps"])
+with diagnostics:
+    run_view.show(run_id)
+with attention:
+    lv.attention(run_id)

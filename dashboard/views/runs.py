@@ -1,23 +1,48 @@
 import pandas as pd
 import streamlit as st
 
+from core.runs import export, settings, storage
 from core.runs.db import LIVE_STATES
 from dashboard import state
 from dashboard.ui import live
-from dashboard.ui.registry import manager
+from dashboard.ui.registry import NOT_YOURS, manager, may_control
 
 st.title("Runs")
 st.caption("Every run this server has trained, kept on disk: reopen one on its page, compare two, export, delete.")
 
-runs = manager().db.list_runs()
+mgr = manager()
+mgr.reap()  # a run whose worker is gone shows as ended, with its cause, never as running
+db = mgr.db
+if db.notice:
+    st.warning(db.notice, icon=":material/healing:")
+damaged = storage.damaged_files(db.path)
+if damaged:
+    st.warning("Damaged runs files, moved aside when found and kept for you (`sqlite3 FILE .recover` may save "
+               "their rows): " + ", ".join(f"`{f.name}` ({storage.mb(f.stat().st_size)})" for f in damaged),
+               icon=":material/folder_off:")
+days = f"none older than {settings.keep_days():g} days" if settings.keep_days() else "no age limit"
+st.caption(f"Runs file {storage.mb(storage.file_size(db.path))} · **{storage.mb(storage.free_space(db.path))} free** "
+           f"on its disk · keeps the newest {settings.keep_runs() or 'all':,} runs, {days} (ZTH_KEEP_RUNS, "
+           f"ZTH_KEEP_DAYS) · {mgr.max_live} train at once ({mgr.cap_note}).")
+st.caption("**Teacher mode** (ZTH_TEACHER=1): every session may stop and delete every run." if settings.teacher_mode()
+           else "A run started on a page belongs to the browser session that started it: other sessions can open, "
+                "compare and export it, not stop or delete it. Runs from the CLI or a notebook belong to no page. "
+                "A server in teacher mode (ZTH_TEACHER=1) lets every session stop and delete every run.")
+
+runs = db.list_runs()
 if not runs:
     st.info("No runs yet. Start one on the **Activations & gradients** page.", icon=":material/info:")
     st.stop()
 
+
+def owner(r):
+    return "no page" if not r["session"] else "this session" if r["session"] == state.session_id() else "another"
+
+
 rows = [dict(id=r["id"], name=r["name"], state=r["state"], step=r["step"],
              params=r["meta"].get("params"), first_loss=r["meta"].get("init_loss"),
              train=(r["meta"].get("final") or {}).get("train"), val=(r["meta"].get("final") or {}).get("val"),
-             data=r["spec"].get("data", {}).get("name", "SSA names"),
+             data=r["spec"].get("data", {}).get("name", "SSA names"), owner=owner(r),
              started=pd.Timestamp(r["created"], unit="s").strftime("%Y-%m-%d %H:%M")) for r in runs]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
              column_config={"train": st.column_config.NumberColumn(format="%.4f"),
@@ -44,6 +69,9 @@ def open_run():
     st.switch_page(f"views/{page}.py", query_params=params)
 
 
+if row["meta"].get("message") and row["state"] in ("failed", "stopped", "diverged"):
+    (st.warning if row["state"] == "stopped" else st.error)(f"{row['name']}: {row['meta']['message']}")
+mine = may_control(row)
 b = st.columns(4)
 if b[0].button("Open", icon=":material/open_in_new:", key="runs_open", width="stretch"):
     open_run()
@@ -51,14 +79,25 @@ d = live.run_data(pick)
 b[1].download_button("Export (JSON)", live.export_json(d) if row["state"] not in LIVE_STATES else "{}",
                      f"{pick}.json", "application/json", disabled=row["state"] in LIVE_STATES,
                      key="runs_export", width="stretch")
-if b[2].button("Delete", icon=":material/delete:", key="runs_delete", disabled=row["state"] in LIVE_STATES,
-               width="stretch"):
-    manager().db.delete_run(pick)
+if b[2].button("Delete", icon=":material/delete:", key="runs_delete",
+               disabled=row["state"] in LIVE_STATES or not mine, width="stretch") and mine:
+    mgr.delete(pick)
     if state.get(state.page_key(state.RUN_ID, live.page_for(row["spec"]))) == pick:
         state.put(state.page_key(state.RUN_ID, live.page_for(row["spec"])), None)
     st.rerun()
 if row["state"] in LIVE_STATES:
     st.caption("A live run can be exported or deleted once it is stopped or finished.")
-    if b[3].button("Stop", icon=":material/stop:", key="runs_stop", width="stretch"):
-        manager().stop(pick)
+    if b[3].button("Stop", icon=":material/stop:", key="runs_stop", disabled=not mine, width="stretch") and mine:
+        mgr.stop(pick)
         st.rerun()
+if not mine:
+    st.caption(NOT_YOURS)
+
+# the run as TensorBoard event files (core.runs.export), beside the runs file and as a zip to download
+if st.button("Export for TensorBoard", icon=":material/insights:", key="runs_tensorboard",
+             disabled=row["state"] in LIVE_STATES):
+    folder, n = export.tensorboard(manager().db, pick, manager().db.path.parent / "tensorboard")
+    st.success(f"Wrote {n['scalars']:,} scalars and {n['histograms']:,} histograms to `{folder}`: "
+               f"`tensorboard --logdir {folder.parent}` shows it, or download the files.")
+    st.download_button("Event files (zip)", export.zipped(folder), f"{folder.name}.zip", "application/zip",
+                       on_click="ignore", key="runs_tensorboard_zip")

@@ -1,0 +1,70 @@
+"""
+A server's settings for runs, read from the environment when asked (a test or a shell may change them
+between two runs). One home, so the pages, the CLI and the workers agree on every number.
+
+    ZTH_MAX_RUNS        runs training at once on this server (default: half its cores, at least 2)
+    ZTH_ORPHAN_SECONDS  a page's run that no page has watched this long stops itself (default 30)
+    ZTH_KEEP_RUNS       the runs file keeps the newest this many runs (default 1000)...
+    ZTH_KEEP_DAYS       ...and none older than this many days (default 365); 0 turns either off
+    ZTH_RUNS_MB         a cap on the runs file's size in MB (default 0: none, only the disk's own)
+    ZTH_BUSY_SECONDS    a worker waits this long for a runs file another program keeps locked (default 300)
+    ZTH_TEACHER         1: teacher mode, every page may stop and delete every run (default 0)
+"""
+
+import math
+import os
+
+
+def _number(name, default, integer=True, least=0):
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        v = int(raw) if integer else float(raw)
+    except ValueError:
+        v = None
+    if v is None or not math.isfinite(v) or v < least:
+        kind = "a whole number" if integer else "a number"
+        raise ValueError(f"{name} must be {kind} >= {least:g} (got {raw!r}).")
+    return v
+
+
+def cores():
+    """The cores this process may use (a container's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 2
+
+
+def max_runs():
+    """(cap, why): how many runs may train at once, and a phrase saying where the number comes from.
+    A worker trains on one thread; half the cores leaves the other half to the server and its pages."""
+    if os.environ.get("ZTH_MAX_RUNS", "").strip():
+        return _number("ZTH_MAX_RUNS", 2, least=1), "set by ZTH_MAX_RUNS"
+    n = cores()
+    return max(2, n // 2), f"half of this machine's {n} cores, at least 2; ZTH_MAX_RUNS changes it"
+
+
+def orphan_seconds():
+    return _number("ZTH_ORPHAN_SECONDS", 30.0, integer=False, least=1)
+
+
+def keep_runs():
+    return _number("ZTH_KEEP_RUNS", 1000)
+
+
+def keep_days():
+    return _number("ZTH_KEEP_DAYS", 365.0, integer=False)
+
+
+def runs_file_mb():
+    return _number("ZTH_RUNS_MB", 0.0, integer=False)
+
+
+def busy_seconds():
+    return _number("ZTH_BUSY_SECONDS", 300.0, integer=False)
+
+
+def teacher_mode():
+    return os.environ.get("ZTH_TEACHER", "").strip().lower() in ("1", "true", "yes", "on")
