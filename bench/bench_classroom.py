@@ -14,7 +14,6 @@ import argparse
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.runs import liveness  # noqa: E402
+from core.runs import liveness, storage  # noqa: E402
 from core.runs.db import LIVE_STATES, RunDB  # noqa: E402
 from core.runs.manager import CHECK_SECONDS, RunManager  # noqa: E402
 from data import DataError, read_text  # noqa: E402
@@ -93,6 +92,8 @@ def damaged_round(tmp):
     db.list_runs()
     took = time.time() - t0
     db.close()
+    if not storage.damaged_files(path):
+        raise RuntimeError("the damaged file was not moved aside")
     for p in Path(tmp).glob("damaged*"):
         p.unlink()
     return took
@@ -113,11 +114,11 @@ def main():
             refuse.append(max(refusal_round(tmp)))
             damaged.append(damaged_round(tmp))
             print(f"round {r + 1}: kill->failed {a:.2f} s (server's check), {b:.2f} s (a reader); "
-                  f"refusal {refuse[-1] * 1000:.1f} ms; damaged file {damaged[-1] * 1000:.0f} ms", flush=True)
+                  f"refusal {refuse[-1] * 1000:.2f} ms; damaged file {damaged[-1] * 1000:.0f} ms", flush=True)
     med = statistics.median
     print(f"median of {args.rounds}: kill->failed {med(kill_server):.2f} s by the server's check (max "
           f"{max(kill_server):.2f}), {med(kill_reader):.2f} s by a reader; /dev/zero, FIFO, folder refused in "
-          f"{med(refuse) * 1000:.1f} ms; damaged runs file moved aside and reopened in {med(damaged) * 1000:.0f} ms")
+          f"{med(refuse) * 1000:.2f} ms; damaged runs file moved aside and reopened in {med(damaged) * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,13 @@ build the dataset, model and batches (core.runs.spec is where core meets data/).
 
 import argparse
 import math
-import os
 import sqlite3
 import sys
 import time
 
 from core.models.presets import MAKEMORE_SEED, MODELS, get_preset
 from core.runs import commands as runs_commands
-from core.runs import storage, strict_json
+from core.runs import settings, storage, strict_json
 from data import check_file, plural
 
 
@@ -48,7 +47,7 @@ def at_least_one(s):
 
 
 # more torch threads than this only oversubscribes the machine (a million segfaults inside OpenMP)
-MAX_THREADS = 4 * (os.cpu_count() or 1)
+MAX_THREADS = 4 * settings.cores()
 
 
 def thread_count(s):

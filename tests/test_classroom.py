@@ -17,7 +17,10 @@ from streamlit.testing.v1 import AppTest
 
 from core.runs import liveness, settings, storage
 from core.runs.db import LIVE_STATES, RunDB
-from core.runs.manager import CHECK_SECONDS, CapacityError, RunManager
+from core.runs.manager import CHECK_SECONDS, CapacityError, NoWorker, RunManager
+from core.runs.spec import build_job
+from core.runs.store import RunStore
+from core.training.loop import Run
 
 FOREVER = 10_000_000
 
@@ -170,6 +173,24 @@ def test_a_second_session_cannot_pause_stop_or_delete_a_run_unless_teacher(tmp_p
         m.stop_all()
 
 
+def test_a_pending_stop_survives_another_sessions_sample_and_the_owner_replaces_a_pending_sample(tmp_path):
+    m = RunManager(tmp_path / "runs.sqlite")
+    run_id = m.db.create_run({}, "a's run", session="learner-a")
+    try:
+        m.acting("learner-a")
+        assert m.send(run_id, "stop")
+        m.acting("learner-b")
+        assert not m.send(run_id, "sample:10:eval")  # the one slot is taken: the sample waits its turn
+        assert m.db.take_command(run_id)[0] == "stop"
+        assert m.send(run_id, "sample:10:eval")  # an empty slot takes it
+        m.acting("learner-a")
+        assert m.send(run_id, "pause")  # the owner's control goes before someone's look at the samples
+        assert m.db.take_command(run_id)[0] == "pause"
+    finally:
+        m.acting(None)
+        m.close()
+
+
 def session_page(name, session_id, **params):
     """The page `name` in a browser session whose id is session_id (state.session_id() reads it)."""
     at = AppTest.from_file(APP, default_timeout=60)
@@ -211,6 +232,53 @@ def test_the_runs_page_lets_only_the_owning_session_stop_and_says_why(names_path
         assert mgr.db.get_run(run_id)["state"] == "stopped"
     finally:
         mgr.stop_all()
+
+
+@USE_DATA_DIR
+def test_a_notebook_run_has_no_stop_on_the_runs_page_and_stop_or_delete_say_why():
+    store = RunStore(name="a notebook's run")  # what Run() makes in a notebook: this process trains it
+    store.db.update_run(store.run_id, state="running")
+    try:
+        at = session_page("runs", "learner-a")
+        at.selectbox(key="runs_pick").set_value(store.run_id).run()
+        assert at.button(key="runs_stop").proto.disabled and at.button(key="runs_delete").proto.disabled
+        assert any("trains in its own process" in c.value for c in at.caption)
+        mgr = registry()._manager()
+        for act in (mgr.stop, mgr.delete):
+            with pytest.raises(NoWorker, match=rf"run {store.run_id} trains in its own process \(pid {os.getpid()}"):
+                act(store.run_id)
+        assert mgr.db.get_run(store.run_id)["state"] == "running"
+        rc, out, err = cli("stop", store.run_id, data_dir=mgr.db.path.parent)  # the shell says it in a line
+        assert rc == 2 and out == "" and err.count("\n") == 1 and "reads no commands" in err, err
+    finally:
+        store.db.update_run(store.run_id, state="stopped")
+        store.close()
+
+
+@USE_DATA_DIR
+def test_the_runs_page_with_keep_runs_0_keeps_every_run(monkeypatch):
+    monkeypatch.setenv("ZTH_KEEP_RUNS", "0")  # 0 turns the limit off
+    at = page("runs")
+    assert any("keeps every run, none older than" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+@USE_DATA_DIR
+def test_the_tensorboard_export_into_a_folder_it_cannot_write_says_why(app_data_dir):
+    page("runs")
+    db = registry()._manager().db
+    run_id = db.create_run({"model": "mlp"}, "finished")
+    db.append(run_id, steps=[(s, 2.0, 0.1) for s in range(5)], state="finished", step=5)
+    blocker = app_data_dir / "tensorboard"
+    blocker.write_text("a file where the export folder goes")  # as an unwritable folder or a full disk would
+    try:
+        at = page("runs")
+        at.selectbox(key="runs_pick").set_value(run_id).run()
+        at.button(key="runs_tensorboard").click().run()
+        assert not at.exception, at.exception
+        assert any(e.value.startswith("The export could not be written: ") and "Not a directory" in e.value
+                   for e in at.error), [e.value for e in at.error]
+    finally:
+        blocker.unlink()
 
 
 @USE_DATA_DIR
@@ -260,6 +328,18 @@ def test_a_damaged_runs_file_is_moved_aside_and_a_fresh_one_started(tmp_path, ho
     (kept,) = storage.damaged_files(path)
     assert kept.read_bytes() == damaged  # the damaged file kept as it was, for its owner
     assert RunDB(path).notice is None  # the fresh one is whole
+
+
+def test_damaged_runs_files_found_in_the_same_second_are_each_kept(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    written = []
+    for _ in range(3):  # well within a second: the names must differ beyond the timestamp
+        RunDB(path).close()
+        with open(path, "r+b") as f:
+            f.write(os.urandom(100))
+        written.append(path.read_bytes())
+        assert RunDB(path).notice is not None
+    assert sorted(f.read_bytes() for f in storage.damaged_files(path)) == sorted(written)
 
 
 @USE_DATA_DIR
@@ -341,6 +421,68 @@ def test_a_runs_file_locked_for_20_s_makes_training_wait_and_keeps_every_row(tmp
     steps, _, _ = m.db.steps_since(run_id)
     assert list(steps) == list(range(r["step"]))  # every row, none lost to the lock
     assert "the runs file is locked by another program: training waits" in m.db.log_path(run_id).read_text()
+
+
+def test_close_waits_for_a_reader_and_still_folds_the_log_back(tmp_path):
+    db = RunDB(tmp_path / "runs.sqlite")
+    run_id = db.create_run({}, "r")
+    reading, done = threading.Event(), threading.Event()
+
+    def reader():  # another program reading an old snapshot for 1.5 s, longer than one checkpoint waits
+        con = sqlite3.connect(db.path, isolation_level=None)
+        con.execute("BEGIN")
+        con.execute("SELECT count(*) FROM steps").fetchone()
+        reading.set()
+        time.sleep(1.5)
+        con.execute("COMMIT")
+        done.wait(30)
+        con.close()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        reading.wait(10)
+        db.append(run_id, steps=[(s, 2.0, 0.1) for s in range(1000)], step=1000)  # frames past its snapshot
+        db.close()
+        wal = tmp_path / "runs.sqlite-wal"
+        assert wal.stat().st_size == 0  # the reader still has the file open, so the log stays, empty
+    finally:
+        done.set()
+        t.join()
+
+
+def test_a_notebook_run_folds_its_log_back_at_close_and_still_reads_after(tmp_path, names_path, monkeypatch):
+    monkeypatch.setenv("ZTH_DATA_DIR", str(tmp_path))
+    model, batches, cfg, _, _, _ = build_job({"model": "mlp", "preset": "kaiming", "train": {"steps": 5},
+                                              "data": {"kind": "file", "path": str(names_path)}})
+    run = Run(model, batches, cfg)
+    run.run()
+    run.close()
+    assert not (tmp_path / "runs.sqlite-wal").exists()  # its own handle closed: runs.sqlite alone is whole
+    assert list(run.store.losses()[0]) == list(range(5))  # a read after close opens the file again
+    run.store.close()
+
+
+def test_live_runs_reads_only_the_live_rows(tmp_path):
+    db = RunDB(tmp_path / "runs.sqlite")
+    meta = {"generated": ["x" * 2000], "final": {"train": 2.0}}
+    with db._tx():  # a server's thousand kept runs, each with its meta to parse
+        db.con.executemany("INSERT INTO runs (id, created, name, spec, meta, state, heartbeat, updated) "
+                           "VALUES (?, ?, 'old', '{}', ?, 'finished', 0, 0)",
+                           [(f"old{i}", i, json.dumps(meta)) for i in range(1000)])
+    live = [db.create_run({}, f"live {i}") for i in range(2)]
+    assert [r["id"] for r in db.live_runs()] == live[::-1]  # newest first, as list_runs orders them
+
+    def best(f):
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    # the server's check asks every 2 s and Start asks each time: it must not parse every run kept
+    assert best(db.live_runs) * 5 < best(db.list_runs)
 
 
 # --- the server --------------------------------------------------------------------------------
@@ -438,7 +580,7 @@ def test_cli_runs_start_list_show_and_a_killed_worker_read_from_the_shell(tmp_pa
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not liveness.alive(dict(pid=pid)), 10)
     rc, out, _ = cli("list", "--json", data_dir=tmp_path)  # the reader ends the run whose worker is gone
-    (listed,) = json.loads(out)
+    (listed,) = json.loads(out)["runs"]
     assert rc == 0 and listed["id"] == run_id and listed["state"] == "failed"
     assert listed["message"].startswith("the worker ended unexpectedly at step")
     rc, out, _ = cli("list", data_dir=tmp_path)

@@ -268,6 +268,11 @@ def test_markers_are_in_the_plotly_figures_and_the_live_svg():
     assert picture.count("class='marker'") == 4 and picture.count("W1 ×0.5") == 2
     none = svg.figure_svg(charts.loss_figure([("run", steps, np.linspace(3, 2, 100), [])]))
     assert "class='marker'" not in none
+    # the WaveNet page's windowed loss and the GPT page's estimates mark them too
+    window = charts.window_loss_figure([("run", np.arange(3000), np.linspace(3, 2, 3000), [])], markers=marks)
+    est = charts.eval_figure([(0, 3.0, 3.1), (50, 2.5, 2.6), (99, 2.2, 2.3)], markers=marks)
+    for fig in (window, est):
+        assert [(s["x0"], s["x1"]) for s in fig["layout"]["shapes"] if s["xref"] == "x"] == [(40, 40), (70, 70)]
 
 
 def test_a_marker_sits_at_its_step_on_the_svgs_axis():
@@ -306,5 +311,38 @@ def test_the_intervene_control_sends_an_intervention_and_the_chart_marks_it():
     r = run_of(at)
     assert r["meta"]["interventions"] == [dict(step=r["step"], action="scale", args=["W1", 0.25])]
     tick_until(at, lambda a: marked(a, "W1 ×0.25"), 10)
-    assert any("Applied: step" in c.value for c in at.caption)
+    assert any("Applied: step" in c.value and "runs start replay.json" in c.value for c in at.caption)
+    assert any(b.proto.label == "replay.json" for b in at.get("download_button"))
     at.button(key="btn_stop").click().run()
+
+
+@pytest.mark.parametrize("model,preset,data", [("mlp", "batchnorm", "names"), ("gpt", "small", "shakespeare")])
+def test_sampling_mid_run_even_in_training_mode_does_not_change_the_run(model, preset, data, names_path,
+                                                                        shakespeare_path):
+    # BatchNorm's running statistics (mlp) and dropout's global RNG (a GPT with dropout) must come back
+    from core.runs.worker import _samples
+    path = names_path if data == "names" else shakespeare_path
+    s = {"model": model, "preset": preset, "model_kw": {"dropout": 0.2} if model == "gpt" else {},
+         "train": {"steps": 40, "capture_every": 10}, "data": {"kind": "file", "path": str(path)}}
+    runs = []
+    for sample in (False, True):
+        model_, batches, cfg, probe, info, _ = build_job(s)
+        run = Run(model_, batches, cfg, probe=probe)
+        run.advance(20)
+        if sample:
+            got = _samples(run, info, 5, train_mode=True)
+            assert got["words"] or got.get("error")
+        run.run()
+        runs.append(run)
+    (a, b) = runs
+    assert np.array_equal(a.store.losses()[1], b.store.losses()[1]) and a.final == b.final
+
+
+def test_two_layers_reinitialised_at_one_step_draw_different_values(names_path):
+    run = make_run(spec(names_path, model="deep", preset="deep-tanh"))
+    run.advance(10)
+    run.intervene("reinit:2 Linear.weight")
+    run.intervene("reinit:4 Linear.weight")
+    p = params(run)
+    assert p["2 Linear.weight"].shape == p["4 Linear.weight"].shape
+    assert not torch.allclose(p["2 Linear.weight"], p["4 Linear.weight"])

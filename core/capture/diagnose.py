@@ -85,6 +85,11 @@ class Subject:
     def gain(self):
         return self.kwargs.get("gain")
 
+    @property
+    def gain_now(self):
+        """" (now 3.00)" for the gain's value in a fix; "" when it is not known (an older run's record)."""
+        return f" (now {self.gain:.2f})" if isinstance(self.gain, (int, float)) else ""
+
 
 def diagnose(subject=None, init_loss=None, capture=None, recent=(), losses=None, evals=(), state=None,
              diverged_at=None, sampled_in_train_mode=False):
@@ -133,6 +138,29 @@ def diagnose(subject=None, init_loss=None, capture=None, recent=(), losses=None,
                            "Call model.eval() before sampling so BatchNorm uses its running mean and std "
                            "(lecture 4: 'calibrate the batch norm at the end of training')."))
     return sorted(out, key=lambda f: SEVERITIES.index(f.severity))
+
+
+def diagnose_records(meta, spec=None, captures=(), losses=None, evals=(), step=None, state=None):
+    """
+    The findings of a run from its records, as the page and the runs file hold them: meta (what
+    core.runs.spec's build_job reports, plus init_loss, state, diverged_at, samples), its spec,
+    every recorded Capture (oldest first), (steps, loss, lr) arrays, [(step, train, val)].
+    step: judge the capture at or before it, on what was known then (None: the latest, on every step).
+    """
+    caps = [c for c in captures if step is None or c.step <= step]
+    cap = caps[-1] if caps else None
+    if step is not None:
+        upto = cap.step if cap is not None else step
+        evals = [e for e in evals or () if e[0] <= upto]
+        if losses is not None:
+            keep = np.asarray(losses[0]) <= upto
+            losses = tuple(np.asarray(a)[keep] for a in losses)
+    init_loss = meta.get("init_loss")
+    if init_loss is None and losses is not None and len(losses[1]):
+        init_loss = float(losses[1][0])
+    return diagnose(Subject.of(meta, spec), init_loss=init_loss, capture=cap, recent=caps[-WINDOW:], losses=losses,
+                    evals=evals, state=state or meta.get("state"), diverged_at=meta.get("diverged_at"),
+                    sampled_in_train_mode=(meta.get("samples") or {}).get("mode") == "train")
 
 
 # -----------------------------------------------------------------------------
@@ -309,7 +337,7 @@ def _tanh_fix(s, layer, weight):
     if s.model == "deep":
         if s.kwargs.get("batchnorm"):
             return _lower_lr(s, "BatchNorm already normalizes every layer's input")
-        return (f"Lower the gain on the Linear weights (now {s.gain:.2f}; the lecture's 5/3 for tanh) -- "
+        return (f"Lower the gain on the Linear weights{s.gain_now} toward the lecture's 5/3 for tanh -- "
                 f"'{weight or 'the Linear'}' feeds '{layer}' -- or turn BatchNorm on"
                 + _also(s.preset_hint("deep-bn", "")) + ".")
     if s.batchnorm:
@@ -373,7 +401,7 @@ def _gradient_flow(s, recent, blew_up):
         return [Finding("gradients", "warn", c.step, "Gradients vanish toward the first layers",
                         f"activation-gradient std at step {c.step:,}, first to last layer: {ev} -- "
                         f"{1 / spread:.0f}x smaller at the first layer, which then learns slowly.",
-                        (f"Raise the gain on the Linear weights toward 5/3 (now {s.gain:.2f}), or turn BatchNorm on"
+                        (f"Raise the gain on the Linear weights toward 5/3{s.gain_now}, or turn BatchNorm on"
                          + _also(s.preset_hint("deep-bn", "")) + ".") if deep_fix else
                         "Use the right gain for the nonlinearity in the Linear layers' init (Kaiming: 5/3 for tanh), "
                         "or normalization between layers (lecture 4, the deep stack).")]
@@ -382,7 +410,7 @@ def _gradient_flow(s, recent, blew_up):
                         f"activation-gradient std at step {c.step:,}, first to last layer: {ev} -- "
                         f"{spread:.0f}x larger at the first layer.",
                         _lower_lr(s) if blew_up else
-                        (f"Lower the gain on the Linear weights toward 5/3 (now {s.gain:.2f}), or turn BatchNorm on"
+                        (f"Lower the gain on the Linear weights toward 5/3{s.gain_now}, or turn BatchNorm on"
                          + _also(s.preset_hint("deep-bn", "")) + ".") if deep_fix else
                         "Lower the learning rate, or normalize between layers (BatchNorm, LayerNorm).")]
     return [Finding("gradients", "ok", c.step, "Gradients flow evenly through the layers",

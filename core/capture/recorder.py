@@ -29,6 +29,7 @@ and only the small records come back, while training goes on.
 
 import collections
 import functools
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -114,21 +115,18 @@ class Recorder:
         ReLU outputs. Everything the forward pass could change is put back -- running
         statistics, other buffers, the global RNG (dropout) -- so training is unaffected.
         """
-        saved_rng = torch.get_rng_state()
-        saved = _buffers(self.model)
         watched = [(name, kind, m) for name, kind, m in self.points if kind in ("tanh", "relu")]
         outs = {}
         self._probing = outs
         try:
-            self.model(X)
+            with untouched(self.model):
+                self.model(X)
             if not isinstance(self.model, nn.Module):
                 for name, _, layer in watched:
                     if getattr(layer, "out", None) is not None:
                         outs[name] = layer.out
         finally:
             self._probing = None
-            _restore_buffers(self.model, saved)
-            torch.set_rng_state(saved_rng)
         raster = {}
         for name, kind, _ in watched:
             if name not in outs:
@@ -226,11 +224,13 @@ class Recorder:
             d = self._descriptions[(present, shapes)] = (keys, kinds, weights, layout, wgrad)
         return d
 
-    def before_update(self):
+    def before_update(self, params=None):
         # the real update (right for Adam too): keep theta before the step, one flat copy. On
         # consecutive capture steps the last one's "after" is this one's "before" (nothing else
-        # writes to the parameters between two steps of one advance(); forget() drops it)
-        params = self._updated()
+        # writes to the parameters between two steps of one advance(); forget() drops it).
+        # params: the ones the update will change, when the caller takes "before" ahead of the backward
+        # (core.watch, which sees the learner's loop only between two steps); default: those with a gradient
+        params = self._updated() if params is None else params
         theta = self._theta
         if theta is None or theta.ids != tuple(map(id, params)) or [p.numel() for p in params] != theta.numels:
             theta = self._theta = _Theta(params)
@@ -379,6 +379,23 @@ class _Theta:
 # the state a forward pass may change: BatchNorm running statistics (lecture layers keep them as
 # plain tensor attributes, nn modules as buffers)
 _RUNNING = ("running_mean", "running_var", "bnmean_running", "bnstd_running")
+
+
+@contextmanager
+def untouched(model):
+    """A forward pass training must not feel (the probe batch, sampling): BatchNorm's running statistics and
+    other buffers, the global RNG (dropout) and the train/eval mode are put back afterwards, so a run with
+    it replays as one without."""
+    saved_rng = torch.get_rng_state()
+    saved = _buffers(model)
+    was = getattr(model, "training", None)
+    try:
+        yield
+    finally:
+        _restore_buffers(model, saved)
+        torch.set_rng_state(saved_rng)
+        if was is not None:
+            model.train(was)
 
 
 def _buffers(model):

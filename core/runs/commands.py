@@ -3,18 +3,21 @@
 
     python -m core runs start SPEC.json [--paused] [--json]   a worker, started exactly as a page starts one
     python -m core runs list [--json]                         every run, newest first
-    python -m core runs show ID [--json]                      one run: state, step, pid, message, losses
+    python -m core runs show ID [--step N] [--json]           one run: state, step, pid, message, losses, and
+                                                              the statistics of its capture at step N (latest)
     python -m core runs stop ID                               ask its worker to stop (and wait for it)
 
 The runs file is the server's ($ZTH_DATA_DIR). Reading it ends the runs whose worker is gone
 (core.runs.liveness), so `runs list` never shows a dead worker as running. A run started here is
-no page's: no heartbeat stops it, any page may stop it.
+no page's: no heartbeat stops it, any page may stop it. A run of `python -m core train` (or a
+notebook) reads no commands: `runs stop` says so and leaves it to its own process.
 """
 
 import json
 import math
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.runs import strict_json
@@ -33,7 +36,9 @@ def add_parser(sub):
     ls.add_argument("--json", action="store_true")
     sh = rs.add_parser("show", help="one run")
     sh.add_argument("id")
-    sh.add_argument("--json", action="store_true")
+    sh.add_argument("--step", type=int, default=None,
+                    help="the capture at this step (or the nearest one before it); default: the latest")
+    sh.add_argument("--json", action="store_true", help="with the statistics as `train --json` prints them")
     st = rs.add_parser("stop", help="stop a run's worker")
     st.add_argument("id")
 
@@ -89,55 +94,114 @@ def start(args, out):
     return 0
 
 
+def _source(r):
+    """Who trains the run: a page's (or `runs start`'s) worker, `python -m core train`, or the learner's own
+    notebook or script (core.watch)."""
+    from core.runs import liveness
+    return r["meta"].get("source") or ("worker" if liveness.has_worker(r) else "cli")
+
+
 def _summary(r):
     final = r["meta"].get("final") or {}
-    return dict(id=r["id"], name=r["name"], state=r["state"], step=r["step"], pid=r["pid"], host=r["host"],
+    return dict(id=r["id"], name=r["name"], source=_source(r), state=r["state"], step=r["step"], pid=r["pid"],
+                host=r["host"],
                 created=r["created"], steps_per_s=r["steps_per_s"], init_loss=r["meta"].get("init_loss"),
                 train=final.get("train"), val=final.get("val"), message=r["meta"].get("message"))
 
 
+@contextmanager
 def _db():
+    """The runs file, closed however the command ends (its write-ahead log folds back)."""
     from core.runs import liveness
     from core.runs.db import RunDB
     db = RunDB()
-    liveness.reap(db)  # a reader ends the runs whose worker is gone before it shows them
-    return db
+    try:
+        liveness.reap(db)  # a reader ends the runs whose worker is gone before it shows them
+        yield db
+    finally:
+        db.close()
 
 
 def list_runs(args, out):
-    db = _db()
-    runs = [_summary(r) for r in db.list_runs()]
-    db.close()
+    with _db() as db:
+        runs = [_summary(r) for r in db.list_runs()]
     if args.json:
-        out(strict_json.dumps(runs))
+        out(strict_json.dumps(dict(runs=runs)))
         return 0
     if not runs:
         out(f"no runs in {db.path}")
     for r in runs:
         loss = f"val {r['val']:.4f}" if isinstance(r["val"], float) and math.isfinite(r["val"]) else ""
-        out(f"{r['id']}  {r['state']:<9} step {r['step']:>9,}  pid {r['pid'] or '-':<8} {r['name']}  {loss}".rstrip())
+        out(f"{r['id']}  {r['state']:<9} step {r['step']:>9,}  pid {r['pid'] or '-':<8} {r['source']:<8} {r['name']}  "
+            f"{loss}".rstrip())
     return 0
 
 
 def show(args, out):
-    db = _db()
-    r = db.get_run(args.id)
-    if r is None:
-        db.close()
-        raise ValueError(f"no run {args.id!r} in {db.path} (python -m core runs list shows their ids)")
-    steps, loss, _ = db.steps_since(args.id)
-    res = dict(_summary(r), spec=r["spec"], session=r["session"], updated=r["updated"], steps_recorded=len(steps),
-               last_loss=float(loss[-1]) if len(loss) else None, evals=db.evals(args.id),
-               log=str(db.log_path(args.id)) if db.log_path(args.id).exists() else None)
-    db.close()
+    with _db() as db:
+        r = db.get_run(args.id)
+        if r is None:
+            raise ValueError(f"no run {args.id!r} in {db.path} (python -m core runs list shows their ids)")
+        steps, loss, _ = db.steps_since(args.id)
+        res = dict(_summary(r), spec=r["spec"], session=r["session"], updated=r["updated"],
+                   steps_recorded=len(steps), last_loss=float(loss[-1]) if len(loss) else None,
+                   evals=db.evals(args.id), log=str(db.log_path(args.id)) if db.log_path(args.id).exists() else None)
+        res.update(_statistics(db, r, args.step))
     if args.json:
         out(strict_json.dumps(res))
         return 0
     for k, v in res.items():
-        if k not in ("spec", "evals") and v is not None:
+        if k not in ("spec", "evals", "activations", "weights", "findings") and v is not None:
             out(f"{k:>15}: {v}")
     out(f"{'spec':>15}: {json.dumps(r['spec'])}")
+    for a in res["activations"]:  # as lecture 4's cells print them
+        sat = "" if a["saturated_pct"] is None else f", saturated: {a['saturated_pct']:.2f}%"
+        grad = "" if a["grad_std"] is None else f", grad std {a['grad_std']:e}"
+        out(f"layer {a['layer']:>16} ({a['kind']:>9}): mean {a['mean']:+.2f}, std {a['std']:.2f}{sat}{grad}")
+    for w in res["weights"]:
+        ud = "-" if w["update_data_log10"] is None else f"{w['update_data_log10']:+.2f}"
+        out(f"weight {str(tuple(w['shape'])):>12} {w['name']:<24} grad:data ratio {w['grad_data_ratio']:e}  "
+            f"log10 update:data {ud}")
+    for f in res["findings"]:
+        if f["severity"] != "ok":
+            out(f"{f['severity']}: {f['text']}")
     return 0
+
+
+class _Recorded:
+    """A run's records, read-only, as core.runs.findings reads a RunStore (which would write on a read)."""
+
+    def __init__(self, db, row):
+        self.db, self.row = db, row
+        self.meta, self.evals = row["meta"], db.evals(row["id"])
+
+    @property
+    def captures(self):
+        return self.db.captures_after(self.row["id"], -1)
+
+    def losses(self):
+        return self.db.steps_since(self.row["id"])
+
+
+def _statistics(db, r, step=None):
+    """What `train --json` prints of a run's capture at `step` (None: the latest): activations in forward order,
+    every weight, the loss there, steps done, and the findings the page shows."""
+    from core.runs.findings import run_findings
+    steps, loss, _ = db.steps_since(r["id"])
+    cap = db.capture(r["id"], step)
+    at = cap.step if cap is not None else (step if step is not None else (int(steps[-1]) if len(steps) else None))
+    losses = dict(zip(steps.tolist(), loss.tolist()))
+    res = dict(steps=r["step"], loss=losses.get(at), capture_step=None if cap is None else cap.step,
+               activations=[], weights=[])
+    if cap is not None:
+        res["activations"] = [dict(layer=a["layer"], kind=a["kind"], mean=a["mean"], std=a["std"],
+                                   saturated_pct=a["saturated_pct"], grad_std=a["grad_std"])
+                              for a in cap.layer_stats()]
+        res["weights"] = [dict(name=w["name"], shape=w["shape"], grad_data_ratio=w["grad_data_ratio"],
+                               update_data_log10=w["update_data_log10"]) for w in cap.weight_stats()]
+    res["findings"] = [f.to_dict() for f in run_findings(_Recorded(db, r), r["spec"], state=r["state"],
+                                                         diverged_at=r["meta"].get("diverged_at"), step=step)]
+    return res
 
 
 def stop(args, out):

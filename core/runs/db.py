@@ -60,9 +60,11 @@ CREATE TABLE IF NOT EXISTS captures (run_id TEXT NOT NULL, step INTEGER NOT NULL
 """
 
 LIVE_STATES = ("starting", "ready", "running", "paused")
+FREE_COMMANDS = ("sample:",)  # commands any page may send to any run: they only read its model
 RUN_COLS = ("id", "created", "name", "session", "spec", "meta", "state", "step", "steps_per_s", "pid", "host",
             "pid_start", "heartbeat", "command", "updated")
 TIMEOUT = 10.0  # SQLite's own wait for a lock, per statement
+CLOSE_TRIES = 3  # a shutdown's checkpoint waits ~1 s this many times for a reader to move on, then leaves it
 MAX_CAPTURES = 1000
 KEEP_RECENT_CAPTURES = 100
 
@@ -106,8 +108,17 @@ class RunDB:
         self.busy_waited = 0.0  # ...and how long it waited (a worker reports it, then sets it back to 0)
         self.notice = None     # what the open found and did, for the Runs page
         self._lock = threading.RLock()
-        self.con = self._open(check and path.resolve() not in _checked)
+        self._con = self._open(check and path.resolve() not in _checked)
         _checked.add(path.resolve())
+
+    @property
+    def con(self):
+        """The connection, opened again (unchecked) when used after close(): a notebook may read a run it
+        closed, and the close has still folded the log back."""
+        with self._lock:
+            if self._con is None:
+                self._con = self._open(False)
+            return self._con
 
     def _open(self, check):
         for attempt in range(2):
@@ -131,16 +142,26 @@ class RunDB:
                 raise sqlite3.DatabaseError(f"a fresh runs file at {self.path} is damaged too: {problem}")
             self.notice = storage.move_aside(self.path, problem)
 
-    def close(self):
-        """Close, folding the write-ahead log back into the file: a copy of runs.sqlite alone is then whole."""
+    def close(self, check_again=True):
+        """Close, folding the write-ahead log back into the file: a copy of runs.sqlite alone is then whole.
+        Never raises; closing twice is harmless. check_again: the next handle this process opens on the file
+        checks it (a server that starts again); a notebook's next Run passes False and skips the check."""
         with self._lock:
+            if self._con is None:
+                return
             try:  # waits a moment for other connections' transactions, never TIMEOUT at a shutdown
-                self.con.execute("PRAGMA busy_timeout = 1000")
-                self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:  # busy (another connection reads) or full: the next clean close does it
+                self._con.execute("PRAGMA busy_timeout = 1000")
+                for _ in range(CLOSE_TRIES):
+                    # SQLite answers a checkpoint that a reader held up with a row (busy=1, ...), not an error
+                    if self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0:
+                        break
+                    time.sleep(0.1)
+            except sqlite3.Error:  # full, damaged: the next clean close does it
                 pass
-            self.con.close()
-        _checked.discard(self.path.resolve())  # a server that starts again checks again
+            self._con.close()
+            self._con = None
+        if check_again:
+            _checked.discard(self.path.resolve())
 
     def _tx(self):
         return _Tx(self)
@@ -172,12 +193,12 @@ class RunDB:
             return self.con.execute(sql, args).fetchone()
 
     def _quiet(self, sql, args, wait=1.0):
-        """A write that may be skipped: it waits at most `wait` s for the lock and never raises."""
+        """A write that may be skipped: it waits at most `wait` s for the lock and never raises. True when it
+        changed a row."""
         with self._lock:
             try:
                 self.con.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
-                self.con.execute(sql, args)
-                return True
+                return self.con.execute(sql, args).rowcount > 0
             except sqlite3.Error:  # busy, full, damaged, closed: the next one tries again
                 return False
             finally:
@@ -212,7 +233,10 @@ class RunDB:
         return self._one("SELECT count(*) FROM runs")[0]
 
     def live_runs(self):
-        return [r for r in self.list_runs() if r["state"] in LIVE_STATES]
+        # the server's check asks every few seconds: only the live rows are read and parsed, not every run kept
+        marks = ", ".join("?" * len(LIVE_STATES))
+        return [_run_row(r) for r in self._all(f"SELECT {', '.join(RUN_COLS)} FROM runs WHERE state IN ({marks}) "
+                                               "ORDER BY created DESC", LIVE_STATES)]
 
     def update_run(self, run_id, **fields):
         meta = fields.pop("meta", None)
@@ -307,8 +331,12 @@ class RunDB:
     # --- commands: page -> worker --------------------------------------------------
 
     def send(self, run_id, command):
-        """False when the file was too busy to take it (the page may press again)."""
-        return self._quiet("UPDATE runs SET command = ?, heartbeat = ? WHERE id = ?",
+        """Put `command` in the run's one command slot. A free command (FREE_COMMANDS, any session's) only
+        takes an empty slot, so it never overwrites the owner's pending stop or pause; a control command
+        replaces whatever waits. False when it did not go: the slot was taken, or the file too busy (the page
+        may press again)."""
+        only_empty = " AND command IS NULL" if command.startswith(FREE_COMMANDS) else ""
+        return self._quiet(f"UPDATE runs SET command = ?, heartbeat = ? WHERE id = ?{only_empty}",
                            (command, time.time(), run_id), wait=3.0)
 
     def take_command(self, run_id):

@@ -54,6 +54,13 @@ def identity(pid=None):
     return dict(pid=pid, host=HOST, pid_start=process_start(pid))
 
 
+def has_worker(row):
+    """Whether a worker serves the run and reads its commands (stop, pause, ...). A run that a process trains
+    itself -- `python -m core train`, a notebook -- records its pid but reads none; core.runs.store marks its
+    row so when it makes it."""
+    return row["meta"].get("worker", True) is not False
+
+
 def _pid_runs(pid):
     """The process exists and has not exited (a zombie has: it only waits for its parent to read it)."""
     try:

@@ -13,11 +13,10 @@ import time
 import traceback
 
 from core.runs import liveness, settings, storage
-from core.runs.db import LIVE_STATES, RunDB
+from core.runs.db import FREE_COMMANDS, LIVE_STATES, RunDB
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: core/ sits in it
 CHECK_SECONDS = 2.0  # a server looks for dead workers this often: a page shows a kill within a tick after
-FREE_COMMANDS = ("sample:",)  # commands any page may send to any run: they only read its model
 
 
 class CapacityError(RuntimeError):
@@ -32,11 +31,21 @@ class NoSpace(CapacityError):
     """The disk (or the runs file's cap) has no room for another run."""
 
 
+class NoWorker(ValueError):
+    """A live run that trains in its own process (`python -m core train`, a notebook): no worker reads its
+    commands, so it cannot be stopped or deleted from here. A ValueError: the CLI answers it in one line."""
+
+
+def owner(row, session):
+    """Whose run it is, seen from browser session `session`: "no page", "this session" or "another"."""
+    return "no page" if not row.get("session") else "this session" if row["session"] == session else "another"
+
+
 def may_control(row, session, teacher=False):
     """Who may stop, pause or delete a run: the browser session that started it; anyone, for a run no
     page started (the CLI's, a notebook's own process on this data directory); everyone in teacher mode.
     Opening, comparing and exporting are for everyone."""
-    return teacher or not row.get("session") or row["session"] == session
+    return teacher or owner(row, session) != "another"
 
 
 # -----------------------------------------------------------------------------
@@ -128,9 +137,16 @@ class RunManager:
 
     def stop(self, run_id, wait=5.0):
         """Ask the worker to stop and wait for it to write its last rows; a worker that is gone is
-        ended here with its cause. False when the run is not this session's."""
+        ended here with its cause. False when the run is not this session's; NoWorker when no worker
+        serves it (its own process trains it and reads no commands)."""
         if self.refuses(run_id):
             return False
+        r = self.db.get_run(run_id)
+        if (r is not None and r["state"] in LIVE_STATES and not liveness.has_worker(r)
+                and liveness.worker_gone(r) is None):
+            raise NoWorker(f"run {run_id} trains in its own process (pid {r['pid']}: `python -m core train` or a "
+                           "notebook), which reads no commands: stop it there (Ctrl-C, or interrupt the kernel), "
+                           "then delete it.")
         self.db.send(run_id, "stop")
         with self._lock:
             p = self.procs.pop(run_id, None)
@@ -165,7 +181,7 @@ class RunManager:
 
     def delete(self, run_id, wait=5.0):
         """Delete a run, stopping it first; False when its worker would not stop, or it is not this
-        session's run."""
+        session's run; NoWorker (from stop) for a live run that no worker serves."""
         if self.refuses(run_id):
             return False
         r = self.db.get_run(run_id)

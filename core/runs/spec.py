@@ -202,7 +202,7 @@ def build_job(spec, dataset=None):
         model.to(device)
     info = dict(model=preset.model, preset=preset.name, params=nparams, vocab_size=ds.vocab_size,
                 expected_init_loss=math.log(ds.vocab_size), dataset=ds.describe(), device=device,
-                batchnorm=any("BatchNorm" in type(l).__name__ for _, l in getattr(model, "named_layers", list)()),
+                batchnorm=interventions.has_batchnorm(model),
                 chars=[ds.itos[i] for i in range(ds.vocab_size)], block_size=block_size,
                 steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.eval_every)
     return model, batches, cfg, probe, info, ds

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from core.runs import settings
 
-DAMAGED = ".damaged-"  # runs.sqlite -> runs.damaged-20250101-120000.sqlite
+DAMAGED = ".damaged-"  # runs.sqlite -> runs.damaged-20250101-120000-PID.sqlite
 FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 NO_CAP_PAGES = 2**31 - 2  # SQLite's largest max_page_count: no cap of ours
 
@@ -73,8 +73,11 @@ def move_aside(path, problem):
     """Move a damaged runs file (and its -wal) out of the way, kept for its owner. Returns the notice a
     page shows. A second process that finds it already moved only opens the fresh one."""
     path = Path(path)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    dest = path.with_name(f"{path.stem}{DAMAGED}{stamp}{path.suffix}")
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    dest, n = path.with_name(f"{path.stem}{DAMAGED}{stamp}{path.suffix}"), 1
+    # os.replace would overwrite a copy kept earlier in the same second: the pid and a counter keep each
+    while any(Path(f"{dest}{ext}").exists() for ext in ("", "-wal", "-journal")):
+        dest, n = path.with_name(f"{path.stem}{DAMAGED}{stamp}-{n}{path.suffix}"), n + 1
     try:
         os.replace(path, dest)
     except FileNotFoundError:

@@ -27,9 +27,11 @@ class RunStore:
         a new run row named `name` (spec: what was trained, as JSON) when run_id is None."""
         # a runs file that another program keeps locked makes training wait, as a worker's does
         self.db = db if db is not None else RunDB(busy_seconds=settings.busy_seconds())
-        if run_id is None:  # a run of this process (CLI, notebook): its pid and start tell readers it is alive
+        self._owns_db = db is None  # close() closes only a file handle it opened itself
+        if run_id is None:  # a run of this process (CLI, notebook): its pid and start tell readers it is alive;
+            # worker=False: no worker reads its commands (liveness.has_worker), so no page offers Stop
             run_id = self.db.create_run(spec or {}, name)
-            self.db.update_run(run_id, **liveness.identity())
+            self.db.update_run(run_id, meta=dict(worker=False), **liveness.identity())
         self.run_id = run_id
         self.last_step = -1
         self._steps, self._evals, self._captures, self._meta = [], [], [], {}
@@ -126,4 +128,8 @@ class RunStore:
                         evals=self.evals, captures=self.captures, meta=self.meta)
 
     def close(self):
+        """Flush, and close the runs file if this store opened it (its log folds back into the file). A read
+        after it still works: the handle opens again."""
         self.flush()
+        if self._owns_db:
+            self.db.close(check_again=False)  # the file was checked when this process first opened it

@@ -31,6 +31,7 @@ import traceback
 
 import torch
 
+from core.capture.recorder import untouched
 from core.models.inspector import generate_text
 from core.runs import liveness, settings, storage
 from core.runs.db import RunDB
@@ -275,13 +276,13 @@ def _generate(run, info, step):
 def _samples(run, info, n, train_mode):
     """makemore's sampler on the live model; train_mode=True reproduces the BatchNorm-sampling bug."""
     g = torch.Generator().manual_seed(run.cfg.seed + 10)  # the lectures sample from seed + 10
-    was = getattr(run.model, "training", True)
     try:
-        words = sample_words(run.model, n, g, max_len=60, train_mode=train_mode)
+        # in training mode BatchNorm would update its running statistics and dropout draw from the global
+        # RNG: samples must not change the run (its replay, its val loss)
+        with untouched(run.model):
+            words = sample_words(run.model, n, g, max_len=60, train_mode=train_mode)
     except Exception as e:  # a batch of one through BatchNorm in training mode: the bug's own failure
         return dict(mode="train" if train_mode else "eval", words=[], error=str(e))
-    finally:
-        run.model.train(was)
     chars = info["chars"]
     return dict(mode="train" if train_mode else "eval", step=run.step,
                 words=["".join(chars[i] for i in w) for w in words])

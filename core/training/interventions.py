@@ -21,6 +21,7 @@ by the run's seed and the step, never from the batches' generator.
 """
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -239,7 +240,9 @@ class Interventions:
                 for _, p in resolve(self.model, a[0]):
                     p.mul_(a[1])
             elif iv.action == "reinit":
-                g = torch.Generator().manual_seed((self.seed * 1_000_003 + iv.step) % 2**63)
+                # the run's seed, the step and the layer: replays draw alike, two layers at one step do not
+                g = torch.Generator().manual_seed((self.seed * 1_000_003 + iv.step * 65_537
+                                                   + zlib.crc32(a[0].encode())) % 2**63)
                 for _, p in resolve(self.model, a[0], whole_layer=True):
                     p.copy_(self._draw(p, g, kaiming=len(a) > 1))
             elif iv.action == "lr":

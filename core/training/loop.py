@@ -351,4 +351,4 @@ class Run:
         if self.recorder is not None:
             self.recorder.close()
         if self._owns_store:
-            self.store.flush()
+            self.store.close()  # and the runs file it opened: a notebook's run leaves no write-ahead log

@@ -384,8 +384,9 @@ def loss_gap_figure(steps, gap, points=400):
 # lecture 6: the loss averaged over windows of 1,000 steps; lecture 7: train/val estimates, attention
 
 
-def window_loss_figure(curves, window=1000):
-    """curves: [(label, steps, loss, evals)]; the windowed mean of log10 loss, val estimates as diamonds."""
+def window_loss_figure(curves, window=1000, markers=None):
+    """curves: [(label, steps, loss, evals)]; the windowed mean of log10 loss, val estimates as diamonds.
+    markers: the run's interventions [(step, label)]."""
     fig = _fig(f"log10 loss, mean of every {window:,} steps (the lecture's lossi.view(-1, {window}).mean(1))",
                xaxis=dict(title="step"), yaxis=dict(title="log10 loss"))
     for k, (label, steps, loss, evals) in enumerate(curves):
@@ -394,10 +395,10 @@ def window_loss_figure(curves, window=1000):
         fig.add_trace(Scatter(x=_arr(xs), y=_arr(ys), mode="lines", name=f"{label} (train, mean of {window:,})",
                               line=dict(color=color(k), width=2)))
         _add_val(fig, label, k, evals, math.log10)
-    return fig
+    return add_markers(fig, markers)
 
 
-def eval_figure(evals, expected_val=None, label="run"):
+def eval_figure(evals, expected_val=None, label="run", markers=None):
     """GPT's estimate_loss over the run: train and val at every eval step; the lecture's val as a line."""
     fig = _fig("estimated loss (mean of eval_iters batches)", xaxis=dict(title="step"), yaxis=dict(title="loss"))
     rows = [e for e in evals if e[1] is not None and e[2] is not None]
@@ -407,7 +408,7 @@ def eval_figure(evals, expected_val=None, label="run"):
     if expected_val:
         fig.add_hline(y=expected_val, line=dict(color="#d1495b", dash="dash"),
                       annotation_text=f"the lecture's val ≈ {expected_val:g}", annotation_position="top right")
-    return fig
+    return add_markers(fig, markers)
 
 
 def _char_label(c):

@@ -10,7 +10,7 @@ import json
 import streamlit as st
 
 from core.runs.spec import fresh_model
-from core.training.interventions import InterventionError, from_list
+from core.training.interventions import InterventionError, from_list, make, replay_spec
 from dashboard import state
 from dashboard.ui import live
 from dashboard.ui.registry import manager, may_control, refusal
@@ -56,25 +56,35 @@ def control(d):
                                  "JSON name it; its step is the next one the run trains")
             if cmd == "scale":
                 k = c3.number_input("k", value=0.5, format="%.4g", key="iv_k")
-                action = f"scale:{layer}:{k:g}"
+                action = _command("scale", layer, float(k))
             else:
-                action = f"reinit:{layer}" + (":kaiming" if cmd == "kaiming" else "")
+                action = _command("reinit", layer, *(["kaiming"] if cmd == "kaiming" else []))
             action = action if names else None
         elif cmd == "lr":
             now = float(d.lr[-1]) if len(d.lr) else meta.get("lr", 0.1)
             lr = c2.number_input("learning rate", value=now, min_value=0.0, format="%.4g", key="iv_lr",
                                  help="from the next step on, over the decay schedule; 0 freezes the weights")
-            action = f"lr:{lr:g}"
+            action = _command("lr", float(lr))
         c3.button("Apply", on_click=_send, args=(d.run_id, action), key="iv_apply", width="stretch",
                   disabled=action is None)
         if meta.get("intervention_error"):
             st.warning(meta["intervention_error"], icon=":material/warning:")
         done = applied(meta)
         if done:
-            st.caption("Applied: " + "; ".join(f"step {iv.step:,}: {iv.label()}" for iv in done)
-                       + ". A run with the same seed and `--intervene "
-                       + " --intervene ".join(f"{iv.step}:{iv.command()}" for iv in done)
-                       + "` (python -m core train) replays these numbers exactly.")
+            a, b = st.columns([3, 1])
+            a.caption("Applied: " + "; ".join(f"step {iv.step:,}: {iv.label()}" for iv in done)
+                      + ". `python -m core runs start replay.json` trains this run again, with these "
+                      "interventions at their steps, to the same numbers.")
+            b.download_button("replay.json", json.dumps(replay_spec(d.row["spec"], meta["interventions"]), indent=1),
+                              f"{d.run_id}-replay.json", "application/json", key="iv_replay")
+
+
+def _command(action, *args):
+    """The worker's command text for an action (None when its value is out of range: Apply is disabled)."""
+    try:
+        return make(0, action, *args).command()
+    except InterventionError:
+        return None
 
 
 def _send(run_id, action):

@@ -16,7 +16,7 @@ from core.models.inspector import attention_maps, layer_shapes
 from core.models.presets import PRESETS
 from core.runs.spec import count_params, fresh_model, seconds_per_1000_steps
 from dashboard.plot import charts
-from dashboard.ui import live
+from dashboard.ui import interventions, live
 from dashboard.ui.registry import manager, read_path
 from data import plural
 
@@ -110,7 +110,8 @@ def window_loss(run_id):
             st.info(f"The lecture averages the loss over windows of 1,000 steps: the first point appears at "
                     f"step 1,000 (now {len(d.loss):,}).", icon=":material/hourglass:")
         else:
-            st.plotly_chart(charts.window_loss_figure([(d.label, d.steps, d.loss, d.evals())]),
+            st.plotly_chart(charts.window_loss_figure([(d.label, d.steps, d.loss, d.evals())],
+                                                      markers=interventions.markers(d.meta)),
                             key="window_loss_chart", width="stretch")
         st.markdown("**Your runs next to the lecture's log**")
         results_table("wavenet")
@@ -125,7 +126,8 @@ def gpt_progress(run_id, preset):
         left, right = st.columns([2, 3])
         with left:
             if d.evals():
-                st.plotly_chart(charts.eval_figure(d.evals(), preset.expected.get("val"), d.label),
+                st.plotly_chart(charts.eval_figure(d.evals(), preset.expected.get("val"), d.label,
+                                                   markers=interventions.markers(d.meta)),
                                 key="eval_chart", width="stretch")
             else:
                 exp = preset.expected.get("val")

@@ -23,7 +23,7 @@ from core.runs.manager import may_control as _may_control
 from dashboard import state
 
 NOT_YOURS = ("This run belongs to another browser session: you can open, compare and export it, but only the "
-             "session that started it can pause, stop or delete it (on this server in teacher mode, "
+             "browser that started it can pause, stop or delete it (on this server in teacher mode, "
              "ZTH_TEACHER=1, anyone can).")
 
 

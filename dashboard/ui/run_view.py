@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.io as pio
 import streamlit as st
 
-from core.capture.diagnose import WINDOW, Subject, dead_units, diagnose
+from core.capture.diagnose import dead_units, diagnose_records
 from core.capture.record import stats_table, ud_history
 from core.training.loop import PROBE_EVERY
 from dashboard import state
@@ -37,7 +37,8 @@ def header(d, extra=""):
     row = d.row or {}
     total = d.meta.get("steps") or row.get("spec", {}).get("train", {}).get("steps") or 0
     rate = f" · {row['steps_per_s']:,.0f} steps/s" if row.get("steps_per_s") else ""
-    st.markdown(f"**{d.label}** · `{d.state}` · step **{row.get('step', 0):,}** of {total:,}{rate}{extra} · "
+    of = f" of {total:,}" if total else ""  # a learner's own loop (core.watch) has no planned step count
+    st.markdown(f"**{d.label}** · `{d.state}` · step **{row.get('step', 0):,}**{of}{rate}{extra} · "
                 f"run `{d.run_id}`")
     if d.meta.get("message") and d.state in ("failed", "stopped", "diverged"):
         (st.error if d.state in ("failed", "diverged") else st.warning)(f"{d.label}: {d.meta['message']}")
@@ -216,13 +217,8 @@ def _diagnosis(d, cap, scrub=None):
     meta = d.meta
     st.markdown(diagnosis_heading(d, cap, scrub))
     # a scrubbed step is judged on what was known then; the latest, on every step so far
-    upto = len(d.steps) if scrub is None or cap is None else int(np.searchsorted(d.steps, cap.step, side="right"))
-    recent = [c for c in d.captures(max_n=1 << 30) if cap is None or c.step <= cap.step][-WINDOW:]
-    findings = diagnose(Subject.of(meta, (d.row or {}).get("spec")), init_loss=d.init_loss(), capture=cap,
-                        recent=recent, losses=(d.steps[:upto], d.loss[:upto], d.lr[:upto]),
-                        evals=[e for e in d.evals() if cap is None or scrub is None or e[0] <= cap.step],
-                        state=d.state, diverged_at=meta.get("diverged_at"),
-                        sampled_in_train_mode=(meta.get("samples") or {}).get("mode") == "train")
+    findings = diagnose_records(meta, (d.row or {}).get("spec"), d.captures(max_n=1 << 30), (d.steps, d.loss, d.lr),
+                                d.evals(), step=scrub, state=d.state)
     for f in findings:
         box = {"error": st.error, "warn": st.warning, "info": st.info, "ok": st.success}[f.severity]
         box(f"**{f.title}** -- {f.evidence}" + (f"\n\n*Fix:* {f.fix}" if f.fix else ""))
@@ -280,8 +276,17 @@ def _ask_samples(run_id, mode):
     live.poke()  # a paused run is not refreshed: tick a moment so its answer shows
 
 
-def _samples(d):
-    samples = d.meta.get("samples")
+def _samples_box(run_id, live_run):
+    """The run's latest samples, re-read once a second while it is live: one row read, not a second
+    live.watch (its heartbeat and full refresh belong to the charts' fragment)."""
+    @st.fragment(run_every=1.0 if live_run else None)
+    def box():
+        _samples(((manager().db.get_run(run_id) or {}).get("meta")) or {})
+    box()
+
+
+def _samples(meta):
+    samples = meta.get("samples")
     if samples:
         step = f"{samples['step']:,}" if isinstance(samples.get("step"), int) else "?"
         st.caption(f"at step {step}, {samples['mode']} mode")
@@ -303,7 +308,7 @@ def samples_and_downloads(main, train_mode_option=True):
                      args=(run_id, "train" if train_mode else "eval"))
         # the worker answers within a flush (~0.2 s), while the page only reruns its fragments: the
         # samples are drawn in one, or they would wait for the next full rerun (Pause or Stop)
-        live.watch(run_id, lambda d, o, ticking: _samples(d))
+        _samples_box(run_id, main.live)
     with c2:
         st.markdown("**Download**")
         if main.state not in ("starting", "ready", "running"):
