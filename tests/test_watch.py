@@ -701,6 +701,8 @@ def test_the_runs_page_lists_the_loop_live_and_its_stop_ends_it(names_xy):
         assert not view.exception, view.exception
         shown = [m.value for m in view.markdown]
         assert "my own loop" in status(view) and " of 0" not in status(view)
+        from core.runs.liveness import HOST
+        assert f" · your own code (script on {HOST}, pid {os.getpid()})" in status(view), status(view)
         assert any(m.startswith("**Diagnosis** at the latest capture") for m in shown), shown
         at.button(key="runs_stop").click().run()  # the page's Stop: the learner's loop raises Stopped
         t.join(30)

@@ -266,6 +266,7 @@ def watch(run_id, draw, compare_id=None):
     other = run_data(compare_id) if compare_id else None
     keep_alive([r for r in (main, other) if r is not None])
     ticking = needs_ticks(main) or (other is not None and needs_ticks(other))
+    was_paused = main.state == "paused"  # the controls drawn now say Resume
 
     @st.fragment(run_every=1.0 if ticking else None)
     def frame():
@@ -276,6 +277,8 @@ def watch(run_id, draw, compare_id=None):
                 manager().db.heartbeat(r.run_id)  # a watched run keeps training; an orphaned one stops
         if ticking and not (needs_ticks(d) or (o is not None and needs_ticks(o))):
             st.rerun()  # it paused or ended: a full rerun stops the timer and redraws the still view
+        if ticking and (d.state == "paused") != was_paused:
+            st.rerun()  # it paused or resumed since the controls were drawn: Pause/Resume follows it
         draw(d, o, ticking)
 
     frame()

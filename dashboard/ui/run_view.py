@@ -38,6 +38,12 @@ def header(d, extra=""):
     total = d.meta.get("steps") or row.get("spec", {}).get("train", {}).get("steps") or 0
     rate = f" · {row['steps_per_s']:,.0f} steps/s" if row.get("steps_per_s") else ""
     of = f" of {total:,}" if total else ""  # a learner's own loop (core.watch) has no planned step count
+    spec = row.get("spec") or {}
+    if spec.get("watch"):  # where the learner's loop runs (core.watch writes its source; the row its host, pid)
+        where = spec.get("source") or d.meta.get("source") or "script"
+        where += f" on {row['host']}" if row.get("host") else ""
+        where += f", pid {row['pid']}" if row.get("pid") else ""
+        extra += f" · your own code ({where})"
     st.markdown(f"**{d.label}** · `{d.state}` · step **{row.get('step', 0):,}**{of}{rate}{extra} · "
                 f"run `{d.run_id}`")
     if d.meta.get("message") and d.state in ("failed", "stopped", "diverged"):
