@@ -369,6 +369,29 @@ def test_an_nn_module_with_adamw(names_xy, tmp_path):
 # pause, step and stop from a page (the run's command slot in the runs file)
 
 
+def train_until_stopped(lab, C, layers, parameters, Xtr, Ytr, done):
+    """The learner's loop in its own thread (the page is the test's), until Stop raises Stopped: its message
+    goes into done["stopped"]. Returns the started thread."""
+    def loop():
+        try:
+            while True:
+                ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
+                x = forward(layers, C[Xtr[ix]].view(32, -1))
+                loss = F.cross_entropy(x, Ytr[ix])
+                for p in parameters:
+                    p.grad = None
+                loss.backward()
+                for p in parameters:
+                    p.data += -0.1 * p.grad
+                lab.step(loss)
+        except Stopped as e:
+            done["stopped"] = str(e)
+
+    t = threading.Thread(target=loop)
+    t.start()
+    return t
+
+
 def wait_for(pred, timeout=10.0):
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -383,26 +406,7 @@ def test_pause_step_and_stop_through_the_runs_file(names_xy, tmp_path):
     C, layers, parameters = deep_stack()
     lab = watch(layers, parameters=parameters, data_dir=tmp_path, name="paused loop")
     done = {}
-
-    def loop():  # the learner's loop, in its own thread; the page is the test's
-        try:
-            for i in range(1_000_000):
-                ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
-                x = C[Xtr[ix]].view(32, -1)
-                for layer in layers:
-                    x = layer(x)
-                loss = F.cross_entropy(x, Ytr[ix])
-                for p in parameters:
-                    p.grad = None
-                loss.backward()
-                for p in parameters:
-                    p.data += -0.1 * p.grad
-                lab.step(loss)
-        except Stopped as e:
-            done["stopped"] = str(e)
-
-    t = threading.Thread(target=loop)
-    t.start()
+    t = train_until_stopped(lab, C, layers, parameters, Xtr, Ytr, done)
     page = RunDB(path=tmp_path / "runs.sqlite")
     try:
         assert wait_for(lambda: lab.steps > 5)
@@ -670,24 +674,7 @@ def test_the_runs_page_lists_the_loop_live_and_its_stop_ends_it(names_xy):
     C, layers, parameters = deep_stack()
     lab = watch(layers, parameters=parameters, name="my own loop")
     done = {}
-
-    def loop():
-        try:
-            while True:
-                ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
-                x = forward(layers, C[Xtr[ix]].view(32, -1))
-                loss = F.cross_entropy(x, Ytr[ix])
-                for p in parameters:
-                    p.grad = None
-                loss.backward()
-                for p in parameters:
-                    p.data += -0.1 * p.grad
-                lab.step(loss)
-        except Stopped as e:
-            done["stopped"] = str(e)
-
-    t = threading.Thread(target=loop)
-    t.start()
+    t = train_until_stopped(lab, C, layers, parameters, Xtr, Ytr, done)
     try:
         assert wait_for(lambda: lab.steps > 5)
         db = RunDB()
