@@ -2,7 +2,7 @@
 Headless CLI:
 
     python -m core train  --model M [--preset P] [--data FILE] [--steps N] [--seed S]
-                          [--capture-every K] [--device D] [--intervene STEP:ACTION ...] [--json]
+                          [--capture-every K] [--device D] [--intervene STEP:ACTION ...] [--no-save] [--json]
     python -m core sample --model bigram [--data FILE] [--seed S] [-n N] [--sampler torch|lecture]
     python -m core export RUN --tensorboard DIR
     python -m core runs start SPEC.json [--json] | list [--json] | show ID [--json] | stop ID
@@ -15,12 +15,18 @@ import argparse
 import math
 import sqlite3
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 from core.models.presets import MAKEMORE_SEED, MODELS, get_preset
 from core.runs import commands as runs_commands
 from core.runs import settings, storage, strict_json
 from data import check_file, plural
+
+CHUNK_SECONDS = 0.05  # train: look at the page's commands about this often, as a page's worker does
+FLUSH_SECONDS = 0.5   # and write to the runs file this often (the dashboard shows the run live)
 
 
 class CliError(Exception):
@@ -96,6 +102,8 @@ def make_parser():
     t.add_argument("--intervene", action="append", metavar="STEP:ACTION",
                    help="before STEP trains: scale:LAYER:K, reinit:LAYER[:kaiming], lr:VALUE or bn:train|eval "
                         "(repeatable; LAYER as the JSON's weights and activations name it)")
+    t.add_argument("--no-save", action="store_true",
+                   help="do not keep the run in the runs file (the dashboard's Runs page will not list it)")
     t.add_argument("--json", action="store_true", help="end with one line of JSON")
     s = sub.add_parser("sample", help="sample names from the count bigram")
     s.add_argument("--model", default="bigram", choices=["bigram"])
@@ -128,11 +136,8 @@ def train(args, out=print):
     source = data_source(args.data)
     # torch and what needs it load here, not at the top: a mistyped argument is answered in a fraction of a
     # second instead of after torch's import (~1.5-2.5 s on these machines)
-    import torch
-
-    from core.runs.findings import run_findings
     from core.runs.spec import build_job
-    from core.training.loop import Run, configure_torch
+    from core.training.loop import configure_torch
 
     configure_torch(args.threads)
     preset = get_preset(args.model, args.preset)
@@ -152,48 +157,105 @@ def train(args, out=print):
     out(ds.describe())
     if preset.model == "bigram":
         return train_bigram(preset, model, ds, args, out)
-    nparams = info["params"]
-    out(f"{preset.model}/{preset.name}: {nparams:,} parameters; {plural(cfg.steps, 'step')}, "
+    out(f"{preset.model}/{preset.name}: {info['params']:,} parameters; {plural(cfg.steps, 'step')}, "
         f"lr {cfg.lr}{f' -> {cfg.lr_final} at {cfg.lr_decay_step:,}' if cfg.lr_decay_step else ''}, "
         f"batch {cfg.batch_size or 'full'}, seed {cfg.seed}, capture every {cfg.capture_every or 'never'}")
-    run = Run(model, batches, cfg, device=info["device"], meta=info, probe=probe,
+    with _runs_file(save=not args.no_save) as db:
+        return _train(args, out, spec, preset, model, batches, cfg, probe, info, db)
+
+
+@contextmanager
+def _runs_file(save):
+    """The runs file the run is recorded in: the dashboard's, or with --no-save a throwaway one."""
+    from core.runs.db import RunDB
+    with tempfile.TemporaryDirectory(prefix="zth-no-save-") as folder:
+        db = RunDB(None if save else Path(folder) / "runs.sqlite", busy_seconds=settings.busy_seconds())
+        try:
+            yield db
+        finally:
+            db.close(check_again=False)  # its write-ahead log folds back into the file
+
+
+def _train(args, out, spec, preset, model, batches, cfg, probe, info, db):
+    """Train in chunks, as a page's worker does, writing to the runs file as it goes: the run shows live on
+    the dashboard, whose Pause, Step and Stop reach this loop (core.runs.remote)."""
+    import torch
+
+    from core.runs.findings import run_findings, statistics
+    from core.runs.remote import Remote, next_chunk
+    from core.runs.store import RunStore
+    from core.training.loop import Run, run_name
+    saved = not args.no_save
+    store = RunStore(db=db, name=run_name(model, info), spec=spec)
+    store.set_meta(source="cli", worker=saved)  # worker: a page offers Pause and Stop, and this loop obeys them
+    run = Run(model, batches, cfg, store=store, device=info["device"], meta=info, probe=probe,
               interventions=spec.get("interventions"))
+
+    def flush():
+        store.flush(step=run.step, steps_per_s=run.steps_per_s if run.train_seconds > 0 else None)
+
+    remote = Remote(store, lambda s: run.pause() if s == "paused" else run.resume(), flush) if saved else None
+    if saved:
+        flush()
+        out(f"run {store.run_id}: watch it live on the dashboard's Runs page")
     report_every = max(1, cfg.steps // 20) if cfg.steps >= 1000 else 0
+    next_report, chunk, last_flush = report_every, 1, time.monotonic()
     t0 = time.time()
-    while not run.done:
-        run.advance(report_every or cfg.steps or 1)
-        if report_every and not run.done:
-            out(f"{run.step:7d}/{cfg.steps:7d}: loss {run.store.last_loss():.4f}")
+    try:
+        while not run.done:
+            n = remote.allowed(chunk) if remote else chunk
+            if report_every:
+                n = min(n, next_report - run.step)
+            t = time.perf_counter()
+            done = run.advance(n)
+            chunk = next_chunk(chunk, n, done, time.perf_counter() - t, CHUNK_SECONDS)
+            if report_every and run.step >= next_report and not run.done:
+                out(f"{run.step:7d}/{cfg.steps:7d}: loss {run.store.last_loss():.4f}")
+                next_report += report_every
+            if remote is not None and not run.done:
+                why = remote.took(done) or remote.look()  # may hold the loop here while paused on the page
+                if why:
+                    run.stop()
+                    store.set_meta(message=f"{why} at step {run.step:,}")
+                    out(f"{why} at step {run.step:,}")
+            if saved and time.monotonic() - last_flush > FLUSH_SECONDS:
+                flush()
+                last_flush = time.monotonic()
+    except KeyboardInterrupt:  # Ctrl-C: the run is kept as stopped, with what it recorded
+        run.stop()
+        store.set_meta(message=f"stopped by Ctrl-C at step {run.step:,}")
+        run.close()
+        flush()
+        raise
     if run.state == "finished" and cfg.steps == 0:
         # --steps 0: the fresh model's loss on a first minibatch, as step 0 would see it
         X, Y = batches.get_batch("train")
         with torch.no_grad():
             run.init_loss = model(X, Y)[1].item()
         run.store.set_meta(init_loss=run.init_loss)
-    res = dict(model=preset.model, preset=preset.name, params=nparams, steps=run.step,
+    res = dict(model=preset.model, preset=preset.name, params=info["params"], steps=run.step,
                init_loss=run.init_loss, train_loss=run.final.get("train"), val_loss=run.final.get("val"),
                steps_per_s=None if cfg.steps == 0 else round(run.steps_per_s, 1),
                seconds=round(time.time() - t0, 2), diverged=run.state == "diverged",
-               diverged_at=run.diverged_at, state=run.state, run_id=run.store.run_id, activations=[], weights=[],
+               diverged_at=run.diverged_at, state=run.state, run=store.run_id if saved else None,
                interventions=run.interventions.record())
     cap = run.store.latest_capture()
     if cap is not None:
         res["capture_step"] = cap.step
-        res["activations"] = [dict(layer=r["layer"], kind=r["kind"], mean=r["mean"], std=r["std"],
-                                   saturated_pct=r["saturated_pct"], grad_std=r["grad_std"])
-                              for r in cap.layer_stats()]
-        res["weights"] = [dict(name=w["name"], shape=w["shape"], grad_data_ratio=w["grad_data_ratio"],
-                               update_data_log10=w["update_data_log10"])
-                          for w in cap.weight_stats() if len(w["shape"]) == 2]
+    res.update(statistics(cap))
+    res["weights"] = [w for w in res["weights"] if len(w["shape"]) == 2]  # lecture 4's `if p.ndim == 2`
     # the findings the page shows, from the same records (core.runs.findings)
     res["findings"] = [f.to_dict() for f in run_findings(run.store, spec, state=run.state,
                                                          diverged_at=run.diverged_at)]
     run.close()
+    flush()
     for f in res["findings"]:
         if f["severity"] != "ok":
             out(f"{f['severity']}: {f['text']}" + (f" Fix: {f['fix']}" if f["fix"] else ""))
     if run.state == "diverged":
         out(f"diverged at step {run.diverged_at}: the loss became non-finite")
+    elif res["train_loss"] is None:  # stopped before the end: no final estimate, the last minibatch's loss
+        out(f"{run.state} at step {run.step:,}: last minibatch loss {store.last_loss():.4f}")
     else:
         out(f"train {res['train_loss']:.4f}  val {res['val_loss']:.4f}" if res["val_loss"] is not None
             else f"train {res['train_loss']:.4f}")

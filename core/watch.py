@@ -39,12 +39,11 @@ from core.capture.recorder import Recorder, kind_of
 from core.models.presets import TrainConfig
 from core.runs import settings
 from core.runs.db import LIVE_STATES, RunDB
+from core.runs.remote import Remote
 from core.runs.store import RunStore
 
 EVERY = TrainConfig.capture_every  # the recorder's default cadence: a capture every this many steps
-LOOK_SECONDS = 0.2    # step() reads the run's command slot (pause, stop from a page) at most this often
-FLUSH_SECONDS = 0.5   # and writes what it has to the runs file at most this often (the page reads it live)
-PAUSED_LOOK_SECONDS = 0.05
+FLUSH_SECONDS = 0.5   # step() writes what it has to the runs file at most this often (the page reads it live)
 
 
 class WatchError(ValueError):
@@ -258,6 +257,7 @@ class Watcher:
         self.store.set_meta(worker=True, source=self.source, state="running", every=self.every,
                             params=sum(p.numel() for p in self.params), cwd=os.getcwd())
         self.store.flush()
+        self.remote = Remote(self.store, self._set_state, self._flush)  # Pause, Step, Stop from a page
         if isinstance(target, nn.Module):
             self._handles.append(target.register_forward_hook(lambda m, i, out: self._forward_done(out)))
         else:
@@ -269,8 +269,6 @@ class Watcher:
         self._i = 0              # the step the learner's next forward belongs to
         self._forwards = 0       # forward passes seen end since watch()
         self._width = None       # the last dimension of the forward's output (the logits: the vocabulary)
-        self._budget = None      # steps left before pausing again (a page's Step)
-        self._next_look = 0.0
         self._last_flush = time.monotonic()
         self._arm()
         _LIVE.append(self)
@@ -307,12 +305,10 @@ class Watcher:
         self.store.add_step(i, lossv, None)
         self._i = i + 1
         self._arm()
-        if self._budget is not None:
-            self._budget -= 1
-            if self._budget <= 0:
-                self._budget = None
-                self._pause()
-        self._look()
+        if self.state in LIVE_STATES:
+            why = self.remote.took() or self.remote.look()  # may hold the loop here while paused
+            if why:
+                self._stop(why)
         if time.monotonic() - self._last_flush > FLUSH_SECONDS:
             self._flush()
 
@@ -409,48 +405,6 @@ class Watcher:
             self.store.add_capture(cap)
         self.store.flush()
         self._last_flush = time.monotonic()
-
-    def _take(self):
-        cmd, _ = self.store.db.take_command(self.run_id)
-        return cmd
-
-    def _look(self):
-        """A page's command, read at most every LOOK_SECONDS (the learner's loop pays ~nothing in between)."""
-        now = time.monotonic()
-        if now < self._next_look or self.state not in LIVE_STATES:
-            return
-        self._next_look = now + LOOK_SECONDS
-        self._obey(self._take())
-
-    def _obey(self, cmd):
-        if cmd in ("stop", "ended"):
-            self._stop("stopped from the dashboard" if cmd == "stop" else "the run was ended from the dashboard")
-        elif cmd == "pause":
-            self._pause()
-        elif cmd and cmd.startswith("step:"):
-            self._budget = max(1, int(cmd.split(":")[1]))
-
-    def _pause(self):
-        """Hold the learner's loop until Resume, Step or Stop."""
-        self._set_state("paused")
-        self._flush()
-        try:
-            while True:
-                cmd = self._take()
-                if cmd == "resume":
-                    break
-                if cmd and cmd.startswith("step:"):
-                    self._budget = max(1, int(cmd.split(":")[1]))
-                    break
-                if cmd in ("stop", "ended"):
-                    self._obey(cmd)
-                time.sleep(PAUSED_LOOK_SECONDS)
-        except KeyboardInterrupt:  # the learner interrupted the kernel while it waited: the loop is theirs again
-            self._set_state("running")
-            self._flush()
-            raise
-        self._set_state("running")
-        self._flush()
 
     def _stop(self, why):
         i = self._i

@@ -170,3 +170,113 @@ def test_json_turns_nan_and_infinity_into_null():
     line = strict_json.dumps(res)   # what --json prints
     assert parse_strictly(line) == {"val_loss": None, "init_loss": 3.3, "weights": [{"update_data_log10": None}],
                                  "findings": [{"step": 5, "value": None}], "shape": [27, 10]}
+
+
+# -----------------------------------------------------------------------------
+# the CLI's run is a run like the dashboard's: in the runs file, live, and Pause/Step/Stop from a page reach it
+
+
+def cli_env(tmp_path):
+    import os
+    return dict(os.environ, ZTH_DATA_DIR=str(tmp_path))
+
+
+def test_train_saves_its_run_and_the_json_names_it(tmp_path, names_path):
+    env = cli_env(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "core", "train", "--model", "mlp", "--data", str(names_path),
+                        "--steps", "30", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    listed = subprocess.run([sys.executable, "-m", "core", "runs", "list", "--json"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    runs = json.loads(listed.stdout.strip().splitlines()[-1])["runs"]
+    assert [(r["id"], r["source"], r["state"], r["step"]) for r in runs] == [(res["run"], "cli", "finished", 30)]
+    shown = subprocess.run([sys.executable, "-m", "core", "runs", "show", res["run"], "--json"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    show = json.loads(shown.stdout.strip().splitlines()[-1])
+    assert show["spec"]["model"] == "mlp" and show["spec"]["train"]["steps"] == 30  # what was trained, kept
+    assert show["activations"] == res["activations"]  # the same statistics, read back from the file
+
+
+def test_no_save_leaves_the_runs_file_alone(tmp_path, names_path):
+    env = cli_env(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "core", "train", "--model", "mlp", "--data", str(names_path),
+                        "--steps", "30", "--no-save", "--json"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert res["run"] is None and res["steps"] == 30 and res["activations"]
+    assert not (tmp_path / "runs.sqlite").exists()
+
+
+def test_a_page_pauses_steps_and_stops_the_cli_run(tmp_path, names_path):
+    import time
+
+    from core.runs.db import RunDB
+
+    p = subprocess.Popen([sys.executable, "-m", "core", "train", "--model", "mlp", "--data", str(names_path),
+                          "--steps", "200000", "--json"], cwd=ROOT, env=cli_env(tmp_path),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_for(pred, timeout=60.0):
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if pred():
+                return True
+            time.sleep(0.05)
+        return False
+
+    page = None
+    try:
+        assert wait_for(lambda: (tmp_path / "runs.sqlite").exists())
+        page = RunDB(path=tmp_path / "runs.sqlite")
+        assert wait_for(lambda: page.list_runs() and page.list_runs()[0]["step"] > 0)
+        run = page.list_runs()[0]["id"]
+        assert page.send(run, "pause")
+        assert wait_for(lambda: page.get_run(run)["state"] == "paused")
+        held = page.get_run(run)["step"]
+        time.sleep(0.6)
+        assert page.get_run(run)["step"] == held  # the CLI's loop is held
+        assert page.send(run, "step:7")
+        assert wait_for(lambda: page.get_run(run)["step"] == held + 7 and page.get_run(run)["state"] == "paused")
+        assert page.send(run, "stop")
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        if page is not None:
+            page.close()
+    assert p.returncode == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["state"] == "stopped" and res["steps"] == held + 7 and res["run"] == run
+    assert "stopped from the dashboard" in err
+    db = RunDB(path=tmp_path / "runs.sqlite")
+    assert db.get_run(run)["state"] == "stopped" and "stopped from the dashboard" in db.get_run(run)["meta"]["message"]
+    db.close()
+
+
+def test_ctrl_c_keeps_the_cli_run_as_stopped(tmp_path, names_path):
+    import signal
+    import time
+
+    from core.runs.db import RunDB
+
+    p = subprocess.Popen([sys.executable, "-m", "core", "train", "--model", "mlp", "--data", str(names_path),
+                          "--steps", "200000"], cwd=ROOT, env=cli_env(tmp_path),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while "watch it live" not in p.stdout.readline() and time.time() - t0 < 120:
+            pass
+        time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    db = RunDB(path=tmp_path / "runs.sqlite")
+    (row,) = db.list_runs()
+    assert row["state"] == "stopped" and row["step"] > 0 and "Ctrl-C" in row["meta"]["message"]
+    assert len(db.steps_since(row["id"])[0]) == row["step"]  # every step it trained is kept
+    db.close()

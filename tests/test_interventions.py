@@ -193,7 +193,7 @@ def cli_losses(names_path, *intervene):
     code, out, err = run_cli(*args)
     assert code == 0, err
     res = json.loads(out.strip().splitlines()[-1])
-    return res, RunDB().steps_since(res["run_id"])[1]  # the CLI's run, in this test session's runs file
+    return res, RunDB().steps_since(res["run"])[1]  # the CLI's run, in this test session's runs file
 
 
 def test_cli_intervene_is_listed_and_replays(names_path):

@@ -186,19 +186,13 @@ class _Recorded:
 def _statistics(db, r, step=None):
     """What `train --json` prints of a run's capture at `step` (None: the latest): activations in forward order,
     every weight, the loss there, steps done, and the findings the page shows."""
-    from core.runs.findings import run_findings
+    from core.runs.findings import run_findings, statistics
     steps, loss, _ = db.steps_since(r["id"])
     cap = db.capture(r["id"], step)
     at = cap.step if cap is not None else (step if step is not None else (int(steps[-1]) if len(steps) else None))
     losses = dict(zip(steps.tolist(), loss.tolist()))
     res = dict(steps=r["step"], loss=losses.get(at), capture_step=None if cap is None else cap.step,
-               activations=[], weights=[])
-    if cap is not None:
-        res["activations"] = [dict(layer=a["layer"], kind=a["kind"], mean=a["mean"], std=a["std"],
-                                   saturated_pct=a["saturated_pct"], grad_std=a["grad_std"])
-                              for a in cap.layer_stats()]
-        res["weights"] = [dict(name=w["name"], shape=w["shape"], grad_data_ratio=w["grad_data_ratio"],
-                               update_data_log10=w["update_data_log10"]) for w in cap.weight_stats()]
+               **statistics(cap))
     res["findings"] = [f.to_dict() for f in run_findings(_Recorded(db, r), r["spec"], state=r["state"],
                                                          diverged_at=r["meta"].get("diverged_at"), step=step)]
     return res

@@ -35,6 +35,7 @@ from core.capture.recorder import untouched
 from core.models.inspector import generate_text
 from core.runs import liveness, settings, storage
 from core.runs.db import RunDB
+from core.runs.remote import next_chunk
 from core.runs.spec import build_job
 from core.runs.store import RunStore
 from core.training.loop import Run, configure_torch
@@ -168,8 +169,7 @@ def _serve(db, run_id, orphan_timeout, start_paused, signals, parent):
             t0 = time.perf_counter()
             done = run.advance(n)
             dt = time.perf_counter() - t0
-            if done == n:  # aim each chunk at CHUNK_SECONDS, growing or shrinking by at most 2x
-                chunk = max(1, min(chunk * 2, int(n * CHUNK_SECONDS / max(dt, 1e-6))))
+            chunk = next_chunk(chunk, n, done, dt, CHUNK_SECONDS)
             if budget is not None:
                 budget -= done
                 if budget <= 0 and not run.done:

@@ -113,7 +113,8 @@ class TextBatches:
 # the run
 
 
-def _run_name(model, meta):
+def run_name(model, meta):
+    """A run's name in the runs file: model/preset."""
     meta = meta or {}
     if meta.get("model"):
         return f"{meta['model']}/{meta.get('preset', '')}".rstrip("/")
@@ -136,7 +137,7 @@ class Run:
         self.batches = batches
         self.cfg = cfg
         # the run's rows in the runs file: a new run there unless the caller (the worker) has one
-        self.store = store if store is not None else RunStore(name=_run_name(model, meta))
+        self.store = store if store is not None else RunStore(name=run_name(model, meta))
         self._owns_store = store is None  # a caller's store (the worker's) is the caller's to flush
         self.device = device
         self.parameters = list(model.parameters())
