@@ -37,13 +37,13 @@ import torch.nn as nn
 
 from core.capture.recorder import Recorder, kind_of
 from core.models.presets import TrainConfig
-from core.runs import settings
+from core.runs import settings, storage
 from core.runs.db import LIVE_STATES, RunDB
 from core.runs.remote import Remote
 from core.runs.store import RunStore
 
 EVERY = TrainConfig.capture_every  # the recorder's default cadence: a capture every this many steps
-FLUSH_SECONDS = 0.5   # step() writes what it has to the runs file at most this often (the page reads it live)
+FLUSH_SECONDS = 0.5   # the run's rows go to the runs file this often, from the store's thread (the page reads it live)
 
 
 class WatchError(ValueError):
@@ -257,6 +257,7 @@ class Watcher:
         self.store.set_meta(worker=True, source=self.source, state="running", every=self.every,
                             params=sum(p.numel() for p in self.params), cwd=os.getcwd())
         self.store.flush()
+        self.store.write_every(FLUSH_SECONDS)
         self.remote = Remote(self.store, self._set_state, self._flush)  # Pause, Step, Stop from a page
         if isinstance(target, nn.Module):
             self._handles.append(target.register_forward_hook(lambda m, i, out: self._forward_done(out)))
@@ -310,7 +311,7 @@ class Watcher:
             if why:
                 self._stop(why)
         if time.monotonic() - self._last_flush > FLUSH_SECONDS:
-            self._flush()
+            self._hand_over()
 
     @property
     def steps(self):
@@ -405,6 +406,18 @@ class Watcher:
             self.store.add_capture(cap)
         self.store.flush()
         self._last_flush = time.monotonic()
+
+    def _hand_over(self):
+        """Finished captures to the store, whose own thread writes them (store.write_every): the learner's loop
+        does not wait for the disk. A write that failed is said here, once; its rows wait for the next."""
+        for cap in self.recorder.ready():
+            self.store.add_capture(cap)
+        self._last_flush = time.monotonic()
+        e, self.store.error = self.store.error, None
+        if e is not None:
+            why = storage.disk_full_message(self.store.db.path, "all") if storage.is_disk_full(e) else str(e)
+            raise WatchError(f"the runs file would not take this run's records ({why}). Your loop and model are "
+                             "as they were, and nothing recorded is lost: it is written with the next step that can")
 
     def _stop(self, why):
         i = self._i

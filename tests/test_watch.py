@@ -699,3 +699,59 @@ def test_the_runs_page_lists_the_loop_live_and_its_stop_ends_it(names_xy):
         if t.is_alive():
             RunDB().send(lab.run_id, "stop")
             t.join(30)
+
+
+# -----------------------------------------------------------------------------
+# the runs file is written from the store's own thread: the loop never waits on the disk, and a write that
+# fails loses nothing
+
+
+def lecture_step(C, layers, parameters, Xtr, Ytr):
+    ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
+    x = C[Xtr[ix]].view(32, -1)
+    for layer in layers:
+        x = layer(x)
+    loss = F.cross_entropy(x, Ytr[ix])
+    for p in parameters:
+        p.grad = None
+    loss.backward()
+    for p in parameters:
+        p.data += -0.1 * p.grad
+    return loss
+
+
+def test_the_runs_file_fills_while_the_loop_does_something_else(names_xy, tmp_path):
+    Xtr, Ytr = names_xy
+    C, layers, parameters = deep_stack()
+    lab = watch(layers, parameters=parameters, data_dir=tmp_path, every=1)
+    for _ in range(30):
+        lab.step(lecture_step(C, layers, parameters, Xtr, Ytr))
+    page = RunDB(path=tmp_path / "runs.sqlite")
+    try:
+        # no step() since: the store's thread writes what the loop handed over
+        assert wait_for(lambda: page.get_run(lab.run_id)["step"] == 30, timeout=5)
+        assert len(page.steps_since(lab.run_id)[0]) == 30 and len(page.capture_steps(lab.run_id)) == 30
+        assert page.get_run(lab.run_id)["state"] == "running"
+    finally:
+        lab.close()
+        page.close()
+
+
+def test_a_full_runs_file_is_said_once_and_loses_nothing(names_xy, tmp_path, monkeypatch):
+    Xtr, Ytr = names_xy
+    monkeypatch.setenv("ZTH_RUNS_MB", "1")  # the runs file's own cap: a capture every step fills it in a second
+    C, layers, parameters = deep_stack()
+    lab = watch(layers, parameters=parameters, data_dir=tmp_path, every=1)
+    with pytest.raises(WatchError, match="disk full") as e:
+        t0 = time.time()
+        while time.time() - t0 < 60:
+            lab.step(lecture_step(C, layers, parameters, Xtr, Ytr))
+    assert "nothing recorded is lost" in str(e.value)
+    lab.store.db.lift_cap()  # the learner made room
+    lab.step(lecture_step(C, layers, parameters, Xtr, Ytr))  # the loop goes on where it was
+    n = lab.steps
+    lab.close()
+    page = RunDB(path=tmp_path / "runs.sqlite")
+    steps, loss, _ = page.steps_since(lab.run_id)
+    assert steps.tolist() == list(range(n)) and page.get_run(lab.run_id)["state"] == "finished"
+    page.close()

@@ -364,10 +364,8 @@ class RunDB:
             if evals:
                 self.con.executemany("INSERT OR REPLACE INTO evals VALUES (?, ?, ?, ?)",
                                      [(run_id, s, nan_to_none(t), nan_to_none(v)) for s, t, v in evals])
-            for c in captures:
-                self.con.execute("INSERT OR REPLACE INTO captures VALUES (?, ?, ?)", (run_id, c.step, pack_capture(c)))
             if captures:
-                self._thin_captures(run_id)
+                self._add_captures(run_id, captures)
             if meta:
                 run_fields["meta"] = self._merged_meta(run_id, meta)
             run_fields["updated"] = time.time()
@@ -379,15 +377,19 @@ class RunDB:
         old = self.con.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
         return json.dumps({**(json.loads(old[0]) if old else {}), **meta}, default=nan_to_none)
 
-    def _thin_captures(self, run_id):  # inside the caller's transaction
-        (n,) = self.con.execute("SELECT count(*) FROM captures WHERE run_id = ?", (run_id,)).fetchone()
-        if n <= MAX_CAPTURES:
-            return
-        steps = [s for (s,) in self.con.execute("SELECT step FROM captures WHERE run_id = ? ORDER BY step",
-                                                 (run_id,))]
-        keep = set(thinned(steps))
+    def _add_captures(self, run_id, captures):  # inside the caller's transaction
+        """Add captures, keeping the file's reservoir (thinned) beyond MAX_CAPTURES: the thinning is decided
+        before writing, so a capture it would drop at once is never packed nor written (with a capture
+        every step, most of a flush's)."""
+        old = [s for (s,) in self.con.execute("SELECT step FROM captures WHERE run_id = ? ORDER BY step",
+                                               (run_id,))]
+        new = {c.step: c for c in captures}  # a step written again replaces the old one
+        steps = sorted(set(old) | set(new))
+        keep = set(thinned(steps)) if len(steps) > MAX_CAPTURES else set(steps)
         self.con.executemany("DELETE FROM captures WHERE run_id = ? AND step = ?",
-                             [(run_id, s) for s in steps if s not in keep])
+                             [(run_id, s) for s in old if s not in keep])
+        self.con.executemany("INSERT OR REPLACE INTO captures VALUES (?, ?, ?)",
+                             ((run_id, s, pack_capture(c)) for s, c in new.items() if s in keep))
 
     # --- reads ----------------------------------------------------------------------
 

@@ -35,9 +35,14 @@ class RunStore:
         self.run_id = run_id
         self.last_step = -1
         self._steps, self._evals, self._captures, self._meta = [], [], [], {}
-        # a reader or Run.pause/stop may be on another thread than the training loop: one at a time, on
-        # the buffers and on the file's connection
+        # a reader, Run.pause/stop or the background writer may be on another thread than the training loop:
+        # _lock guards the buffers (held only to append or swap them, so the loop never waits on the disk),
+        # _writing puts the writes in order (a later flush never lands before an earlier one)
         self._lock = threading.RLock()
+        self._writing = threading.RLock()  # always taken before _lock, never after
+        self._writer = None
+        self._closing = threading.Event()
+        self.error = None  # what the background writer's last write failed with (None once one succeeds)
 
     # --- writer side (the training loop) -----------------------------------------
 
@@ -45,8 +50,9 @@ class RunStore:
         with self._lock:
             self._steps.append((step, loss, lr))
             self.last_step = step
-            if len(self._steps) >= FLUSH_ROWS:
-                self.flush()
+            full = len(self._steps) >= FLUSH_ROWS
+        if full:
+            self.flush()
 
     def add_eval(self, step, train_loss, val_loss):
         with self._lock:
@@ -67,54 +73,65 @@ class RunStore:
     def flush(self, **run_fields):
         """Everything written so far to the file, in one transaction, with the run row's `run_fields`
         (its step, and its state when the run's state changed, unless given)."""
-        with self._lock:
-            steps, evals, captures, meta = self._steps, self._evals, self._captures, self._meta
-            self._steps, self._evals, self._captures, self._meta = [], [], [], {}
-            if "state" in meta:
-                run_fields.setdefault("state", meta["state"])
-            if self.last_step >= 0:
-                run_fields.setdefault("step", self.last_step + 1)
+        with self._writing:
+            with self._lock:
+                steps, evals, captures, meta = self._steps, self._evals, self._captures, self._meta
+                self._steps, self._evals, self._captures, self._meta = [], [], [], {}
+                if "state" in meta:
+                    run_fields.setdefault("state", meta["state"])
+                if self.last_step >= 0:
+                    run_fields.setdefault("step", self.last_step + 1)
             try:
                 self.db.append(self.run_id, steps=steps, evals=evals, captures=captures, meta=meta or None,
                                **run_fields)
             except BaseException:  # the file refused them (busy, full): keep them for the next flush
-                self._steps, self._evals = steps + self._steps, evals + self._evals
-                self._captures, self._meta = captures + self._captures, {**meta, **self._meta}
+                with self._lock:
+                    self._steps, self._evals = steps + self._steps, evals + self._evals
+                    self._captures, self._meta = captures + self._captures, {**meta, **self._meta}
                 raise
+
+    def write_every(self, seconds):
+        """Flush from a background thread every `seconds` (a watched loop hands its rows over and goes on:
+        the write, most of it inside SQLite, which releases the GIL, overlaps the next steps). A failed write
+        is kept in .error, its rows kept for the next one."""
+        def write():
+            while not self._closing.wait(seconds):
+                try:
+                    self.flush()
+                    self.error = None
+                except Exception as e:
+                    self.error = e
+        self._writer = threading.Thread(target=write, name=f"runstore-{self.run_id}", daemon=True)
+        self._writer.start()
 
     # --- reader side (flushes first: a reader sees every write) ----------------------
 
     @property
     def meta(self):
-        with self._lock:
-            self.flush()
-            return self.db.get_run(self.run_id)["meta"]
+        self.flush()
+        return self.db.get_run(self.run_id)["meta"]
 
     @property
     def evals(self):
-        with self._lock:
-            self.flush()
-            return [tuple(e) for e in self.db.evals(self.run_id)]
+        self.flush()
+        return [tuple(e) for e in self.db.evals(self.run_id)]
 
     @property
     def captures(self):
-        with self._lock:
-            self.flush()
-            return self.db.captures_after(self.run_id, -1)
+        self.flush()
+        return self.db.captures_after(self.run_id, -1)
 
     def latest_capture(self):
-        with self._lock:
-            self.flush()
-            return self.db.capture(self.run_id)
+        self.flush()
+        return self.db.capture(self.run_id)
 
     def losses(self):
         """(steps, loss, lr) arrays of every step so far."""
-        with self._lock:
-            self.flush()
-            return self.db.steps_since(self.run_id)
+        self.flush()
+        return self.db.steps_since(self.run_id)
 
     def last_loss(self):
-        with self._lock:
+        with self._writing, self._lock:
             if self._steps:
                 return self._steps[-1][1]
             _, loss, _ = self.losses()
@@ -122,7 +139,7 @@ class RunStore:
 
     def snapshot(self):
         """Everything recorded so far, consistently: steps, loss, lr (arrays), evals, captures, meta."""
-        with self._lock:
+        with self._writing, self._lock:  # no step is added, nor written, between the reads
             steps, loss, lr = self.losses()
             return dict(last_step=int(steps[-1]) if len(steps) else -1, steps=steps, loss=loss, lr=lr,
                         evals=self.evals, captures=self.captures, meta=self.meta)
@@ -130,6 +147,10 @@ class RunStore:
     def close(self):
         """Flush, and close the runs file if this store opened it (its log folds back into the file). A read
         after it still works: the handle opens again."""
+        self._closing.set()
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
         self.flush()
         if self._owns_db:
             self.db.close(check_again=False)  # the file was checked when this process first opened it
