@@ -1,5 +1,6 @@
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,6 +55,17 @@ def screenshot_dir():
     d = ROOT / "screenshots"
     d.mkdir(exist_ok=True)
     return d
+
+
+def wait_for(pred, timeout=10.0, every=0.05):
+    """pred()'s first truthy value within `timeout` seconds, else False (for an assert to say what waited)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    return False
 
 
 @contextmanager

@@ -2,13 +2,17 @@
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 from core.runs import strict_json
+from core.runs.db import RunDB
 
 
 def run_cli(*argv, timeout=300):
@@ -177,7 +181,6 @@ def test_json_turns_nan_and_infinity_into_null():
 
 
 def cli_env(tmp_path):
-    import os
     return dict(os.environ, ZTH_DATA_DIR=str(tmp_path))
 
 
@@ -210,27 +213,15 @@ def test_no_save_leaves_the_runs_file_alone(tmp_path, names_path):
 
 
 def test_a_page_pauses_steps_and_stops_the_cli_run(tmp_path, names_path):
-    import time
-
-    from core.runs.db import RunDB
-
     p = subprocess.Popen([sys.executable, "-m", "core", "train", "--model", "mlp", "--data", str(names_path),
                           "--steps", "200000", "--json"], cwd=ROOT, env=cli_env(tmp_path),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def wait_for(pred, timeout=60.0):
-        t0 = time.time()
-        while time.time() - t0 < timeout:
-            if pred():
-                return True
-            time.sleep(0.05)
-        return False
-
     page = None
     try:
-        assert wait_for(lambda: (tmp_path / "runs.sqlite").exists())
+        assert wait_for(lambda: (tmp_path / "runs.sqlite").exists(), 60)
         page = RunDB(path=tmp_path / "runs.sqlite")
-        assert wait_for(lambda: page.list_runs() and page.list_runs()[0]["step"] > 0)
+        assert wait_for(lambda: page.list_runs() and page.list_runs()[0]["step"] > 0, 60)
         run = page.list_runs()[0]["id"]
         assert page.send(run, "pause")
         assert wait_for(lambda: page.get_run(run)["state"] == "paused")
@@ -256,26 +247,20 @@ def test_a_page_pauses_steps_and_stops_the_cli_run(tmp_path, names_path):
 
 
 def test_ctrl_c_keeps_the_cli_run_as_stopped(tmp_path, names_path):
-    import signal
-    import time
-
-    from core.runs.db import RunDB
-
     p = subprocess.Popen([sys.executable, "-m", "core", "train", "--model", "mlp", "--data", str(names_path),
                           "--steps", "200000"], cwd=ROOT, env=cli_env(tmp_path),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = None
     try:
-        t0 = time.time()
-        while "watch it live" not in p.stdout.readline() and time.time() - t0 < 120:
-            pass
-        time.sleep(1.0)
+        assert wait_for(lambda: (tmp_path / "runs.sqlite").exists(), 120)
+        db = RunDB(path=tmp_path / "runs.sqlite")
+        assert wait_for(lambda: db.list_runs() and db.list_runs()[0]["step"] > 0, 120)  # it trains
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()
     assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
-    db = RunDB(path=tmp_path / "runs.sqlite")
     (row,) = db.list_runs()
     assert row["state"] == "stopped" and row["step"] > 0 and "Ctrl-C" in row["meta"]["message"]
     assert len(db.steps_since(row["id"])[0]) == row["step"]  # every step it trained is kept

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import ROOT
+from conftest import ROOT, wait_for
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_code_cell, new_notebook
@@ -369,36 +369,34 @@ def test_an_nn_module_with_adamw(names_xy, tmp_path):
 # pause, step and stop from a page (the run's command slot in the runs file)
 
 
+def lecture_step(C, layers, parameters, Xtr, Ytr):
+    """One step of lecture 4's loop (without its retain_grad and ud lines); returns the loss."""
+    ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
+    x = C[Xtr[ix]].view(32, -1)
+    for layer in layers:
+        x = layer(x)
+    loss = F.cross_entropy(x, Ytr[ix])
+    for p in parameters:
+        p.grad = None
+    loss.backward()
+    for p in parameters:
+        p.data += -0.1 * p.grad
+    return loss
+
+
 def train_until_stopped(lab, C, layers, parameters, Xtr, Ytr, done):
     """The learner's loop in its own thread (the page is the test's), until Stop raises Stopped: its message
     goes into done["stopped"]. Returns the started thread."""
     def loop():
         try:
             while True:
-                ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
-                x = forward(layers, C[Xtr[ix]].view(32, -1))
-                loss = F.cross_entropy(x, Ytr[ix])
-                for p in parameters:
-                    p.grad = None
-                loss.backward()
-                for p in parameters:
-                    p.data += -0.1 * p.grad
-                lab.step(loss)
+                lab.step(lecture_step(C, layers, parameters, Xtr, Ytr))
         except Stopped as e:
             done["stopped"] = str(e)
 
     t = threading.Thread(target=loop)
     t.start()
     return t
-
-
-def wait_for(pred, timeout=10.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_pause_step_and_stop_through_the_runs_file(names_xy, tmp_path):
@@ -704,20 +702,6 @@ def test_the_runs_page_lists_the_loop_live_and_its_stop_ends_it(names_xy):
 # -----------------------------------------------------------------------------
 # the runs file is written from the store's own thread: the loop never waits on the disk, and a write that
 # fails loses nothing
-
-
-def lecture_step(C, layers, parameters, Xtr, Ytr):
-    ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
-    x = C[Xtr[ix]].view(32, -1)
-    for layer in layers:
-        x = layer(x)
-    loss = F.cross_entropy(x, Ytr[ix])
-    for p in parameters:
-        p.grad = None
-    loss.backward()
-    for p in parameters:
-        p.data += -0.1 * p.grad
-    return loss
 
 
 def test_the_runs_file_fills_while_the_loop_does_something_else(names_xy, tmp_path):
