@@ -20,6 +20,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.doctor import cli as doctor_cli
 from core.models.presets import MAKEMORE_SEED, MODELS, get_preset
 from core.runs import commands as runs_commands
 from core.runs import settings, storage, strict_json
@@ -116,6 +117,7 @@ def make_parser():
     e.add_argument("--tensorboard", required=True, metavar="DIR",
                    help="the log directory: the run lands in DIR/NAME-ID; view with tensorboard --logdir DIR")
     runs_commands.add_parser(sub)
+    doctor_cli.add_parser(sub)
     return p
 
 
@@ -319,6 +321,8 @@ def main(argv=None):
             return 0
         if args.cmd == "runs":
             return runs_commands.main(args)
+        if args.cmd == "doctor":
+            return doctor_cli.main(args)
         sample(args)
         return 0
     except (CliError, ValueError) as e:  # data's DataError and the spec's SpecError are ValueErrors

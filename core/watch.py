@@ -36,6 +36,8 @@ import torch
 import torch.nn as nn
 
 from core.capture.recorder import Recorder, kind_of
+from core.doctor import examine
+from core.doctor.observe import Observer
 from core.models.presets import TrainConfig
 from core.runs import settings, storage
 from core.runs.db import LIVE_STATES, RunDB
@@ -249,6 +251,9 @@ class Watcher:
                              "layer and no parameters")
         self.recorder = Recorder(self.model)
         self.params = [p for _, p in self.model.named_parameters()]
+        # the model doctor's eyes on the loop (core.doctor.observe): train/eval mode, zero_grad, the loss's input
+        self.observer = Observer(list(target.named_modules()) if self.layers is None else self.layers,
+                                 self.model.named_parameters())
         self.source = _source()
         db = RunDB(path=Path(data_dir) / "runs.sqlite" if data_dir else None, busy_seconds=settings.busy_seconds())
         spec = dict(watch=True, source=self.source)
@@ -285,6 +290,7 @@ class Watcher:
                              "call watch() again for a new run")
         lossv = _number(loss)
         i = self._i
+        self.observer.step_done(i)
         if i == 0:
             self._check_forward()
             # what the diagnosis reads for "the loss at init should be -log(1/vocab_size)"
@@ -333,6 +339,7 @@ class Watcher:
             self.store.db.close(check_again=False)
         finally:
             self.recorder.close()
+            self.observer.close()
             for h in self._handles:
                 h.remove()
             if self._trigger is not None and _TRIGGERS.get(id(self._trigger)) is self:
@@ -341,6 +348,22 @@ class Watcher:
             if self in _LIVE:
                 _LIVE.remove(self)
             atexit.unregister(self.close)
+
+    def doctor(self, X, Y, loss_fn=None, steps=None, evals=None):
+        """The model doctor (core.doctor.examine) on the watched model and a batch (X: what the first watched
+        layer takes), with what this loop showed so far: zero_grad, train/eval mode, the loss's input.
+        evals: [(step, train, val)] loss estimates, for the under/over-fitting check. Returns the Report, which
+        the run also keeps (the dashboard shows it beside the diagnosis)."""
+        self.observer.pause()  # the doctor's own passes are not the loop's
+        try:
+            report = examine(self.target, X, Y, loss_fn=loss_fn, steps=steps, seen=self.observer.seen(),
+                             evals=evals, params=None if self.layers is None else self.model.named_parameters())
+        finally:
+            self.observer.resume(self._i if self._armed and not self.closed else None)
+        if not self.closed:
+            self.store.set_meta(doctor=dict(step=self._i, checks=report.checks))
+            self._flush()
+        return report
 
     def __repr__(self):
         return f"<watching run {self.run_id}: {self.state}, {self._i} steps>"
@@ -356,12 +379,14 @@ class Watcher:
             self.recorder.begin(i)
             grads = [p for p in self.params if p.grad is not None]
             self.recorder.before_update(grads or [p for p in self.params if p.requires_grad] or self.params)
+            self.observer.arm(i)
 
     def _forward_done(self, out=None):
         """The learner's forward pass ended (the last layer's call, or the module's forward): a capture step's
         outputs are read now, while gradient hooks can still be hung on them. A forward without a graph
         (evaluation under no_grad) is not the training step's."""
         self._forwards += 1
+        self.observer.forward_done()
         if isinstance(out, torch.Tensor) and out.ndim >= 2:
             self._width = out.shape[-1]
         rec = self.recorder

@@ -53,6 +53,7 @@ pg = st.navigation({
         page("ninja.py", "Backprop ninja", ":material/swords:", "backprop-ninja"),
         page("wavenet.py", "WaveNet", ":material/stacks:", "wavenet"),
         page("gpt.py", "GPT", ":material/auto_stories:", "gpt"),
+        page("mistakes.py", "Mistakes", ":material/bug_report:", "mistakes"),
     ],
     "Your runs": [page("runs.py", "Runs", ":material/history:", "runs")],
 })

@@ -21,6 +21,7 @@ import math
 import torch
 
 import data
+from core.doctor import bugs, variants
 from core.models.build import build_model
 from core.models.inspector import time_per_1000_steps
 from core.models.presets import TrainConfig, get_preset, train_config
@@ -118,6 +119,11 @@ def check_spec(spec):
         raise SpecError(f"intervention {plan[-1].step}:{plan[-1].command()} comes after the run's last step "
                         f"({max(cfg.steps - 1, 0):,})")
     _check_data_size(preset, kw, spec.get("data") or {})
+    if spec.get("bug") is not None:  # "bug": one of the six mistakes planted in a lecture model (core.doctor.bugs)
+        try:
+            bugs.bug_for(spec["bug"], preset.model, preset.name)
+        except bugs.BugError as e:
+            raise SpecError(str(e)) from None
     return preset, cfg
 
 
@@ -176,6 +182,8 @@ def build_job(spec, dataset=None):
         ds.check_split()  # Xtr, Xdev and Xte each need a word: a tiny file is refused here, not inside torch
     device = pick_device(spec.get("device", "cpu"))
     model, g = build_model(preset, ds.vocab_size, cfg.seed, **kw)
+    if spec.get("bug") is not None:
+        model = variants.plant(spec["bug"], model, cfg.seed)
     try:
         for iv in interventions.from_list(spec.get("interventions")):
             interventions.check(model, iv)

@@ -282,7 +282,9 @@ class Run:
             self.store.add_step(i, lossv, 0.0)
             return True
         # backward pass
-        if self.optimizer is None:
+        if getattr(self.model, "forgets_zero_grad", False):
+            pass  # a planted mistake (core.doctor.bugs, no-zero-grad): the gradients are left to accumulate
+        elif self.optimizer is None:
             for p in self.parameters:
                 p.grad = None
         else:

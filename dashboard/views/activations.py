@@ -1,6 +1,6 @@
 import streamlit as st
 
-from dashboard.ui import live, run_view
+from dashboard.ui import doctor_view, live, run_view
 
 st.title("Activations & gradients")
 st.caption("Lecture 4 · *Building makemore Part 3: Activations & Gradients, BatchNorm*. Press Start and "
@@ -16,3 +16,6 @@ live.stop_until_started(run_id, "Pick a scenario and press **Start** (or **Step*
 
 # --- the run, live: panels, diagnosis, compare, scrubber, samples, downloads ---------------
 run_view.show(run_id)
+
+# --- the model doctor on this scenario's model: the six common mistakes, under/over-fitting ----
+doctor_view.section(spec, run_id)
