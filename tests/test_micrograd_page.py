@@ -1,16 +1,23 @@
 """
 The micrograd page driven headless with AppTest through the real router: presets,
-Forward / Backward / Zero grad, the step-through, typed expressions, the moons MLP.
-AppTest never fires run_every by itself, so a tick of Play or of training is another .run().
+Forward / Backward / Zero grad, the step-through, typed expressions, and the moons MLP trained by
+a real worker process (Train, Pause, Step, Apply, New model, AdamW's table against torch).
+AppTest never fires run_every by itself, so a tick of Play or of the live graph is another .run().
 """
 
+import json
+import math
 import re
+import time
 
+import numpy as np
 import pytest
-from apptest import USE_DATA_DIR
+import torch
+from apptest import USE_DATA_DIR, manager
 from apptest import page as app_page
 
 from core.micrograd.graph import dot_program
+from core.micrograd.live import MoonsConfig, MoonsTrainer, param_names
 
 pytestmark = USE_DATA_DIR
 NEURON = "neuron: o = tanh(x1*w1 + x2*w2 + b)"
@@ -114,7 +121,7 @@ def test_step_through_the_neuron_node_by_node():
     assert at.button(key="mg_step_btn").disabled
     assert box("x1", "2.0000", "-1.5000") in dot(at) and box("w2", "1.0000", "0.0000") in dot(at)
     click(at, "mg_reset")
-    assert "Step" not in text(at) and box("x1", "2.0000", "0.0000") in dot(at)
+    assert not re.search(r"\*\*Step \d+ of", text(at)) and box("x1", "2.0000", "0.0000") in dot(at)
 
 
 def test_step_through_after_backward_starts_from_zero_grads():
@@ -175,7 +182,7 @@ def test_bad_expressions_show_the_parsers_message_not_a_traceback(bad, message):
     at.text_area(key="mg_text").input(bad).run()
     ok(at)
     assert len(at.error) == 1 and message in at.error[0].value
-    assert metric(at, "steps done") == "0 / 100"  # the moons tab is still there
+    assert "step **0** of 100" in moons_status(at)  # the moons tab is still there
 
 
 def test_nudge_compares_the_slope_with_grad():
@@ -192,41 +199,135 @@ def test_downloads_dot_and_says_where_svg_needs_dot():
     assert ("Download SVG" in labels, needs_dot) == ((True, False) if dot_program() else (False, True))
 
 # -----------------------------------------------------------------------------
-# the moons MLP
+# the moons MLP: a worker trains it, the page shows its frames
 
 
-def metric(at, label):
-    return next(m.value for m in at.metric if m.label.startswith(label))
+def moons_status(at):
+    return next((m.value for m in at.markdown if " · step **" in m.value and "of" in m.value), "")
 
 
-def test_moons_first_step_prints_the_demos_first_loss_then_trains_live():
-    at = click(page(), "mg_train_step")
-    assert metric(at, "loss at step 0") == "0.8958" and metric(at, "accuracy at step 0") == "50%"
-    assert metric(at, "steps done") == "1 / 100"
-    click(at, "mg_train")
-    done = int(metric(at, "steps done").split()[0])
-    at.run()  # a tick of the live fragment
-    ok(at)
-    assert int(metric(at, "steps done").split()[0]) > done > 1
-    click(at, "mg_train_pause")
-    paused = metric(at, "steps done")
-    at.run()
-    assert metric(at, "steps done") == paused  # paused: reruns do not train
-    assert len(at.get("plotly_chart")) == 2  # curves and decision boundary
+def graph(at):
+    """ the live picture's HTML (the graph, the boundary, the whole net), as the page sends it to the browser """
+    return json.loads(at.get("bidi_component")[0].proto.json)
 
 
-def test_moons_datapoint_graph_folds_and_expands():
+def tick_until(at, pred, timeout=60):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        time.sleep(0.2)
+        at.run()  # a tick of the live fragments
+        ok(at)
+        if pred(at):
+            return at
+    raise AssertionError(f"timed out; status: {moons_status(at)}")
+
+
+def table(at):
+    return next(d.value for d in at.dataframe if "parameter" in d.value.columns)
+
+
+def test_moons_opens_on_the_fresh_demo_model_without_a_run():
     at = page()
-    g = dot(at, 1)
-    assert "L3.N1 linear\\n32 values" in g and g.count("ReLU\\n") == 32
-    assert any("979 Values drawn as 35 boxes" in c.value for c in at.caption)
-    at.selectbox(key="mg_expand").set_value("L2.N3").run()
-    ok(at)
-    assert any("979 Values drawn as 84 boxes" in c.value for c in at.caption)
-    at.selectbox(key="mg_expand").set_value(None).run()
-    at.segmented_control(key="mg_level").set_value("layers").run()
-    ok(at)
-    assert "L2: 16 neurons | 528 values" in dot(at, 1)
+    assert "step **0** of 100" in moons_status(at) and "fresh model" in moons_status(at)
+    g = graph(at)
+    assert "data-step='0'" in g and g.count("class='node'") == 2 + 33
+    assert g.count("class='w'") == 2 * (32 + 256 + 16)  # every weight an edge, in the graph and in the whole net
+    assert g.count("data-pick=") == 100  # every datapoint on the boundary can be clicked
+    assert at.button(key="mg_live_apply").disabled and at.button(key="mg_live_new").disabled
+    t = table(at)
+    assert len(t) == 337 and list(t.columns[:5]) == ["#", "parameter", "value", "grad", "change"]
+
+
+def test_train_runs_in_a_worker_and_pause_holds_it():
+    at = click(page(), "mg_live_train")
+    run = manager().db.get_run(at.query_params["run"])
+    assert run["spec"]["model"] == "micrograd" and run["spec"]["train"]["optimizer"] == "sgd"
+    tick_until(at, lambda at: int(re.search(r"step \*\*(\d+)\*\*", moons_status(at)).group(1)) >= 3)
+    assert "loss **" in moons_status(at) and "running" in moons_status(at)
+    click(at, "mg_live_pause")
+    tick_until(at, lambda at: "paused" in moons_status(at))
+    k = moons_status(at)
+    time.sleep(1)
+    at.run()
+    assert moons_status(at) == k and "mg_live_train" in buttons(at)  # paused: Resume, and no steps
+    assert at.button(key="mg_live_train").label == "Resume"
+    click(at, "mg_live_new")
+    assert "fresh model" in moons_status(at)
+
+
+def test_step_shows_the_update_with_the_engines_numbers_then_apply_moves_the_boundary():
+    at = page()
+    at.selectbox(key="mg_weight").set_value("L2.N3.w5").run()
+    click(at, "mg_live_step")  # a fresh run, held after its first backward()
+    tick_until(at, lambda at: "update pending" in moons_status(at))
+    t = MoonsTrainer()
+    t.backward()
+    i = param_names((2, 16, 16, 1)).index("L2.N3.w5")
+    p = t.params[i]
+    line = f"# L2.N3.w5.data = {p.data:.6f} - {1.0:.6f} * {p.grad:.6f} = {p.data - 1.0 * p.grad:.6f}"
+    assert any(line in c for c in codes(at)), codes(at)
+    assert "data-phase='backward'" in graph(at) and "L2.N3.w5" in graph(at)
+    boundary = re.search(r"<image href='([^']+)'", graph(at)).group(1)  # the sign of the score on the grid
+    click(at, "mg_live_apply")
+    tick_until(at, lambda at: "step **1** of" in moons_status(at) and "pending" not in moons_status(at))
+    t.apply()
+    row = table(at).set_index("parameter").loc["L2.N3.w5"]
+    assert row["value"] == p.data and row["change"] == t.delta[i] != 0  # the engine's own numbers, to the bit
+    assert re.search(r"<image href='([^']+)'", graph(at)).group(1) != boundary  # the boundary moved with the update
+
+
+def test_adamw_table_moments_equal_torch_adamw_in_double():
+    at = page()
+    at.segmented_control(key="mg_opt").set_value("adamw").run()
+    assert at.number_input(key="mg_lr").value == 0.03
+    click(at, "mg_live_step")
+    tick_until(at, lambda at: "update pending" in moons_status(at))
+    click(at, "mg_live_apply")
+    tick_until(at, lambda at: "step **1** of" in moons_status(at) and "pending" not in moons_status(at))
+    click(at, "mg_live_step")
+    tick_until(at, lambda at: "update pending" in moons_status(at))
+    click(at, "mg_live_apply")
+    tick_until(at, lambda at: "step **2** of" in moons_status(at) and "pending" not in moons_status(at))
+    t = table(at).set_index("parameter")
+    # the oracle: torch's AdamW in double on the same parameters, fed the engine's grads
+    eng = MoonsTrainer(MoonsConfig(optimizer="adamw"))
+    ref = [torch.tensor(p.data, dtype=torch.float64, requires_grad=True) for p in eng.params]
+    opt = torch.optim.AdamW(ref, lr=0.03, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4, foreach=False)
+    for _ in range(2):
+        eng.backward()
+        for r, p in zip(ref, eng.params):
+            r.grad = torch.tensor(float(p.grad), dtype=torch.float64)
+        opt.step()
+        eng.apply()
+    names = param_names((2, 16, 16, 1))
+    m = np.array([opt.state[r]["exp_avg"].item() for r in ref])
+    v = np.array([opt.state[r]["exp_avg_sq"].item() for r in ref])
+    assert np.allclose(t.loc[names, "m"].to_numpy(), m, rtol=1e-12, atol=0)
+    assert np.allclose(t.loc[names, "v"].to_numpy(), v, rtol=1e-12, atol=0)
+    assert np.allclose(t.loc[names, "value"].to_numpy(), [r.item() for r in ref], rtol=1e-12, atol=1e-15)
+    assert (t["m"] != 0).sum() > 300
+
+
+def test_datapoint_neuron_and_order_controls():
+    at = page()
     at.number_input(key="mg_point").set_value(7).run()
     ok(at)
-    assert any("979 Values drawn as 5 boxes" in c.value for c in at.caption)
+    assert "data-point='7'" in graph(at)
+    at.selectbox(key="mg_expand").set_value("L2.N3").run()
+    ok(at)
+    assert "stroke='#111' stroke-width='2.5'" in graph(at) and any("**L2.N3** for datapoint 7" in m.value
+                                                                    for m in at.markdown)
+    detail = next(d.value for d in at.dataframe if "term" in d.value.columns)
+    assert detail["term"].tolist()[:2] == ["w1 · L1.N1", "w2 · L1.N2"] and detail["term"].tolist()[-1] == "b"
+    # the oracle: the engine's own neuron on datapoint 7 (the fresh demo model)
+    t = MoonsTrainer()
+    h1 = [n(list(map(float, t.X[7]))).data for n in t.model.layers[0].neurons]
+    n3 = t.model.layers[1].neurons[2]
+    assert np.allclose(detail["x"].tolist()[:16], h1, rtol=1e-12, atol=1e-15)
+    assert np.allclose(detail["w"].tolist(), [p.data for p in n3.parameters()])
+    act = sum((w.data * x for w, x in zip(n3.w, h1)), n3.b.data)
+    assert math.isclose(detail["w·x"].sum(), act, rel_tol=1e-9) and f"w·x+b = **{act:.4f}**" in text(at)
+    at.selectbox(key="mg_sort").set_value("natural order (L1.N1.w1 ...)").run()
+    names = table(at)["parameter"].tolist()
+    assert names[:4] == ["L1.N1.w1", "L1.N1.w2", "L1.N1.b", "L1.N2.w1"] and names.index("L1.N10.w1") > names.index(
+        "L1.N9.b")  # natural: N9 before N10

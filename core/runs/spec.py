@@ -13,6 +13,10 @@ worker process:
      "device": "cpu",
      "interventions": ["500:scale:W1:0.5"]}             # optional: core.training.interventions
 
+Lecture 1's moons MLP on micrograd's engine is a run kind of its own (core.runs.micrograd_worker):
+
+    {"model": "micrograd", "train": {"optimizer": "sgd" | "adamw", "steps": 100, "lr": 1.0, "seed": 1337}}
+
 check_spec() refuses bad numbers with a message a page can show as is.
 """
 
@@ -22,6 +26,8 @@ import torch
 
 import data
 from core.doctor import bugs, variants
+from core.micrograd.live import moons_config
+from core.micrograd.moons import demo_model
 from core.models.build import build_model
 from core.models.inspector import time_per_1000_steps
 from core.models.presets import TrainConfig, get_preset, train_config
@@ -58,8 +64,26 @@ def _check_number(name, v, lo, hi, integer):
         raise SpecError(f"{name} must be between {lo:g} and {hi:g} (got {v:g}).")
 
 
+MICROGRAD_KW = {"steps": (1, 100_000), "lr": (1e-6, 100.0), "seed": (0, 2**32 - 1)}
+
+
+def check_micrograd(spec):
+    """Lecture 1's run kind: its numbers checked; returns its core.micrograd.live.MoonsConfig. Raises SpecError."""
+    train = spec.get("train", {})
+    for k, v in train.items():
+        if k in MICROGRAD_KW:
+            _check_number(k, v, *MICROGRAD_KW[k], integer=k != "lr")
+    try:
+        return moons_config(**train)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+
+
 def check_spec(spec):
-    """Validate a spec's shape and numbers; returns (preset, TrainConfig). Raises SpecError."""
+    """Validate a spec's shape and numbers; returns (preset, TrainConfig); for micrograd's run kind
+    (None, MoonsConfig). Raises SpecError."""
+    if spec.get("model") == "micrograd":
+        return None, check_micrograd(spec)
     try:
         preset = get_preset(spec.get("model"), spec.get("preset"))
     except ValueError as e:
@@ -143,6 +167,8 @@ def _check_data_size(preset, kw, src):
 def count_params(spec, vocab_size=27):
     """Parameters of the spec's model, counted on the meta device: no memory, even for a huge request."""
     preset, cfg = check_spec(spec)
+    if preset is None:  # micrograd's MLP(2, [16, 16, 1]): 337 Values
+        return len(demo_model(cfg.seed).parameters())
     with torch.device("meta"):
         model, _ = build_model(preset, vocab_size, cfg.seed, **spec.get("model_kw", {}))
     n = model.num_params()

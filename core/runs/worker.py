@@ -33,7 +33,7 @@ import torch
 
 from core.capture.recorder import untouched
 from core.models.inspector import generate_text
-from core.runs import liveness, settings, storage
+from core.runs import liveness, micrograd_worker, settings, storage
 from core.runs.db import RunDB
 from core.runs.remote import next_chunk
 from core.runs.spec import build_job
@@ -75,6 +75,8 @@ def _serve(db, run_id, orphan_timeout, start_paused, signals, parent):
     row = db.get_run(run_id)
     if row is None:
         return 0
+    if row["spec"].get("model") == "micrograd":  # lecture 1's scalar engine, not a torch model: its own loop
+        return micrograd_worker.serve(db, run_id, row["spec"], orphan_timeout, start_paused, signals, parent)
     try:
         model, batches, cfg, probe, info, _ = build_job(row["spec"])
     except ValueError as e:  # SpecError, DataError: the page shows the message

@@ -1,17 +1,18 @@
-import time
-
 import streamlit as st
 
-from core.micrograd.graph import backward_order, build_graph, collapse, mlp_names, to_dot
-from core.micrograd.moons import N_STEPS, datapoint_score, decision_grid, learning_rate, make_moons
+from core.micrograd.graph import backward_order, build_graph, collapse, to_dot
+from core.micrograd.live import neuron_names, param_names
 from core.micrograd.parse import PRESETS, ExpressionError, free_names, parse_expression, slope_check
+from core.runs.db import LIVE_STATES
 from dashboard import state
+from dashboard.ui import live
 from dashboard.ui import micrograd_view as mv
+from dashboard.ui.registry import manager
 
 st.title("micrograd")
 st.caption("Lecture 1 · *The spelled-out intro to neural networks and backpropagation: building micrograd*. "
            "A scalar autograd engine you can watch: build an expression, run backward() node by node, "
-           "then train the demo's little MLP on two moons.")
+           "then watch the demo's little MLP learn two moons, its graph live.")
 mv.init()
 
 
@@ -137,71 +138,94 @@ with expr_tab:
     expression_part()
 
 # =========================================================================================
-# ② the demo notebook: MLP(2, [16, 16, 1]) on two moons, max-margin loss
-X, y = make_moons()  # 100 points, noise 0.1, np.random.seed(1337), labels -1/+1
+# ② the demo notebook: MLP(2, [16, 16, 1]) on two moons, trained by a worker while the graph follows one datapoint
+def moons_part():
+    st.caption("micrograd's demo: 100 points from make_moons (noise 0.1, seed 1337), `MLP(2, [16, 16, 1])` with "
+               "`random.seed(1337)` (337 parameters), the SVM max-margin loss `relu(1 - y·score)` plus 1e-4·L2, and "
+               "100 steps of SGD with `lr = 1.0 - 0.9·k/100`: the first loss is 0.8958 at 50% accuracy, by step 100 "
+               "every point is right. Or AdamW on the same grads. A worker process trains it; this page watches.")
+    row = mv.moons_run()
+    live_now = row is not None and row["state"] in LIVE_STATES
+    f = mv.current_frame(row)
+    live.show_flash()
+
+    # --- controls: the next run's optimizer, then the run's buttons --------------------------
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.segmented_control("Optimizer", ["sgd", "adamw"], key=mv.MG_OPT, required=True, on_change=mv.on_optimizer,
+                             format_func={"sgd": "SGD (micrograd)", "adamw": "AdamW"}.get,
+                             help="For the next Train or Step on a fresh model. AdamW: torch.optim.AdamW's update, "
+                                  "betas (0.9, 0.999), weight decay 1e-4 instead of the L2 term.")
+        st.number_input("lr", key=mv.MG_LR, min_value=1e-6, max_value=100.0, format="%.4g", step=None, width=90,
+                        help="SGD: the first step's rate, decayed as the demo does. AdamW: constant.")
+        st.number_input("steps", key=mv.MG_STEPS, min_value=1, max_value=100_000, step=50, width=100)
+        if live_now and row["state"] != "paused":
+            st.button("Pause", key="mg_live_pause", on_click=mv.moons_pause, icon=":material/pause:")
+        else:
+            st.button("Resume" if live_now else "Train", key="mg_live_train", on_click=mv.moons_train, type="primary",
+                      icon=":material/play_arrow:")
+        st.button("Step", key="mg_live_step", on_click=mv.moons_step, icon=":material/skip_next:",
+                  help="One step in two halves: forward and backward() now, then the run waits and shows "
+                       "p.data -= lr * p.grad for the weight you pick; Apply does the update.")
+        st.button("Apply", key="mg_live_apply", on_click=mv.moons_apply, icon=":material/check:",
+                  help="Do the update Step showed, for every parameter, then wait again.",
+                  disabled=not (live_now and f["phase"] == "backward"))
+        st.button("New model", key="mg_live_new", on_click=mv.moons_new, icon=":material/restart_alt:",
+                  disabled=row is None)
+    c1, c2, c3 = st.columns([1, 1, 1])
+    mv.sync_point()
+    c1.number_input("Datapoint (or click it on the boundary)", min_value=0, max_value=99, step=1,
+                    key=mv.MG_POINT, on_change=mv.on_point)
+    sizes = tuple(int(s) for s in f["sizes"])
+    c2.selectbox("Open a neuron", [None] + neuron_names(sizes), key=mv.MG_EXPAND,
+                 format_func=lambda n: "none" if n is None else n)
+    c3.selectbox("Weight to follow through Step", param_names(sizes), key=mv.MG_WEIGHT)
+
+    d = live.run_data(row["id"]) if row is not None else None
+    if d is not None:
+        live.keep_alive([d])
+    ticking = d is not None and live.needs_ticks(d)
+
+    # --- the datapoint's graph, the boundary and the whole net, live ---------------------------
+    @st.fragment(run_every=mv.FRAME_EVERY if ticking else None)
+    def live_graph():
+        r = mv.moons_run()
+        if r is not None and r["state"] in LIVE_STATES:
+            manager().db.heartbeat(r["id"])  # a watched run keeps training; an orphaned one stops
+        if ticking and not live.needs_ticks(live.run_data(r["id"])):
+            st.rerun()  # it paused or ended: a full rerun stops the timer and redraws the buttons
+        if state.get(mv.MG_PICKED):
+            st.rerun()  # a datapoint was clicked on the boundary: the whole page follows it
+        f = mv.current_frame(r)
+        weight = state.get(mv.MG_WEIGHT)
+        st.markdown(mv.status_line(f, r))
+        if f["phase"] == "backward":
+            mv.update_panel(f, weight)
+        mv.live_picture(f, state.get(mv.MG_FOLLOW), state.get(mv.MG_EXPAND), weight)
+
+    live_graph()
+
+    # --- the opened neuron, the curves and every parameter (every 2 s: tables cost the browser the most) ---
+    @st.fragment(run_every=mv.SLOW_EVERY if ticking else None)
+    def details():
+        f = mv.current_frame(mv.moons_run())
+        left, right = st.columns([1, 1])
+        with left:
+            if state.get(mv.MG_EXPAND):
+                mv.neuron_detail(f, state.get(mv.MG_FOLLOW), state.get(mv.MG_EXPAND))
+            else:
+                st.info("Open a neuron above to see its sum b + Σ w·x term by term, as micrograd's graph holds it.",
+                        icon=":material/account_tree:")
+        with right:
+            mv.curves_svg(f)
+        st.subheader("Every parameter")
+        sort = st.selectbox("Order", list(mv.SORTS), key=mv.MG_SORT)
+        mv.param_table(f, sort)
+        st.caption("grad: of the last backward(). change: what the last update did (the 10 largest |change| are "
+                   "highlighted). " + ("m, v: AdamW's first and second moments. " if f["optimizer"] == "adamw" else "")
+                   + "Click a column's header to sort by it.")
+
+    details()
+
 
 with moons_tab:
-    st.caption("micrograd's demo: 100 points from make_moons (noise 0.1, seed 1337), `MLP(2, [16, 16, 1])` "
-               "with `random.seed(1337)` (337 parameters), the SVM max-margin loss `relu(1 - y·score)` plus "
-               "1e-4·L2, and 100 steps of SGD with `lr = 1.0 - 0.9·k/100`. The first loss is 0.8958 at 50% "
-               "accuracy; by step 100 every point is classified right.")
-    training = state.get(mv.MG_TRAINING)
-    hist = state.get(mv.MG_HIST)
-    t1, t2, t3, _ = st.columns([1.2, 1, 1, 3])
-    if training:
-        t1.button("Pause training", key="mg_train_pause", on_click=mv.stop_training, icon=":material/pause:")
-    else:
-        t1.button("Train 100 steps" if len(hist) < N_STEPS else "Train again", key="mg_train", type="primary",
-                  on_click=mv.train, icon=":material/play_arrow:")
-    t2.button("One step", key="mg_train_step", on_click=mv.one_step, args=(X, y), icon=":material/skip_next:",
-              disabled=training or len(hist) >= N_STEPS)
-    t3.button("New model", key="mg_new_model", on_click=mv.new_model, icon=":material/restart_alt:")
-
-    @st.fragment(run_every=mv.TRAIN_EVERY if training else None)
-    def live_training():
-        if state.get(mv.MG_TRAINING):
-            if mv.train_tick(X, y, time.perf_counter):
-                st.rerun()  # done: a full rerun stops the timer and redraws the graph below
-        hist = state.get(mv.MG_HIST)
-        model = state.get(mv.MG_MODEL)
-        m = st.columns(4)
-        last = f" at step {hist[-1][0]}" if hist else ""
-        m[0].metric("steps done", f"{len(hist)} / {N_STEPS}")
-        m[1].metric("loss" + last, f"{hist[-1][1]:.4f}" if hist else "—",
-                    help="Measured before that step's update, as the demo prints it: step 0 is the fresh model.")
-        m[2].metric("accuracy" + last, f"{100 * hist[-1][2]:.0f}%" if hist else "—")
-        m[3].metric("next learning rate", f"{learning_rate(len(hist)):.3f}" if len(hist) < N_STEPS else "—")
-        left, right = st.columns(2)
-        with left:
-            st.plotly_chart(mv.curves_figure(hist), key="mg_curves", width="stretch")
-        with right:
-            xs, ys, Z = decision_grid(model, X)
-            st.plotly_chart(mv.boundary_figure(xs, ys, Z, X, y, state.get(mv.MG_POINT, 0)), key="mg_boundary",
-                            width="stretch")
-
-    live_training()
-
-    # --- one datapoint through the net, folded into neurons --------------------------------
-    st.subheader("One datapoint through the net")
-    model = state.get(mv.MG_MODEL)
-    d1, d2, d3 = st.columns([1, 1, 2])
-    point = d1.number_input("Datapoint", min_value=0, max_value=len(X) - 1, step=1, key=mv.MG_POINT,
-                            help="Circled on the decision boundary.")
-    level = d2.segmented_control("Fold into", ["neurons", "layers"], default="neurons", key=mv.MG_LEVEL,
-                                 required=True)
-    layer_names, neuron_names = mlp_names(model)
-    layers = list(layer_names.values()) if level == "layers" else []  # folded into neurons: all open
-    openable = [None] + layers + list(neuron_names.values())
-    expand = d3.selectbox("Open one neuron" + (" or layer" if layers else ""), openable, key=mv.MG_EXPAND,
-                          format_func=lambda n: "none" if n is None else n)
-    score = datapoint_score(model, X[point])
-    records = build_graph(score, model=model)
-    shown = collapse(records, budget=300, expand=expand, level=level)
-    dot = to_dot(shown)
-    st.caption(f"x = ({X[point, 0]:.3f}, {X[point, 1]:.3f}), label y = {y[point]:+d}, score = {score.data:.4f}: "
-               f"{records.total:,} Values drawn as {len(shown.nodes)} boxes. A neuron box holds w·x + b and "
-               "its ReLU, and shows its output's data and d score / d output as grad. An opened neuron is a "
-               "chain of 16 multiply-adds: the chart's fullscreen button or the DOT file reads best."
-               + (" It shows the model as it was when training last paused." if state.get(mv.MG_TRAINING) else ""))
-    mv.graph_chart(dot, "datapoint")
-    mv.downloads(dot, f"micrograd-datapoint-{point}", "mg_moons")
+    moons_part()
