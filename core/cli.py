@@ -6,6 +6,7 @@ Headless CLI:
     python -m core sample --model bigram [--data FILE] [--seed S] [-n N] [--sampler torch|lecture]
     python -m core export RUN --tensorboard DIR
     python -m core runs start SPEC.json [--json] | list [--json] | show ID [--json] | stop ID
+    python -m core experiment run SPEC.toml [...] | show NAME [--json] | test NAME [--json]
 
 Like a page, the CLI turns its arguments into a job spec and lets core.runs.spec
 build the dataset, model and batches (core.runs.spec is where core meets data/).
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.doctor import cli as doctor_cli
+from core.experiments import commands as experiment_commands
 from core.models.presets import MAKEMORE_SEED, MODELS, get_preset
 from core.runs import commands as runs_commands
 from core.runs import settings, storage, strict_json
@@ -117,6 +119,7 @@ def make_parser():
     e.add_argument("--tensorboard", required=True, metavar="DIR",
                    help="the log directory: the run lands in DIR/NAME-ID; view with tensorboard --logdir DIR")
     runs_commands.add_parser(sub)
+    experiment_commands.add_parser(sub)
     doctor_cli.add_parser(sub)
     return p
 
@@ -321,6 +324,8 @@ def main(argv=None):
             return 0
         if args.cmd == "runs":
             return runs_commands.main(args)
+        if args.cmd == "experiment":
+            return experiment_commands.main(args)
         if args.cmd == "doctor":
             return doctor_cli.main(args)
         sample(args)

@@ -55,7 +55,8 @@ pg = st.navigation({
         page("gpt.py", "GPT", ":material/auto_stories:", "gpt"),
         page("mistakes.py", "Mistakes", ":material/bug_report:", "mistakes"),
     ],
-    "Your runs": [page("runs.py", "Runs", ":material/history:", "runs")],
+    "Your runs": [page("runs.py", "Runs", ":material/history:", "runs"),
+                  page("experiments.py", "Experiments", ":material/science:", "experiments")],
 })
 state.put(state.PAGE, FILES.get(pg.url_path, pg.url_path))  # the file's name, as live.page_for gives it
 shared_settings()

@@ -24,6 +24,8 @@ RUN_DATA = "run_data"           # run id -> live.RunData, kept between ticks so 
 FLASH = "flash"                 # a message a callback leaves for the next run to show (e.g. the server is full)
 POKE_UNTIL = "poke_until"       # keep refreshing until this time: a command or a new worker takes a moment
 PRESENT = "present_toggle"      # presentation mode (the sidebar's toggle; ?present=1 in the URL)
+EXPERIMENT = "experiment"        # the experiment the Experiments page shows (also ?experiment= in the URL)
+EXPERIMENT_ERROR = "experiment_error"  # why Start refused the spec, for the next run of the page to show
 
 
 def get(key, default=None):

@@ -25,7 +25,7 @@ KEEP = 20  # findings of one kind kept (the first ones are the evidence)
 # the hooks and the function mode cost about a step's time on the steps they watch: with a capture every step,
 # the loop is watched on its first capture steps, then at most every OBSERVE_EVERY steps (bench/bench_watch.py)
 OBSERVE_FIRST = 3
-OBSERVE_EVERY = 100
+OBSERVE_EVERY = 1000
 
 
 class Observer:

@@ -26,9 +26,9 @@ def build_model(preset, vocab_size, seed, **overrides):
     if m == "bigram-nn":
         return BigramNN(vocab_size, generator=g, **kw), g
     if m == "mlp":
-        return MLP(vocab_size, block_size=preset.block_size, generator=g, **kw), g
+        return MLP(vocab_size, block_size=kw.pop("block_size", preset.block_size), generator=g, **kw), g
     if m == "deep":
-        return Deep(vocab_size, block_size=preset.block_size, generator=g, **kw), g
+        return Deep(vocab_size, block_size=kw.pop("block_size", preset.block_size), generator=g, **kw), g
     if m == "wavenet":
         return WaveNet(vocab_size, block_size=preset.block_size, generator=g, **kw), g
     if m == "ninja":

@@ -11,7 +11,8 @@ worker process:
                                                         # ("lre_sweep": [-3, 0]: lecture 3's lr finder)
      "data": {"kind": "ssa"} | {"kind": "file", "path": "..."},
      "device": "cpu",
-     "interventions": ["500:scale:W1:0.5"]}             # optional: core.training.interventions
+     "interventions": ["500:scale:W1:0.5"],             # optional: core.training.interventions
+     "hold_test": true}                                 # optional: no test loss (an experiment's trial)
 
 Lecture 1's moons MLP on micrograd's engine is a run kind of its own (core.runs.micrograd_worker):
 
@@ -42,6 +43,7 @@ MODEL_KW = {
     "block_size": (1, 512), "gain": (1e-3, 100.0), "dropout": (0.0, 0.9),
 }
 BOOL_KW = ("batchnorm", "tanh")
+CONTEXT_MODELS = ("gpt", "mlp", "deep")  # block_size may change; WaveNet's is fixed by its FlattenConsecutive hierarchy
 TRAIN_KW = {
     "steps": (0, 10_000_000), "batch_size": (0, 65_536), "lr": (1e-8, 1e6), "lr_decay_step": (0, 10_000_000),
     "lr_final": (0.0, 1e6), "capture_every": (0, 10_000_000), "eval_every": (0, 10_000_000),
@@ -128,6 +130,8 @@ def check_spec(spec):
         raise SpecError("n_layer must be at least 1 (only the GPT has a bigram step with no layers).")
     if "gain" in kw and preset.model != "deep":
         raise SpecError("gain applies to the deep stack only.")
+    if "block_size" in kw and preset.model not in CONTEXT_MODELS:
+        raise SpecError(f"block_size applies to {', '.join(CONTEXT_MODELS)} only.")
     cfg = train_config(preset, **spec.get("train", {}))
     if cfg.lre_sweep and cfg.steps < 2:
         raise SpecError("a learning-rate sweep needs at least 2 steps (the lecture's has 1,000).")
@@ -202,7 +206,7 @@ def build_job(spec, dataset=None):
 
     preset, cfg = check_spec(spec)
     kw = dict(spec.get("model_kw", {}))
-    block_size = kw.get("block_size", preset.block_size) if preset.model == "gpt" else preset.block_size
+    block_size = kw.get("block_size", preset.block_size) if preset.model in CONTEXT_MODELS else preset.block_size
     ds = dataset if dataset is not None else load_data(preset.model, spec.get("data"), block_size)
     if preset.model not in ("bigram", "bigram-nn", "gpt"):
         ds.check_split()  # Xtr, Xdev and Xte each need a word: a tiny file is refused here, not inside torch
@@ -228,8 +232,10 @@ def build_job(spec, dataset=None):
         X, _ = ds.get_batch("val", 4, generator=torch.Generator().manual_seed(cfg.seed))
         probe = X.to(device)
     else:
-        batches = TensorBatches({"train": (ds.Xtr, ds.Ytr), "val": (ds.Xdev, ds.Ydev),
-                                 "test": (ds.Xte, ds.Yte)}, cfg.batch_size, g, device)
+        splits = {"train": (ds.Xtr, ds.Ytr), "val": (ds.Xdev, ds.Ydev), "test": (ds.Xte, ds.Yte)}
+        if spec.get("hold_test"):  # an experiment's trial: the test split is looked at once, later (core.experiments)
+            del splits["test"]
+        batches = TensorBatches(splits, cfg.batch_size, g, device)
         if preset.model != "bigram":
             probe = ds.Xdev[:32].to(device)
     if device != "cpu":
@@ -248,7 +254,7 @@ def fresh_model(spec, vocab_size=27):
     global RNG (GPT's build seeds it, as the lecture's torch.manual_seed(1337) does)."""
     preset, cfg = check_spec(spec)
     kw = dict(spec.get("model_kw", {}))
-    block_size = kw.get("block_size", preset.block_size) if preset.model == "gpt" else preset.block_size
+    block_size = kw.get("block_size", preset.block_size) if preset.model in CONTEXT_MODELS else preset.block_size
     rng = torch.get_rng_state()
     try:
         model, _ = build_model(preset, vocab_size, cfg.seed, **kw)

@@ -1,0 +1,349 @@
+"""
+Trials on a Ray cluster: each trial an actor that runs the page's own worker loop (core.runs.worker) on a
+cluster node, its records relayed back into the runs file on the machine that coordinates.
+
+    coordinator (this machine, the runs file)            Ray actor (a cluster node)
+      create the run row; the run's worker is this      worker._serve(Relay, run_id): the same loop, recorder,
+      process (its pid): a dead coordinator ends it       checkpoints; its writes queue up in the Relay
+      every POLL: exchange(command from the run's  --->  the command (pause, stop, step:N, sample...) goes in,
+      slot)  <--- steps, evals, captures, meta,           everything written since the last exchange comes out
+      checkpoints  -> RunDB.append / update_run
+
+so the Runs page, the live pages and the CLI read one store, and Pause/Stop reach the remote trial through
+the command slot they already write. Faults: an actor whose process died (a node lost, a kill) fails its run
+with the reason; no answer from the cluster's head for LOST_SECONDS fails every live trial and the experiment
+stops asking for more, keeping every finished trial. Actors are created with max_restarts=0 and calls with
+max_task_retries=0: a killed worker fails its trial rather than training it again from step 0 behind our back.
+
+The cluster nodes need this project's requirements installed; its code (core/, data/) travels with the job
+(runtime_env py_modules).
+"""
+
+import math
+import os
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+try:  # optional (requirements-ray.txt): this module is imported only when --ray or ZTH_RAY_ADDRESS asks for it
+    import ray
+    from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+except ImportError:  # pragma: no cover - the message is the point
+    ray = None
+
+import core
+import data
+from core.experiments.spec import ExperimentError
+from core.runs import liveness, worker
+from core.runs.db import RunDB
+from core.training.loop import configure_torch
+
+START_SECONDS = 120.0   # an actor must be placed and answer within this (a node loads torch first)
+CALL_SECONDS = 10.0     # one round of exchanges may take this long before the head is checked
+LOST_SECONDS = 10.0     # the head refusing connections this long: the cluster is lost (a blip is shorter)
+CHECKPOINT_SECONDS = 10.0  # a remote trial's model travels back this often at most (pages look inside it)
+IDENTITY = ("pid", "host", "pid_start")  # the remote worker's own: the run row keeps the coordinator's
+
+
+def parse_address(address):
+    """(host, port) of HOST:PORT or ray://HOST:PORT; ExperimentError for anything else."""
+    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise ExperimentError(f"a Ray address is HOST:PORT (as `ray start --head` prints it) or ray://HOST:PORT "
+                              f"(got {address!r})")
+    return host, int(port)
+
+
+def reachable(host, port, timeout=3.0):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# -----------------------------------------------------------------------------
+# the remote side: a Relay stands in for the runs file inside the actor
+
+
+class Relay:
+    """What core.runs.worker._serve and RunStore call on a RunDB, kept in memory until the coordinator
+    collects it (drain). Commands arrive the other way (give)."""
+
+    busy_until = 0.0
+    busy_waited = 0.0
+
+    def __init__(self, row, folder):
+        self.row = row
+        self.path = Path(folder) / "runs.sqlite"  # only named in messages; checkpoints go through it
+        self._lock = threading.Lock()
+        self._out = []
+        self._command = None
+        self._checkpoint, self._sent = None, 0.0  # the latest checkpoint not yet sent, and when one last went
+        self.done = False
+
+    # --- RunDB's surface, as the worker uses it ---------------------------------------
+
+    def get_run(self, run_id):
+        return self.row
+
+    def update_run(self, run_id, **fields):
+        self._put(("update", fields))
+
+    def append(self, run_id, steps=(), evals=(), captures=(), **run_fields):
+        self._put(("append", dict(steps=list(steps), evals=list(evals), captures=list(captures), **run_fields)))
+
+    def take_command(self, run_id):
+        with self._lock:
+            cmd, self._command = self._command, None
+        return cmd, time.time()  # no page's heartbeat out here: the coordinator's exchanges are the heartbeat
+
+    def checkpoint_path(self, run_id):
+        return self.path.parent / f"{run_id}.pt"
+
+    def save_checkpoint(self, run_id, model, step):
+        # RunDB's own writer (hooks set aside, atomic file), into this node's temp folder; the latest one travels
+        # back at most every CHECKPOINT_SECONDS, and always the last (a lecture layer's .out of the dev split makes
+        # a small MLP's file ~20 MB: shipping one every 2 s as the local worker writes it would flood the head)
+        RunDB.save_checkpoint(self, run_id, model, step)
+        with self._lock:
+            self._checkpoint = (step, self.checkpoint_path(run_id))
+
+    def lift_cap(self):
+        pass
+
+    def count_runs(self):
+        return 1
+
+    def close(self):
+        pass
+
+    # --- the coordinator's side -----------------------------------------------------------
+
+    def _put(self, item):
+        with self._lock:
+            self._out.append(item)
+
+    def give(self, command):
+        if command:
+            with self._lock:
+                self._command = command
+
+    def drain(self, last=False):
+        with self._lock:
+            out, self._out = self._out, []
+            if self._checkpoint and (last or time.time() - self._sent > CHECKPOINT_SECONDS):
+                step, path = self._checkpoint
+                out.append(("checkpoint", dict(step=step, blob=path.read_bytes())))
+                self._checkpoint, self._sent = None, time.time()
+        return out
+
+
+class TrialActor:
+    """One trial on a cluster node: the worker loop in a thread, exchange() called by the coordinator."""
+
+    def start(self, run_id, row, words):
+        """Begin training; returns where it runs. words: the data file's text, when the run trains on one
+        (the coordinator's path means nothing on this node)."""
+        self.folder = tempfile.mkdtemp(prefix=f"zth-{run_id}-")
+        spec = dict(row["spec"])
+        if words is not None:
+            path = os.path.join(self.folder, os.path.basename(spec["data"]["path"]))
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(words)
+            spec["data"] = {**spec["data"], "path": path}
+        self.relay = Relay(dict(row, spec=spec), self.folder)
+        self.error = None
+        threading.Thread(target=self._train, args=(run_id,), daemon=True).start()
+        return dict(node=ray.util.get_node_ip_address(), hostname=socket.gethostname(), pid=os.getpid())
+
+    def _train(self, run_id):
+        configure_torch(1)
+        try:
+            # the page's worker loop itself; no signals out here (a Ray worker's main thread owns them) and no
+            # orphan clock (the coordinator's exchanges stop when it goes, and Ray ends its actors then)
+            worker._serve(self.relay, run_id, math.inf, False, [], liveness.identity())
+        except BaseException as e:
+            self.error = f"the trial failed on its Ray worker: {e!r}"
+        finally:
+            self.relay.done = True
+
+    def exchange(self, command=None):
+        """The command for the run (or None) in; (records since the last call, done, error) out."""
+        self.relay.give(command)
+        done = self.relay.done  # read before draining: a run that is done has queued its last records
+        return self.relay.drain(last=done), done, self.error
+
+
+# -----------------------------------------------------------------------------
+# the coordinator's side
+
+
+class RayCluster:
+    """The backend core.experiments.coordinator drives: start / pump / stop / close, like LocalPool."""
+
+    kind = "ray"
+
+    def __init__(self, address, workers=None):
+        if ray is None:
+            raise ExperimentError("Ray is not installed here: pip install -r requirements-ray.txt (the trials "
+                                  "never fall back to this machine's pool)")
+        self.address = address
+        self.host, self.port = parse_address(address)
+        if not reachable(self.host, self.port):
+            raise ExperimentError(f"no Ray cluster answers at {address}: start one (ray start --head) or unset "
+                                  "--ray / ZTH_RAY_ADDRESS; the trials never fall back to this machine's pool")
+        # a driver whose head stops answering is ended by Ray after this many seconds; the coordinator judges
+        # the cluster lost after LOST_SECONDS and must have the time to say so and record its trials' ends
+        os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "300")
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False, namespace="zero-to-hero-lab",
+                 runtime_env={"py_modules": [os.path.dirname(core.__file__), os.path.dirname(data.__file__)],
+                              "excludes": ["__pycache__", "*.pyc", "*.nbi", "*.nbc"],
+                              "env_vars": {"OMP_NUM_THREADS": "1"}})
+        self.remote = ray.remote(TrialActor).options(num_cpus=1, max_restarts=0, max_task_retries=0)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        nodes = len([n for n in ray.nodes() if n.get("Alive")])
+        self.size = workers or cpus
+        self.note = f"Ray cluster at {address}: {cpus} CPUs on {nodes} node{'s' * (nodes != 1)}, {self.size} at once"
+        self.db = RunDB()
+        self.trials = {}   # run id -> (actor, node)
+        self.lost = None
+        self._silent_since = None  # when the head last stopped answering
+        self._unanswered = {}      # run id -> since when its actor has been unavailable (a blip, or a node going)
+
+    def start(self, spec, name):
+        run_id = self.db.create_run(spec, name)
+        # this process serves the run's command slot: to the runs file it is the run's worker (a dead
+        # coordinator is noticed by any reader, and the run ends with that cause)
+        self.db.update_run(run_id, meta=dict(backend="ray"), **liveness.identity())
+        src = spec.get("data") or {}
+        words = Path(src["path"]).read_text(encoding="utf-8") if src.get("kind") == "file" else None
+        if self.lost or not reachable(self.host, self.port):
+            self._judge_head(False)
+            self.db.end_if_live(run_id, self.lost or f"the Ray cluster at {self.address} was lost before its "
+                                                     "actor started (its head refuses connections)")
+            return run_id, "-"
+        actor = self.remote.remote()
+        ref = actor.start.remote(run_id, self.db.get_run(run_id), words)
+        t0 = time.time()
+        while not ray.wait([ref], timeout=1.0)[0]:  # bounded, and watching the head: a lost one never answers
+            if time.time() - t0 > START_SECONDS or not reachable(self.host, self.port):
+                up = reachable(self.host, self.port)
+                self.db.end_if_live(run_id, f"its Ray actor did not start within {time.time() - t0:.0f} s (the "
+                                            f"cluster is busy or short of CPUs)" if up else
+                                            f"the Ray cluster at {self.address} was lost before its actor started")
+                return run_id, "-"
+        try:
+            where = ray.get(ref, timeout=CALL_SECONDS)
+        except (GetTimeoutError, RayActorError) as e:
+            self.db.end_if_live(run_id, f"its Ray actor failed to start: {_cause(e)}")
+            return run_id, "-"
+        node = where["node"]
+        self.db.update_run(run_id, meta=dict(node=node, node_host=where["hostname"], node_pid=where["pid"]))
+        self.trials[run_id] = (actor, node)
+        return run_id, node
+
+    def pump(self):
+        """One exchange with every live trial: commands out, records in; faults end the runs they hit."""
+        if not self.trials:
+            return
+        if not reachable(self.host, self.port):
+            self._judge_head(False)  # no calls into a cluster whose head is gone: they would only hang
+            return
+        calls = {}
+        for run_id, (actor, node) in self.trials.items():
+            cmd, _ = self.db.take_command(run_id)
+            calls[run_id] = actor.exchange.remote(None if cmd == "ended" else cmd)
+        ready, _ = ray.wait(list(calls.values()), num_returns=len(calls), timeout=CALL_SECONDS)
+        ready = set(ready)
+        answered = False
+        for run_id, ref in calls.items():
+            actor, node = self.trials[run_id]
+            try:
+                if ref not in ready:
+                    raise GetTimeoutError(f"no answer within {CALL_SECONDS:g} s")
+                records, done, error = ray.get(ref, timeout=CALL_SECONDS)
+            except (RayActorError, GetTimeoutError, ConnectionError, OSError) as e:
+                if not reachable(self.host, self.port):
+                    break  # the head is gone, not this worker: judged below, for every trial at once
+                if isinstance(e, RayActorError) and not isinstance(e, ActorUnavailableError):
+                    self._end(run_id, f"its Ray worker on {node} died mid-trial ({_cause(e)}); what it recorded "
+                                      "is kept")
+                elif time.time() - self._unanswered.setdefault(run_id, time.time()) > LOST_SECONDS:
+                    self._end(run_id, f"its Ray worker on {node} did not answer for {LOST_SECONDS:g} s ({e!r})")
+                continue
+            self._unanswered.pop(run_id, None)
+            answered = True
+            self._write(run_id, records)
+            if done:
+                if error:
+                    self.db.end_if_live(run_id, error)
+                ray.kill(actor)
+                del self.trials[run_id]
+        self._judge_head(answered)
+
+    def _judge_head(self, answered):
+        if answered or reachable(self.host, self.port):
+            self._silent_since = None
+            return
+        self._silent_since = self._silent_since or time.time()
+        if time.time() - self._silent_since < LOST_SECONDS:
+            return
+        self.lost = (f"the Ray cluster at {self.address} was lost (no answer from its head for "
+                     f"{LOST_SECONDS:g} s): the trials still training there failed; finished trials are kept")
+        for run_id in list(self.trials):
+            self.db.end_if_live(run_id, self.lost)
+        self.trials.clear()
+
+    def _end(self, run_id, message):
+        actor, _ = self.trials.pop(run_id)
+        self._unanswered.pop(run_id, None)
+        self.db.end_if_live(run_id, message)
+        try:
+            ray.kill(actor)
+        except Exception:  # gone with its node: nothing to kill
+            pass
+
+    def _write(self, run_id, records):
+        for kind, fields in records:
+            if kind == "append":
+                for k in IDENTITY:
+                    fields.pop(k, None)
+                self.db.append(run_id, **fields)
+            elif kind == "update":
+                fields = {k: v for k, v in fields.items() if k not in IDENTITY}
+                if fields:
+                    self.db.update_run(run_id, **fields)
+            elif kind == "checkpoint":
+                path = self.db.checkpoint_path(run_id)
+                path.parent.mkdir(exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(fields["blob"])
+                os.replace(tmp, path)  # a page never reads half a model
+
+    def stop(self, run_id):
+        self.db.send(run_id, "stop")  # the next pump carries it to the trial
+
+    def close(self):
+        if not self.lost:  # a lost cluster takes its actors with it; calls into it would only hang
+            for actor, _ in self.trials.values():
+                try:
+                    ray.kill(actor)
+                except Exception:
+                    pass
+        self.trials.clear()
+        if ray.is_initialized():  # bounded: a shutdown that waits on a lost head must not keep the process
+            t = threading.Thread(target=ray.shutdown, daemon=True)
+            t.start()
+            t.join(10)
+        self.db.close()
+
+
+def _cause(e):
+    text = str(e).strip().splitlines()
+    return next((line.strip() for line in text if "died" in line or "exit" in line.lower()), text[0] if text else
+                type(e).__name__)
+

@@ -1,0 +1,199 @@
+"""
+Experiments on a real Ray cluster: one local head for the test session, on loopback with two CPUs. Trials run
+as Ray actors, their records relayed into this machine's runs file; a worker SIGKILLed mid-trial fails only its
+trial; Pause reaches a remote trial through the runs file; a lost cluster fails the trials still training and
+keeps the finished ones; an address nobody answers is refused, never run on the local pool instead.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from browser import free_port
+from conftest import ROOT, data_dir_env
+
+from core.experiments import study as studies
+from core.experiments.spec import ExperimentError
+from core.runs.db import RunDB
+
+pytestmark = pytest.mark.long
+RAY = Path(sys.executable).parent / "ray"
+
+
+def head_pids(temp_dir):
+    """The processes of our head: those whose command line names its temp dir (gcs_server, raylet, its Python
+    helpers), and their descendants (agents and workers rename themselves ray::...)."""
+    parent, cmd = {}, {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                cmd[int(p)] = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+                parent[int(p)] = int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    ours = {pid for pid, c in cmd.items() if temp_dir in c and pid != os.getpid()}
+    grew = True
+    while grew:
+        more = {pid for pid, pp in parent.items() if pp in ours} - ours
+        ours |= more
+        grew = bool(more)
+    return sorted(ours)
+
+
+def kill_head(temp_dir):
+    for pid in head_pids(temp_dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """One head for the test session."""
+    with local_head() as head:
+        yield head
+
+
+@contextmanager
+def local_head():
+    """`ray start --head` on 127.0.0.1, free ports (fixed ones collide under pytest -n 2), a small object store
+    (containers have a small /dev/shm), its own short temp dir (Ray's unix sockets live there)."""
+    temp = tempfile.mkdtemp(prefix="zthray", dir="/tmp")
+    port = free_port()
+    workers = 20000 + (os.getpid() % 400) * 100  # a block of worker ports of this session's own
+    ports = {f"--{k}": str(free_port()) for k in ("ray-client-server-port", "node-manager-port", "object-manager-port",
+                                                  "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                  "runtime-env-agent-port", "metrics-export-port")}
+    cmd = [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+           "--object-store-memory", str(100 * 1024**2), "--include-dashboard", "false", "--disable-usage-stats",
+           "--temp-dir", temp, "--min-worker-port", str(workers), "--max-worker-port", str(workers + 99),
+           *[x for kv in ports.items() for x in kv]]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        kill_head(temp)
+        pytest.fail(f"ray start failed: {p.stderr[-2000:]}")
+    try:
+        yield dict(address=f"127.0.0.1:{port}", temp=temp)
+    finally:
+        kill_head(temp)
+
+
+def cli(*argv, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "core", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def wait_for(pred, timeout, every=0.2):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def trials(name):
+    """The experiment's trial rows, [] while its coordinator is still making the study."""
+    try:
+        return studies.summary(name)["trials"]
+    except ExperimentError:
+        return []
+
+
+def test_an_unreachable_address_is_refused_and_nothing_runs_locally(tmp_path, names_path):
+    spec = tmp_path / "x.toml"
+    spec.write_text('name = "nowhere"\nmodel = "mlp"\ntrials = 2\n[fixed]\nsteps = 100\n[space]\nlr = [0.1, 0.2]\n')
+    port = free_port()  # nothing listens there
+    p = cli("experiment", "run", str(spec), "--data", str(names_path),
+            env={"ZTH_DATA_DIR": str(tmp_path), "ZTH_RAY_ADDRESS": f"127.0.0.1:{port}"})
+    assert p.returncode == 2 and f"no Ray cluster answers at 127.0.0.1:{port}" in p.stderr
+    assert "never fall back to this machine" in p.stderr
+    with data_dir_env(tmp_path):
+        db = RunDB()
+        assert db.list_runs() == []  # not one trial trained here instead
+        db.close()
+    p = cli("experiment", "run", str(spec), "--ray", "localhost", env={"ZTH_DATA_DIR": str(tmp_path)})
+    assert p.returncode == 2 and "a Ray address is HOST:PORT" in p.stderr
+
+
+def test_trials_on_a_real_ray_head_a_killed_worker_fails_only_its_trial(ray_head, tmp_path, names_path):
+    env = {"ZTH_DATA_DIR": str(tmp_path)}
+    spec = tmp_path / "ray.toml"
+    # trial 0 trains long enough to be paused, resumed and killed; the others are short
+    spec.write_text('name = "on-ray"\nmodel = "mlp"\npreset = "kaiming"\ntrials = 4\nsampler = "grid"\nprune = false\n'
+                    '[fixed]\nlr = 0.1\n[space]\nsteps = [400, 500, 600, 2000000]\n')
+    p = cli("experiment", "run", str(spec), "--data", str(names_path), "--ray", ray_head["address"], "--detach",
+            "--json", env=env)
+    assert p.returncode == 0, p.stderr
+    with data_dir_env(tmp_path):
+        db = RunDB()
+        try:
+            long = wait_for(lambda: next((t for t in trials("on-ray") if t["params"].get("steps") == 2000000 and t["run"]),
+                                         None), 180)
+            run = long["run"]
+            wait_for(lambda: db.get_run(run)["step"] > 200, 120)
+            # Pause from the runs file (as a page's button writes it) reaches the remote trial, and Resume
+            assert db.send(run, "pause")
+            wait_for(lambda: db.get_run(run)["state"] == "paused", 30)
+            assert db.send(run, "resume")
+            wait_for(lambda: db.get_run(run)["state"] == "running", 30)
+            row = db.get_run(run)
+            assert row["meta"]["backend"] == "ray" and row["meta"]["node_pid"] != row["pid"]
+            os.kill(row["meta"]["node_pid"], signal.SIGKILL)  # the Ray worker process, mid-trial
+            wait_for(lambda: not studies.running("on-ray"), 240)
+            s = studies.summary("on-ray")
+            by_steps = {t["params"]["steps"]: t for t in s["trials"]}
+            killed = by_steps[2000000]
+            assert killed["state"] == "failed" and "died mid-trial" in killed["why"] and killed["backend"] == "ray"
+            assert db.get_run(run)["state"] == "failed" and "died mid-trial" in db.get_run(run)["meta"]["message"]
+            assert s["status"] == "finished"  # the experiment went on
+            for steps in (400, 500, 600):
+                t = by_steps[steps]
+                assert t["state"] == "finished" and t["backend"] == "ray" and t["node"]
+                r = db.get_run(t["run"])
+                # the remote run's records are in this machine's runs file: steps, dev losses, captures, the model
+                assert r["step"] == steps and t["dev_loss"] == r["meta"]["final"]["val"] < 3.0
+                assert len(db.evals(t["run"])) == 10 and db.capture_steps(t["run"])
+                assert db.checkpoint_path(t["run"]).exists() and "test" not in r["meta"]["final"]
+        finally:
+            db.close()
+
+
+def test_a_lost_cluster_fails_the_trials_still_training_and_keeps_the_finished(tmp_path, names_path):
+    with local_head() as head:  # a head of its own: this test kills it (the session's serves the other tests)
+        _lose_the_cluster(head, tmp_path, names_path)
+
+
+def _lose_the_cluster(ray_head, tmp_path, names_path):
+    env = {"ZTH_DATA_DIR": str(tmp_path)}
+    spec = tmp_path / "lost.toml"
+    spec.write_text('name = "lost"\nmodel = "mlp"\ntrials = 3\nsampler = "grid"\nprune = false\n'
+                    '[fixed]\nlr = 0.1\n[space]\nsteps = [200, 300, 3000000]\n')
+    p = subprocess.Popen([sys.executable, "-m", "core", "experiment", "run", str(spec), "--data", str(names_path),
+                          "--ray", ray_head["address"], "--json"], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    try:
+        with data_dir_env(tmp_path):
+            wait_for(lambda: any(t["state"] == "finished" for t in trials("lost")), 180)
+            wait_for(lambda: sum(t["state"] == "running" for t in trials("lost")) >= 1, 60)
+        kill_head(ray_head["temp"])  # the head machine is gone
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 1 and out.strip(), err[-3000:]
+    s = json.loads(out.splitlines()[-1])
+    states = sorted(t["state"] for t in s["trials"])
+    assert "finished" in states and "failed" in states and s["status"] == "failed"
+    lost = [t for t in s["trials"] if t["state"] == "failed"]
+    assert all("was lost" in t["why"] for t in lost), [t["why"] for t in lost]
+    assert s["best"]["dev_loss"] is not None  # the finished trial is kept, and still the best
