@@ -4,7 +4,7 @@ What `watch` costs a learner's own loop, measured in one process against the sam
     python bench/bench_watch.py [--data ../shared/data/names.txt] [--steps 100] [--rounds 40]
 
 1. Lecture 4's deep stack written as the notebook does (from-scratch Linear/BatchNorm1d/Tanh, the
-   lecture's p.data += -lr * p.grad, its retain_grad and `ud` lines removed): the plain loop against
+   lecture's p.data += -lr * p.grad and lossi line, its retain_grad and `ud` lines removed): the plain loop against
    the same loop with `lab = watch(layers)` at the default cadence (a capture every 100 steps) and
    with a capture every step.
 2. An nn.Module -- the GPT preset "small" -- trained with AdamW, plain against watched (default cadence).
@@ -41,6 +41,7 @@ def deep_loop(ds, every=None):
     C, layers, parameters = model.C, [l for _, l in model.layers], model.parameters()
     Xtr, Ytr = ds.Xtr, ds.Ytr
     lab = watch(layers, parameters=parameters, every=every, name="bench") if every else None
+    lossi = []
 
     def step(i):
         ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
@@ -54,6 +55,7 @@ def deep_loop(ds, every=None):
         loss.backward()
         for p in parameters:
             p.data += -0.1 * p.grad
+        lossi.append(loss.log10().item())  # the lecture's own tracking line, in both loops
         if lab is not None:
             lab.step(loss)
     return step, lab

@@ -58,14 +58,14 @@ def screenshot_dir():
 
 
 def wait_for(pred, timeout=10.0, every=0.05):
-    """pred()'s first truthy value within `timeout` seconds, else False (for an assert to say what waited)."""
+    """pred()'s first truthy value within `timeout` seconds; AssertionError when none came."""
     t0 = time.time()
     while time.time() - t0 < timeout:
         v = pred()
         if v:
             return v
         time.sleep(every)
-    return False
+    raise AssertionError(f"not within {timeout} s")
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from apptest import APP, USE_DATA_DIR, page, tick_until
-from conftest import ROOT
+from conftest import ROOT, wait_for
 from streamlit.testing.v1 import AppTest
 
 from core.runs import liveness, settings, storage
@@ -30,15 +30,6 @@ def spec(names_path, steps=FOREVER, **train):
             "train": {"steps": steps, "capture_every": 50, **train},
             "data": {"kind": "file", "path": str(names_path)}}
 
-
-def wait_for(pred, timeout, every=0.1):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        v = pred()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def registry():

@@ -14,7 +14,7 @@ import pytest
 import tomllib
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, data_dir_env
+from conftest import ROOT, data_dir_env, wait_for
 
 from core.experiments import spec as specs
 from core.experiments import study as studies
@@ -38,15 +38,6 @@ def write(tmp_path, text, name="exp.toml"):
     path.write_text(text)
     return path
 
-
-def wait_for(pred, timeout, every=0.1):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        v = pred()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout} s")
 
 
 # --- a bad spec: one message naming the line --------------------------------------------------------

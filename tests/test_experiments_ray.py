@@ -11,13 +11,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from browser import free_port
 from conftest import ROOT, data_dir_env
+from conftest import wait_for as wait_every
 
 from core.experiments import study as studies
 from core.experiments.spec import ExperimentError
@@ -25,6 +25,10 @@ from core.runs.db import RunDB
 
 pytestmark = pytest.mark.long
 RAY = Path(sys.executable).parent / "ray"
+
+
+def wait_for(pred, timeout):
+    return wait_every(pred, timeout, every=0.2)  # the predicates read the study: poll less often
 
 
 def head_pids(temp_dir):
@@ -90,15 +94,6 @@ def cli(*argv, env=None, timeout=300):
     return subprocess.run([sys.executable, "-m", "core", *argv], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
-
-def wait_for(pred, timeout, every=0.2):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        v = pred()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def trials(name):

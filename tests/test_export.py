@@ -1,5 +1,6 @@
 """TensorBoard export: a real run written with tensorboard's own writer, read back with its own reader."""
 
+import json
 import math
 import zipfile
 from io import BytesIO
@@ -119,7 +120,7 @@ def test_cli_export_writes_what_tensorboard_reads(names_path, tmp_path):
     code, out, err = run_cli("train", "--model", "mlp", "--data", str(names_path), "--steps", "30",
                              "--capture-every", "10", "--json")
     assert code == 0, err
-    run_id = out.strip().splitlines()[-1].split('"run_id": "')[1].split('"')[0]
+    run_id = json.loads(out.strip().splitlines()[-1])["run"]
     code, out, err = run_cli("export", run_id, "--tensorboard", str(tmp_path))
     assert code == 0, err
     assert "tensorboard --logdir" in out

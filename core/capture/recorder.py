@@ -363,7 +363,11 @@ class _Theta:
         """Per parameter std(theta) and std(theta - theta before) (w, 2) float64, just after the update of
         `step`; theta then holds the updated parameters."""
         out = np.full((len(self.params), 2), np.nan)
-        addrs = self._readable() if self.params else None
+        # theta read in place last time, from the same storages: _readable's checks held then and still do (a
+        # parameter's size is checked by before_update, which builds a new _Theta when one changes)
+        addrs = [p.data_ptr() for p in self.params] if self.addrs is not None else None
+        if addrs is None or addrs != self.addrs:
+            addrs = self._readable() if self.params else None
         if addrs is not None and addrs == self.addrs:
             kernels.update_stds_in_place(np.array(addrs, dtype=np.int64), self.sizes, self.starts, self.theta, out)
         elif self.params:

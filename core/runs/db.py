@@ -263,6 +263,7 @@ class RunDB:
             for table, col in (("steps", "run_id"), ("evals", "run_id"), ("captures", "run_id"), ("runs", "id")):
                 self.con.execute(f"DELETE FROM {table} WHERE {col} = ?", (run_id,))
         self.checkpoint_path(run_id).unlink(missing_ok=True)
+        self.frame_path(run_id).unlink(missing_ok=True)
         self.log_path(run_id).unlink(missing_ok=True)
 
     def prune(self, keep_runs=0, keep_days=0.0):
@@ -282,6 +283,10 @@ class RunDB:
 
     # --- checkpoints: the worker's model, for pages that look inside it ---------------
 
+    def frame_path(self, run_id):
+        """Where a micrograd run's worker keeps its latest frame (core.runs.micrograd_worker)."""
+        return self.path.parent / "frames" / f"{run_id}.npz"
+
     def checkpoint_path(self, run_id):
         """Where the worker keeps the run's latest model (torch.save of the whole model object)."""
         return self.path.parent / "checkpoints" / f"{run_id}.pt"
@@ -291,7 +296,6 @@ class RunDB:
         .tmp behind and raises the system's OSError."""
         path = self.checkpoint_path(run_id)
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         # a torch.nn model carries the recorder's forward hooks (closures: they cannot be pickled, and
         # a page has no use for them): set them aside while saving. The worker is between steps here.
         modules = list(model.modules()) if isinstance(model, torch.nn.Module) else []
@@ -304,13 +308,7 @@ class RunDB:
         finally:
             for m, h in zip(modules, hooks):
                 m._forward_hooks = h
-        try:
-            with open(tmp, "wb") as f:
-                f.write(buf.getbuffer())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        storage.write_atomic(path, buf.getbuffer())
 
     def load_checkpoint(self, run_id):
         """(model, step) as the worker last saved it, on the CPU in eval mode; None when there is none, or

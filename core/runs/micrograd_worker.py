@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from core.micrograd.live import MoonsTrainer, frame, moons_config
-from core.runs import liveness, worker
+from core.runs import liveness, storage, worker
 from core.runs.store import RunStore
 
 FRAME_SECONDS = 0.1   # a frame at most this often while training: a step is ~0.1 s, the page polls ~7x a second
@@ -29,8 +29,8 @@ FLUSH_SECONDS = 0.2   # the steps table, as the torch runs' worker writes it
 
 
 def frame_path(db, run_id):
-    """ where the run's latest frame lives (next to the runs file, as checkpoints do) """
-    return db.path.parent / "frames" / f"{run_id}.npz"
+    """Where the run's latest frame lives (next to the runs file, as checkpoints do)."""
+    return db.frame_path(run_id)
 
 
 def write_frame(path, arrays):
@@ -38,14 +38,7 @@ def write_frame(path, arrays):
     path.parent.mkdir(exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buf.getbuffer())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    storage.write_atomic(path, buf.getbuffer())
 
 
 def read_frame(path):

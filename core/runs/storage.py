@@ -140,3 +140,16 @@ def disk_full_message(path, n_runs, step=None):
     at = f" The run stopped at step {step:,}; what it recorded is kept." if step is not None else ""
     return (f"disk full: {n_runs} runs kept, free space needed ({mb(file_size(path))} in the runs file; {where}). "
             f"Delete old runs on the Runs page, or lower ZTH_KEEP_RUNS / ZTH_KEEP_DAYS, then start again.{at}")
+
+
+def write_atomic(path, data):
+    """Write `data` (bytes) to `path` so that a reader sees the old file or the new one, never half of one; a
+    failed write (a full disk) leaves no .tmp behind and raises the system's OSError."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
