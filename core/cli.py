@@ -18,7 +18,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from core.doctor import cli as doctor_cli
@@ -173,8 +173,8 @@ def train(args, out=print):
 def _runs_file(save):
     """The runs file the run is recorded in: the dashboard's, or with --no-save a throwaway one."""
     from core.runs.db import RunDB
-    with tempfile.TemporaryDirectory(prefix="zth-no-save-") as folder:
-        db = RunDB(None if save else Path(folder) / "runs.sqlite", busy_seconds=settings.busy_seconds())
+    with tempfile.TemporaryDirectory(prefix="zth-no-save-") if not save else nullcontext() as folder:
+        db = RunDB(Path(folder) / "runs.sqlite" if folder else None, busy_seconds=settings.busy_seconds())
         try:
             yield db
         finally:
