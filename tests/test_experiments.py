@@ -245,6 +245,31 @@ def test_no_prune_switches_the_pruner_off(tmp_path):
     assert type(studies.pruner(exp, 30)).__name__ == "NopPruner"
 
 
+OPEN_AT = """
+import sys, time
+from pathlib import Path
+from core.experiments import study
+study.folder(sys.argv[1]).mkdir(parents=True)
+study.storage(sys.argv[1])  # a study of its own first: sqlalchemy and alembic load now, not below
+ready = study.root() / "ready"
+(ready / sys.argv[1]).touch()
+while len(list(ready.iterdir())) < 6:  # every process opens at the same moment
+    time.sleep(0.001)
+study.storage("together")
+"""
+
+
+def test_processes_opening_a_new_study_at_once_all_open_it(tmp_path):
+    """A page (or `experiment show`) reading while the coordinator makes the study: without one opener at a
+    time, their table-making collides (UNIQUE constraint failed: alembic_version) and one of them raises."""
+    (tmp_path / "experiments" / "together").mkdir(parents=True)
+    (tmp_path / "experiments" / "ready").mkdir()
+    ps = [subprocess.Popen([sys.executable, "-c", OPEN_AT, f"own{i}"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "ZTH_DATA_DIR": str(tmp_path)}) for i in range(6)]
+    errs = [p.communicate(timeout=120)[1] for p in ps]
+    assert [p.returncode for p in ps] == [0] * 6, [e[-500:] for e in errs if e]
+
+
 # --- a restart: the coordinator killed, its worker killed, the experiment resumed --------------------
 
 

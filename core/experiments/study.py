@@ -48,9 +48,13 @@ def folder(name):
 
 
 def storage(name):
-    """The study's storage: SQLite, waiting up to 30 s for a lock (a page reads while the coordinator writes)."""
+    """The study's storage: SQLite, waiting up to 30 s for a lock (a page reads while the coordinator writes).
+    Opening it makes its tables and stamps their version when they are not there yet; two processes doing
+    that at once collide on the stamp (a page reading while the coordinator starts), so one opens at a time."""
     path = folder(name) / "study.sqlite"
-    return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 30}})
+    with open(folder(name) / "storage.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 30}})
 
 
 def exists(name):
