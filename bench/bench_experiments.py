@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser import free_port  # noqa: E402
-from test_experiments_ray import kill_head  # noqa: E402
+from rayhead import local_head  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 NAMES = Path(os.environ.get("ZTH_SHARED", ROOT.parent / "shared")) / "data" / "names.txt"
@@ -99,22 +98,6 @@ def independent(data_dir, specs, k):
     return wall
 
 
-def start_head(temp):
-    port = free_port()
-    ports = [x for k in ("ray-client-server-port", "node-manager-port", "object-manager-port",
-                         "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
-                         "metrics-export-port") for x in (f"--{k}", str(free_port()))]
-    subprocess.run([str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1",
-                    "--port", str(port), "--num-cpus", "2", "--object-store-memory", str(100 * 1024**2),
-                    "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp, *ports],
-                   check=True, capture_output=True, timeout=120)
-    return f"127.0.0.1:{port}"
-
-
-def stop_head(temp):
-    kill_head(temp)  # the tests' own: our head's processes by pid, and their children
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=6)
@@ -145,12 +128,8 @@ def main():
     results = dict(local=dict(wall=wall, cpu=cpu, steady=steady), independent=base)
 
     if not args.no_ray:
-        temp = tempfile.mkdtemp(prefix="zthb", dir="/tmp")
-        try:
-            address = start_head(temp)
-            rwall, rcpu, rs, rsteady, rtwall = run_experiment(tmp / "ray", tmp / "ray.toml", k, ray=address)
-        finally:
-            stop_head(temp)
+        with local_head() as head:  # the tests' own: ray start --head on loopback, 2 CPUs, killed after
+            rwall, rcpu, rs, rsteady, rtwall = run_experiment(tmp / "ray", tmp / "ray.toml", k, ray=head["address"])
         rdone = [t for t in rs["trials"] if t["state"] == "finished"]
         print(f"Ray, 2-CPU head:     {rwall:6.1f} s, {len(rdone)} finished, {n * 3600 / rwall:6.0f} trials/hour; "
               f"coordinator CPU {rcpu:.1f} s in all, {100 * rsteady:.1f}% of a core while trials train (relaying every "

@@ -50,6 +50,14 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
+def ray_head():
+    """One real local Ray head for the test session (tests/rayhead.py), started for the first test that asks."""
+    from rayhead import local_head
+    with local_head() as head:
+        yield head
+
+
+@pytest.fixture(scope="session")
 def screenshot_dir():
     """Browser tests save screenshots here (ignored by git) for a person to look at."""
     d = ROOT / "screenshots"

@@ -10,84 +10,22 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from browser import free_port
 from conftest import ROOT, data_dir_env
 from conftest import wait_for as wait_every
+from rayhead import kill_head, local_head
 
 from core.experiments import study as studies
 from core.experiments.spec import ExperimentError
 from core.runs.db import RunDB
 
 pytestmark = pytest.mark.long
-RAY = Path(sys.executable).parent / "ray"
 
 
 def wait_for(pred, timeout):
     return wait_every(pred, timeout, every=0.2)  # the predicates read the study: poll less often
-
-
-def head_pids(temp_dir):
-    """The processes of our head: those whose command line names its temp dir (gcs_server, raylet, its Python
-    helpers), and their descendants (agents and workers rename themselves ray::...)."""
-    parent, cmd = {}, {}
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                cmd[int(p)] = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
-                parent[int(p)] = int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    ours = {pid for pid, c in cmd.items() if temp_dir in c and pid != os.getpid()}
-    grew = True
-    while grew:
-        more = {pid for pid, pp in parent.items() if pp in ours} - ours
-        ours |= more
-        grew = bool(more)
-    return sorted(ours)
-
-
-def kill_head(temp_dir):
-    for pid in head_pids(temp_dir):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-@pytest.fixture(scope="session")
-def ray_head():
-    """One head for the test session."""
-    with local_head() as head:
-        yield head
-
-
-@contextmanager
-def local_head():
-    """`ray start --head` on 127.0.0.1, free ports (fixed ones collide under pytest -n 2), a small object store
-    (containers have a small /dev/shm), its own short temp dir (Ray's unix sockets live there)."""
-    temp = tempfile.mkdtemp(prefix="zthray", dir="/tmp")
-    port = free_port()
-    workers = 20000 + (os.getpid() % 400) * 100  # a block of worker ports of this session's own
-    ports = {f"--{k}": str(free_port()) for k in ("ray-client-server-port", "node-manager-port", "object-manager-port",
-                                                  "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                                  "runtime-env-agent-port", "metrics-export-port")}
-    cmd = [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-           "--object-store-memory", str(100 * 1024**2), "--include-dashboard", "false", "--disable-usage-stats",
-           "--temp-dir", temp, "--min-worker-port", str(workers), "--max-worker-port", str(workers + 99),
-           *[x for kv in ports.items() for x in kv]]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if p.returncode != 0:
-        kill_head(temp)
-        pytest.fail(f"ray start failed: {p.stderr[-2000:]}")
-    try:
-        yield dict(address=f"127.0.0.1:{port}", temp=temp)
-    finally:
-        kill_head(temp)
 
 
 def cli(*argv, env=None, timeout=300):

@@ -15,9 +15,10 @@ group and returns at once (the page does the same). Running a spec whose experim
 """
 
 import json
-import os
 import sys
 import time
+
+from core.runs import settings
 
 
 def add_parser(sub):
@@ -53,7 +54,7 @@ def main(args, out=print):
 
 
 def ray_address(args):
-    return args.ray or os.environ.get("ZTH_RAY_ADDRESS") or None
+    return args.ray or settings.ray_address()
 
 
 def run(args, out):

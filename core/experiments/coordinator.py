@@ -8,7 +8,7 @@ live with every panel. The coordinator follows the trials through the runs file:
     run finished -> tell its final dev loss; diverged, failed, stopped, lost -> tell FAIL with the reason
 
 Backends: LocalPool (K worker processes on this machine, under the server's cap) and
-core.experiments.ray_backend.RayCluster (Ray actors on a cluster, relaying into the runs file here).
+core.runs.ray_backend.RayCluster (Ray actors on a cluster, relaying into the runs file here).
 A coordinator that went away (a restart, a kill) leaves its trials RUNNING in the study; the next one
 re-attaches to the runs still training, tells the ones that ended meanwhile, and goes on with the budget.
 
@@ -256,7 +256,7 @@ def _params(params):
 def backend_for(workers=None, ray=None):
     """The local pool, or a Ray cluster when an address is given (never the pool in its place)."""
     if ray:
-        from core.experiments.ray_backend import RayCluster  # Ray is optional (requirements-ray.txt)
+        from core.runs.ray_backend import RayCluster  # Ray is optional (requirements-ray.txt)
         return RayCluster(ray, workers)
     return LocalPool(workers)
 

@@ -95,9 +95,11 @@ def start(args, out):
 
 
 def _source(r):
-    """Who trains the run: a page's (or `runs start`'s) worker, `python -m core train`, or the learner's own
-    notebook or script (core.watch)."""
+    """Who trains the run: a page's (or `runs start`'s) worker, one on a Ray cluster, `python -m core train`, or
+    the learner's own notebook or script (core.watch)."""
     from core.runs import liveness
+    if r["meta"].get("backend") == "ray":
+        return "ray"  # a worker on a cluster node, relayed into this runs file (core.runs.ray_backend)
     return r["meta"].get("source") or ("worker" if liveness.has_worker(r) else "cli")
 
 

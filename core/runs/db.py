@@ -28,7 +28,6 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from core.capture.record import nan_to_none, pack_capture, unpack_capture
 from core.runs import storage
@@ -294,6 +293,7 @@ class RunDB:
     def save_checkpoint(self, run_id, model, step):
         """Write atomically (a reader never sees half a file); a failed write (a full disk) leaves no
         .tmp behind and raises the system's OSError."""
+        import torch  # here, not at the top: a relay of a run on a cluster (ray_backend) loads no torch
         path = self.checkpoint_path(run_id)
         path.parent.mkdir(exist_ok=True)
         # a torch.nn model carries the recorder's forward hooks (closures: they cannot be pickled, and
@@ -313,6 +313,7 @@ class RunDB:
     def load_checkpoint(self, run_id):
         """(model, step) as the worker last saved it, on the CPU in eval mode; None when there is none, or
         when it was saved by a version whose classes lived elsewhere (the run's records still read)."""
+        import torch
         path = self.checkpoint_path(run_id)
         try:
             ck = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written by our worker

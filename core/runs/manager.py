@@ -31,6 +31,10 @@ class NoSpace(CapacityError):
     """The disk (or the runs file's cap) has no room for another run."""
 
 
+class NoCluster(CapacityError):
+    """The server trains on a Ray cluster (ZTH_RAY_ADDRESS) that is not there: nothing trains here instead."""
+
+
 class NoWorker(ValueError):
     """A live run that trains in its own process (`python -m core train`, a notebook): no worker reads its
     commands, so it cannot be stopped or deleted from here. A ValueError: the CLI answers it in one line."""
@@ -46,6 +50,26 @@ def may_control(row, session, teacher=False):
     page started (the CLI's, a notebook's own process on this data directory); everyone in teacher mode.
     Opening, comparing and exporting are for everyone."""
     return teacher or owner(row, session) != "another"
+
+
+def _cluster(spec):
+    """The Ray cluster a run trains on (ZTH_RAY_ADDRESS), checked: NoCluster when it is set but not there.
+    None: this machine. Lecture 1's micrograd MLP stays here: it is tiny, and the page reads its frames' files."""
+    address = settings.ray_address()
+    if not address or spec.get("model") == "micrograd":
+        return None
+    from core.runs.ray_backend import ClusterError, parse_address, ray, reachable  # Ray is optional
+    fix = "; runs never fall back to this machine (unset ZTH_RAY_ADDRESS to train here)"
+    if ray is None:
+        raise NoCluster(f"this server trains on the Ray cluster at {address} (ZTH_RAY_ADDRESS), but Ray is not "
+                        f"installed here: pip install -r requirements-ray.txt{fix}")
+    try:
+        host, port = parse_address(address)
+    except ClusterError as e:
+        raise NoCluster(f"ZTH_RAY_ADDRESS: {e}") from None
+    if not reachable(host, port):
+        raise NoCluster(f"no Ray cluster answers at {address} (ZTH_RAY_ADDRESS): start it (ray start --head){fix}")
+    return address
 
 
 # -----------------------------------------------------------------------------
@@ -87,6 +111,7 @@ class RunManager:
                 raise CapacityError(f"{len(live)} runs are training on this server already (the cap is "
                                     f"{self.max_live}: {self.cap_note}); stop one, or wait for one to finish.")
             self.prune()
+            ray = _cluster(spec)
             try:
                 run_id = self.db.create_run(spec, name, session)
             except storage.FileBusy as e:
@@ -103,6 +128,9 @@ class RunManager:
             cmd = [sys.executable, "-m", "core.runs.worker", self.db_path, run_id, str(orphan), f"--server={os.getpid()}"]
             if paused:
                 cmd.append("--paused")
+            if ray:  # the run trains on the cluster; its process here only relays, and loads no torch
+                cmd[2:3] = ["core.runs.ray_backend"]
+                cmd.append(f"--ray={ray}")
             try:
                 p = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT})

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from core.micrograd.live import MoonsTrainer, frame, moons_config
-from core.runs import liveness, storage, worker
+from core.runs import liveness, process, storage
 from core.runs.store import RunStore
 
 FRAME_SECONDS = 0.1   # a frame at most this often while training: a step is ~0.1 s, the page polls ~7x a second
@@ -92,7 +92,7 @@ def serve(db, run_id, spec, orphan_timeout, start_paused, signals, parent):
     try:
         while True:
             if signals:
-                stop_reason = worker._signal_reason(signals[0])
+                stop_reason = process.signal_reason(signals[0])
                 break
             cmd, heartbeat = db.take_command(run_id)
             if cmd == "ended":  # someone judged this worker gone and ended the run: their word stands
@@ -122,7 +122,7 @@ def serve(db, run_id, spec, orphan_timeout, start_paused, signals, parent):
                 publish()
                 last_frame = last_flush = time.time()
             if time.time() - max(heartbeat, started, db.busy_until) > orphan_timeout:
-                stop_reason = worker._orphan_reason(orphan_timeout, parent)
+                stop_reason = process.orphan_reason(orphan_timeout, parent)
                 break
             if state == "paused":
                 if time.time() - last_flush > 1.0:  # the row's `updated` moves, so readers see a live worker
@@ -148,9 +148,9 @@ def serve(db, run_id, spec, orphan_timeout, start_paused, signals, parent):
         publish("finished" if t.done and not stop_reason else "stopped")
         return 0
     except Exception as e:
-        worker._log_traceback()
+        process.log_traceback()
         stop_reason = f"the run failed at step {t.k:,}: {e!r}"
-        return worker._last_word(db, run_id, lambda final, state: publish(state), stop_reason)
+        return process.last_word(db, run_id, lambda final, state: publish(state), stop_reason)
 
 
 def _record(box, result, k):

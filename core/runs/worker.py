@@ -22,9 +22,7 @@ next (core.runs.liveness).
 The server side (start with a cap on live runs, command, reap) is core.runs.manager.
 """
 
-import faulthandler
 import os
-import signal
 import sys
 import time
 import traceback
@@ -33,8 +31,7 @@ import torch
 
 from core.capture.recorder import untouched
 from core.models.inspector import generate_text
-from core.runs import liveness, micrograd_worker, settings, storage
-from core.runs.db import RunDB
+from core.runs import liveness, micrograd_worker, process, storage
 from core.runs.remote import next_chunk
 from core.runs.spec import build_job
 from core.runs.store import RunStore
@@ -46,25 +43,18 @@ FLUSH_SECONDS = 0.2    # write to disk this often (a page refreshes once a secon
 CHECKPOINT_SECONDS = 2.0  # save the model this often while training (and at every pause and at the end)
 GENERATED_CHARS = 300  # GPT: characters generated at every loss estimate...
 GENERATED_KEPT = 12    # ...of which the run's meta keeps the first and the latest few
-EXIT_UNRECORDED = 3    # the run ended but the runs file would not take its last word (the log has it)
 
 
-def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False, server=None):
+def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False, server=None, ray=None):
     """Worker process entry point: build the run from its spec, then train as commanded. Returns the
-    process's exit code. server: the pid of the server that started it (default: the parent process)."""
+    process's exit code. server: the pid of the server that started it (default: the parent process).
+    ray: a Ray cluster's address; the run then trains there, and core.runs.ray_backend.serve relays it
+    (the manager starts that module instead: it loads no torch)."""
+    if ray:
+        from core.runs import ray_backend  # Ray is optional (requirements-ray.txt)
+        return ray_backend.serve(db_path, run_id, orphan_timeout, start_paused, server, ray)
     configure_torch(1)
-    faulthandler.enable()  # a crash inside native code leaves its Python traceback in the log
-    signals = []
-    for sig in (signal.SIGTERM, signal.SIGINT):  # stop cleanly, between two chunks, as a Stop would
-        signal.signal(sig, lambda signum, frame: signals.append(signum))
-    parent = liveness.identity(server or os.getppid())  # when no page beats: was it the tab or the server?
-
-    def on_busy(waited):
-        _log(f"the runs file is locked by another program: training waits ({waited:.0f} s so far, at most "
-             f"{settings.busy_seconds():g} s, ZTH_BUSY_SECONDS)")
-        return not signals  # a SIGTERM while waiting: stop waiting
-
-    db = RunDB(db_path, check=False, busy_seconds=settings.busy_seconds(), on_busy=on_busy)
+    db, signals, parent = process.start(db_path, server)
     try:
         return _serve(db, run_id, orphan_timeout, start_paused, signals, parent)
     finally:
@@ -129,16 +119,16 @@ def _serve(db, run_id, orphan_timeout, start_paused, signals, parent):
         while not run.done:
             if signals:
                 run.stop()
-                stop_reason = _signal_reason(signals[0])
+                stop_reason = process.signal_reason(signals[0])
                 break
             cmd, heartbeat = db.take_command(run_id)
             if cmd == "ended":  # someone judged this worker gone and ended the run: their word stands
                 run.stop()
                 flush(final=True, state=(db.get_run(run_id) or {}).get("state", "stopped"))
                 return 0
-            if cmd == "stop":
+            if cmd == "stop" or (cmd or "").startswith("stop:"):  # stop:WHY -- a relay's own reason (ray_backend)
                 run.stop()
-                stop_reason = "stopped by the user"
+                stop_reason = cmd[len("stop:"):] or "stopped by the user"
                 break
             if cmd == "pause":
                 run.pause()
@@ -158,7 +148,7 @@ def _serve(db, run_id, orphan_timeout, start_paused, signals, parent):
             # a busy file kept the pages' heartbeats out as well: they get the whole timeout again after it
             if time.time() - max(heartbeat, started, db.busy_until) > orphan_timeout:
                 run.stop()
-                stop_reason = _orphan_reason(orphan_timeout, parent)
+                stop_reason = process.orphan_reason(orphan_timeout, parent)
                 break
             if run.state == "paused":
                 if time.time() - last_flush > FLUSH_SECONDS:
@@ -187,7 +177,7 @@ def _serve(db, run_id, orphan_timeout, start_paused, signals, parent):
         flush(final=True)
         return 0
     except Exception as e:
-        _log_traceback()  # first: the file may refuse every write from here on
+        process.log_traceback()  # first: the file may refuse every write from here on
         run.stop()
         if storage.is_disk_full(e):
             stop_reason = storage.disk_full_message(db.path, _count(db), run.step)
@@ -196,41 +186,10 @@ def _serve(db, run_id, orphan_timeout, start_paused, signals, parent):
             stop_reason = f"the run stopped at step {run.step:,}: {e}; what it recorded is kept"
         else:
             stop_reason = f"the run failed at step {run.step:,}: {e!r}"
-        _log(stop_reason)
-        return _last_word(db, run_id, flush, stop_reason)
+        process.log(stop_reason)
+        return process.last_word(db, run_id, flush, stop_reason)
     finally:
         run.close()
-
-
-def _last_word(db, run_id, flush, message):
-    """Mark the run failed with its message: with its pending rows if the file takes them, else alone."""
-    try:
-        flush(final=True, state="failed")
-        return 0
-    except Exception:
-        _log_traceback()
-    try:
-        db.update_run(run_id, state="failed", meta=dict(message=message))
-        return 0
-    except Exception:
-        _log_traceback()
-        _log("the runs file would not take the run's end; whoever reads it next ends the run with this log")
-        return EXIT_UNRECORDED
-
-
-def _signal_reason(signum):
-    name = signal.Signals(signum).name
-    why = "Ctrl-C in the server's terminal" if signum == signal.SIGINT else "the server or the system is shutting down"
-    return f"stopped: its worker was asked to end ({name}: {why}); what it recorded is kept"
-
-
-def _orphan_reason(orphan_timeout, parent):
-    """What the worker saw: pages gone with its server still there (a closed tab), or the server gone."""
-    if liveness.alive(parent):
-        return (f"stopped: no page watched this run for {orphan_timeout:g} s (its browser tab was closed); "
-                "what it recorded is kept")
-    return (f"stopped: no page watched this run for {orphan_timeout:g} s and the server that started it is gone "
-            f"(a server outage or restart, pid {parent['pid']}); what it recorded is kept")
 
 
 def _count(db):
@@ -238,22 +197,6 @@ def _count(db):
         return db.count_runs()
     except Exception:
         return "all"
-
-
-def _log(message):
-    """A line in the worker's log (its stderr); a disk too full even for that loses only the line."""
-    try:
-        print(message, file=sys.stderr, flush=True)
-    except OSError:
-        pass
-
-
-def _log_traceback():
-    try:
-        traceback.print_exc()
-        sys.stderr.flush()
-    except OSError:
-        pass
 
 
 def _intervene(run, info, box, action):
@@ -291,6 +234,5 @@ def _samples(run, info, n, train_mode):
 
 
 if __name__ == "__main__":  # python -m core.runs.worker DB RUN_ID ORPHAN_SECONDS [--paused] [--server=PID]
-    server = next((int(a.split("=")[1]) for a in sys.argv[4:] if a.startswith("--server=")), None)
-    sys.exit(serve(sys.argv[1], sys.argv[2], float(sys.argv[3]), start_paused="--paused" in sys.argv[4:],
-                   server=server))
+    db_path, run_id, orphan, opts = process.arguments(sys.argv[1:])
+    sys.exit(serve(db_path, run_id, orphan, **opts))

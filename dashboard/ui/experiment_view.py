@@ -5,7 +5,6 @@ The page reads the study and the runs file; only the coordinator writes the stud
 """
 
 import io
-import os
 
 import pandas as pd
 import streamlit as st
@@ -14,6 +13,7 @@ import tomllib
 from core.experiments import coordinator
 from core.experiments import study as studies
 from core.experiments.spec import ExperimentError, parse
+from core.runs import settings
 from dashboard import state
 from dashboard.plot import experiments as plots
 from dashboard.ui.registry import manager
@@ -38,7 +38,7 @@ def start(toml_key):
         exp = parse(doc, text, source="the spec", data=source.get("path") if source.get("kind") == "file" else None)
         if studies.running(exp.name):
             raise ExperimentError(f"{exp.name} is running already; change its name to start another")
-        coordinator.detach(exp, ray=os.environ.get("ZTH_RAY_ADDRESS") or None)
+        coordinator.detach(exp, ray=settings.ray_address())
     except ExperimentError as e:
         state.put(state.EXPERIMENT_ERROR, str(e))
         return
@@ -225,7 +225,7 @@ def _open(run_id, compare=None):
 
 def _resume(name):
     exp = studies.spec_of(studies.load(name))
-    coordinator.detach(exp, ray=os.environ.get("ZTH_RAY_ADDRESS") or None)
+    coordinator.detach(exp, ray=settings.ray_address())
 
 
 def _csv(rows):

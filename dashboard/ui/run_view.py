@@ -44,6 +44,8 @@ def header(d, extra=""):
         where += f" on {row['host']}" if row.get("host") else ""
         where += f", pid {row['pid']}" if row.get("pid") else ""
         extra += f" · your own code ({where})"
+    if d.meta.get("backend") == "ray":  # trains on a cluster node; this server only relays and draws
+        extra += f" · on the Ray cluster (node {d.meta['node']})" if d.meta.get("node") else " · on the Ray cluster"
     st.markdown(f"**{d.label}** · `{d.state}` · step **{row.get('step', 0):,}**{of}{rate}{extra} · "
                 f"run `{d.run_id}`")
     if d.meta.get("message") and d.state in ("failed", "stopped", "diverged"):

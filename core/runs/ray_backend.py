@@ -1,27 +1,32 @@
 """
-Trials on a Ray cluster: each trial an actor that runs the page's own worker loop (core.runs.worker) on a
-cluster node, its records relayed back into the runs file on the machine that coordinates.
+Runs on a Ray cluster: each run an actor that runs the page's own worker loop (core.runs.worker) on a
+cluster node, its records relayed back into the runs file on the machine that holds it. Two users: an
+experiment's coordinator (many trials, core.experiments) and, with ZTH_RAY_ADDRESS, a dashboard server's own
+runs (one relay process per run, serve_relay below), so a classroom trains on the cluster while the server
+only draws.
 
-    coordinator (this machine, the runs file)            Ray actor (a cluster node)
+    relay (this machine, the runs file)                   Ray actor (a cluster node)
       create the run row; the run's worker is this      worker._serve(Relay, run_id): the same loop, recorder,
-      process (its pid): a dead coordinator ends it       checkpoints; its writes queue up in the Relay
+      process (its pid): a dead relay ends it             checkpoints; its writes queue up in the Relay
       every POLL: exchange(command from the run's  --->  the command (pause, stop, step:N, sample...) goes in,
       slot)  <--- steps, evals, captures, meta,           everything written since the last exchange comes out
       checkpoints  -> RunDB.append / update_run
 
-so the Runs page, the live pages and the CLI read one store, and Pause/Stop reach the remote trial through
+so the Runs page, the live pages and the CLI read one store, and Pause/Stop reach the remote run through
 the command slot they already write. Faults: an actor whose process died (a node lost, a kill) fails its run
-with the reason; no answer from the cluster's head for LOST_SECONDS fails every live trial and the experiment
-stops asking for more, keeping every finished trial. Actors are created with max_restarts=0 and calls with
-max_task_retries=0: a killed worker fails its trial rather than training it again from step 0 behind our back.
+with the reason; no answer from the cluster's head for LOST_SECONDS fails every live run (an experiment then
+stops asking for more, keeping every finished trial). Actors are created with max_restarts=0 and calls with
+max_task_retries=0: a killed worker fails its run rather than training it again from step 0 behind our back.
 
 The cluster nodes need this project's requirements installed; its code (core/, data/) travels with the job
 (runtime_env py_modules).
 """
 
+import importlib.util
 import math
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -33,26 +38,28 @@ try:  # optional (requirements-ray.txt): this module is imported only when --ray
 except ImportError:  # pragma: no cover - the message is the point
     ray = None
 
-import core
-import data
-from core.experiments.spec import ExperimentError
-from core.runs import liveness, worker
+from core.runs import liveness, process
 from core.runs.db import RunDB
-from core.training.loop import configure_torch
 
 START_SECONDS = 120.0   # an actor must be placed and answer within this (a node loads torch first)
 CALL_SECONDS = 10.0     # one round of exchanges may take this long before the head is checked
 LOST_SECONDS = 10.0     # the head refusing connections this long: the cluster is lost (a blip is shorter)
 CHECKPOINT_SECONDS = 10.0  # a remote trial's model travels back this often at most (pages look inside it)
-IDENTITY = ("pid", "host", "pid_start")  # the remote worker's own: the run row keeps the coordinator's
+IDENTITY = ("pid", "host", "pid_start")  # the remote worker's own: the run row keeps the relay's
+POLL_SECONDS = 0.25     # a relay exchanges with its run this often (a page refreshes once a second)
+
+
+class ClusterError(ValueError):
+    """No cluster to run on (Ray not installed, nobody answering, a malformed address): one line, and nothing
+    runs on this machine in its place."""
 
 
 def parse_address(address):
-    """(host, port) of HOST:PORT or ray://HOST:PORT; ExperimentError for anything else."""
+    """(host, port) of HOST:PORT or ray://HOST:PORT; ClusterError for anything else."""
     rest = address[len("ray://"):] if address.startswith("ray://") else address
     host, _, port = rest.rpartition(":")
     if not host or not port.isdigit():
-        raise ExperimentError(f"a Ray address is HOST:PORT (as `ray start --head` prints it) or ray://HOST:PORT "
+        raise ClusterError(f"a Ray address is HOST:PORT (as `ray start --head` prints it) or ray://HOST:PORT "
                               f"(got {address!r})")
     return host, int(port)
 
@@ -143,11 +150,11 @@ class Relay:
 
 
 class TrialActor:
-    """One trial on a cluster node: the worker loop in a thread, exchange() called by the coordinator."""
+    """One run on a cluster node: the worker loop in a thread, exchange() called by the relay."""
 
-    def start(self, run_id, row, words):
-        """Begin training; returns where it runs. words: the data file's text, when the run trains on one
-        (the coordinator's path means nothing on this node)."""
+    def start(self, run_id, row, words, paused=False):
+        """Begin training (or wait, paused); returns where it runs. words: the data file's text, when the run
+        trains on one (the relay's path means nothing on this node)."""
         self.folder = tempfile.mkdtemp(prefix=f"zth-{run_id}-")
         spec = dict(row["spec"])
         if words is not None:
@@ -157,15 +164,17 @@ class TrialActor:
             spec["data"] = {**spec["data"], "path": path}
         self.relay = Relay(dict(row, spec=spec), self.folder)
         self.error = None
-        threading.Thread(target=self._train, args=(run_id,), daemon=True).start()
+        threading.Thread(target=self._train, args=(run_id, paused), daemon=True).start()
         return dict(node=ray.util.get_node_ip_address(), hostname=socket.gethostname(), pid=os.getpid())
 
-    def _train(self, run_id):
+    def _train(self, run_id, paused):
+        from core.runs import worker  # on the node: torch loads there, never in the relay
+        from core.training.loop import configure_torch
         configure_torch(1)
         try:
             # the page's worker loop itself; no signals out here (a Ray worker's main thread owns them) and no
-            # orphan clock (the coordinator's exchanges stop when it goes, and Ray ends its actors then)
-            worker._serve(self.relay, run_id, math.inf, False, [], liveness.identity())
+            # orphan clock (the relay keeps it: its exchanges stop when it goes, and Ray ends its actors then)
+            worker._serve(self.relay, run_id, math.inf, paused, [], liveness.identity())
         except BaseException as e:
             self.error = f"the trial failed on its Ray worker: {e!r}"
         finally:
@@ -183,24 +192,25 @@ class TrialActor:
 
 
 class RayCluster:
-    """The backend core.experiments.coordinator drives: start / pump / stop / close, like LocalPool."""
+    """Runs on a cluster, relayed into this machine's runs file: start / pump / stop / close, the backend
+    core.experiments.coordinator drives like LocalPool; launch / pump for a run that exists (serve_relay)."""
 
     kind = "ray"
 
-    def __init__(self, address, workers=None):
+    def __init__(self, address, workers=None, db=None):
         if ray is None:
-            raise ExperimentError("Ray is not installed here: pip install -r requirements-ray.txt (the trials "
-                                  "never fall back to this machine's pool)")
+            raise ClusterError("Ray is not installed here: pip install -r requirements-ray.txt (runs and trials "
+                               "never fall back to this machine)")
         self.address = address
         self.host, self.port = parse_address(address)
         if not reachable(self.host, self.port):
-            raise ExperimentError(f"no Ray cluster answers at {address}: start one (ray start --head) or unset "
-                                  "--ray / ZTH_RAY_ADDRESS; the trials never fall back to this machine's pool")
+            raise ClusterError(f"no Ray cluster answers at {address}: start one (ray start --head) or unset "
+                               "--ray / ZTH_RAY_ADDRESS; runs and trials never fall back to this machine")
         # a driver whose head stops answering is ended by Ray after this many seconds; the coordinator judges
         # the cluster lost after LOST_SECONDS and must have the time to say so and record its trials' ends
         os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "300")
         ray.init(address=address, logging_level="ERROR", log_to_driver=False, namespace="zero-to-hero-lab",
-                 runtime_env={"py_modules": [os.path.dirname(core.__file__), os.path.dirname(data.__file__)],
+                 runtime_env={"py_modules": [_package("core"), _package("data")],
                               "excludes": ["__pycache__", "*.pyc", "*.nbi", "*.nbc"],
                               "env_vars": {"OMP_NUM_THREADS": "1"}})
         self.remote = ray.remote(TrialActor).options(num_cpus=1, max_restarts=0, max_task_retries=0)
@@ -208,26 +218,33 @@ class RayCluster:
         nodes = len([n for n in ray.nodes() if n.get("Alive")])
         self.size = workers or cpus
         self.note = f"Ray cluster at {address}: {cpus} CPUs on {nodes} node{'s' * (nodes != 1)}, {self.size} at once"
-        self.db = RunDB()
+        self.db, self._own_db = (db, False) if db is not None else (RunDB(), True)
         self.trials = {}   # run id -> (actor, node)
+        self.heard = {}    # run id -> a page's latest heartbeat (take_command's), for a relay's orphan clock
         self.lost = None
         self._silent_since = None  # when the head last stopped answering
         self._unanswered = {}      # run id -> since when its actor has been unavailable (a blip, or a node going)
 
     def start(self, spec, name):
         run_id = self.db.create_run(spec, name)
+        return run_id, self.launch(run_id)
+
+    def launch(self, run_id, paused=False):
+        """An actor for a run the runs file holds; returns the node it trains on ("-" when it never started:
+        the run is ended then, with the reason)."""
+        spec = self.db.get_run(run_id)["spec"]
         # this process serves the run's command slot: to the runs file it is the run's worker (a dead
-        # coordinator is noticed by any reader, and the run ends with that cause)
-        self.db.update_run(run_id, meta=dict(backend="ray"), **liveness.identity())
+        # relay is noticed by any reader, and the run ends with that cause)
+        self.db.update_run(run_id, meta=dict(backend="ray", ray=self.address), **liveness.identity())
         src = spec.get("data") or {}
         words = Path(src["path"]).read_text(encoding="utf-8") if src.get("kind") == "file" else None
         if self.lost or not reachable(self.host, self.port):
             self._judge_head(False)
             self.db.end_if_live(run_id, self.lost or f"the Ray cluster at {self.address} was lost before its "
                                                      "actor started (its head refuses connections)")
-            return run_id, "-"
+            return "-"
         actor = self.remote.remote()
-        ref = actor.start.remote(run_id, self.db.get_run(run_id), words)
+        ref = actor.start.remote(run_id, self.db.get_run(run_id), words, paused)
         t0 = time.time()
         while not ray.wait([ref], timeout=1.0)[0]:  # bounded, and watching the head: a lost one never answers
             if time.time() - t0 > START_SECONDS or not reachable(self.host, self.port):
@@ -235,19 +252,20 @@ class RayCluster:
                 self.db.end_if_live(run_id, f"its Ray actor did not start within {time.time() - t0:.0f} s (the "
                                             f"cluster is busy or short of CPUs)" if up else
                                             f"the Ray cluster at {self.address} was lost before its actor started")
-                return run_id, "-"
+                return "-"
         try:
             where = ray.get(ref, timeout=CALL_SECONDS)
         except (GetTimeoutError, RayActorError) as e:
             self.db.end_if_live(run_id, f"its Ray actor failed to start: {_cause(e)}")
-            return run_id, "-"
+            return "-"
         node = where["node"]
         self.db.update_run(run_id, meta=dict(node=node, node_host=where["hostname"], node_pid=where["pid"]))
         self.trials[run_id] = (actor, node)
-        return run_id, node
+        return node
 
-    def pump(self):
-        """One exchange with every live trial: commands out, records in; faults end the runs they hit."""
+    def pump(self, override=None):
+        """One exchange with every live run: commands out, records in; faults end the runs they hit.
+        override: run id -> a command sent in place of the slot's (a relay's own stop)."""
         if not self.trials:
             return
         if not reachable(self.host, self.port):
@@ -255,7 +273,8 @@ class RayCluster:
             return
         calls = {}
         for run_id, (actor, node) in self.trials.items():
-            cmd, _ = self.db.take_command(run_id)
+            cmd, self.heard[run_id] = self.db.take_command(run_id)
+            cmd = (override or {}).get(run_id) or cmd
             calls[run_id] = actor.exchange.remote(None if cmd == "ended" else cmd)
         ready, _ = ray.wait(list(calls.values()), num_returns=len(calls), timeout=CALL_SECONDS)
         ready = set(ready)
@@ -339,7 +358,45 @@ class RayCluster:
             t = threading.Thread(target=ray.shutdown, daemon=True)
             t.start()
             t.join(10)
-        self.db.close()
+        if self._own_db:
+            self.db.close()
+
+
+def serve(db_path, run_id, orphan_timeout, start_paused, server, address):
+    """A dashboard run's process when the server has ZTH_RAY_ADDRESS: the run trains in an actor on the cluster,
+    and this process relays -- commands out, records in -- keeping the local worker's rules: SIGTERM or SIGINT
+    stop the run, and so does no page watching it for orphan_timeout seconds. It loads no torch (a few percent
+    of a core and ~130 MB a run: BENCHMARKS.md). Returns the process's exit code."""
+    db, signals, parent = process.start(db_path, server)
+    try:
+        return _relay(db, run_id, address, orphan_timeout, start_paused, signals, parent)
+    finally:
+        db.close()
+
+
+def _relay(db, run_id, address, orphan_timeout, start_paused, signals, parent):
+    try:
+        cluster = RayCluster(address, db=db)
+    except ClusterError as e:
+        db.update_run(run_id, state="failed", meta=dict(message=str(e)))
+        return 0
+    try:
+        cluster.launch(run_id, start_paused)
+        started, why = time.time(), None
+        while run_id in cluster.trials:
+            if why is None and signals:
+                why = process.signal_reason(signals[0])
+            if why is None and time.time() - max(cluster.heard.get(run_id, 0.0), started) > orphan_timeout:
+                why = process.orphan_reason(orphan_timeout, parent)
+            cluster.pump({run_id: f"stop:{why}"} if why else None)  # again until the run ends: a stop is idempotent
+            time.sleep(POLL_SECONDS)
+        return 0
+    except Exception as e:  # a bug here: the run ends with it rather than waiting for a reader to find us gone
+        process.log_traceback()
+        db.end_if_live(run_id, f"its relay to the Ray cluster at {address} failed: {e!r}")
+        return 0
+    finally:
+        cluster.close()
 
 
 def _cause(e):
@@ -347,3 +404,13 @@ def _cause(e):
     return next((line.strip() for line in text if "died" in line or "exit" in line.lower()), text[0] if text else
                 type(e).__name__)
 
+
+def _package(name):
+    """A package's folder, found without importing it (data's datasets would load torch here)."""
+    return os.path.dirname(importlib.util.find_spec(name).origin)
+
+
+if __name__ == "__main__":  # python -m core.runs.ray_backend DB RUN_ID ORPHAN_SECONDS --ray=ADDRESS [--paused] [--server=PID]
+    from core.runs import ray_backend  # the module by its name: Ray sends its TrialActor by reference, not __main__'s
+    db_path, run_id, orphan, opts = process.arguments(sys.argv[1:])
+    sys.exit(ray_backend.serve(db_path, run_id, orphan, opts["start_paused"], opts["server"], opts["ray"]))

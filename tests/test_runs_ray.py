@@ -1,0 +1,138 @@
+"""
+A dashboard server's own runs on a real Ray cluster (ZTH_RAY_ADDRESS): the run trains in an actor on the
+head's worker, its records relayed into the server's runs file by a light local process; the page's Pause,
+Step and Stop reach it; a run no page watches stops itself there too; a killed relay takes its actor with it;
+an address nobody answers is refused at Start, and nothing trains on the server in its place; the page says
+where its run trains.
+"""
+
+import os
+import signal
+import time
+
+import pytest
+from apptest import page, run_of, status, tick_until
+from browser import free_port
+from conftest import wait_for
+
+from core.runs import liveness, settings
+from core.runs.manager import NoCluster, RunManager
+
+pytestmark = pytest.mark.long
+
+
+def spec(names_path, steps=1_000_000):
+    return {"model": "mlp", "preset": "kaiming", "model_kw": {}, "train": {"steps": steps},
+            "data": {"kind": "file", "path": str(names_path)}}
+
+
+@pytest.fixture
+def on_cluster(ray_head, monkeypatch, tmp_path):
+    monkeypatch.setenv("ZTH_RAY_ADDRESS", ray_head["address"])
+    m = RunManager(tmp_path / "runs.sqlite", max_live=4, orphan_timeout=600)
+    yield m
+    m.stop_all()
+    m.close()
+
+
+def trainers():
+    """The head's processes that train a run (Ray names an actor's worker ray::TrialActor...)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                cmd = open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if cmd.startswith("ray::TrialActor"):
+                out.append(int(p))
+    return out
+
+
+def test_a_page_run_trains_on_the_cluster_and_obeys_pause_step_and_stop(on_cluster, names_path):
+    m = on_cluster
+    run_id = m.start(spec(names_path), "on the cluster")
+    relay = m.procs[run_id].pid
+    wait_for(lambda: m.db.get_run(run_id)["step"] > 200, 180)  # the actor loads torch on the node first
+    r = m.db.get_run(run_id)
+    # the run row names the relay here (liveness, Stop), its meta the node that trains it
+    assert r["pid"] == relay and r["host"] == liveness.HOST and r["state"] == "running"
+    assert r["meta"]["backend"] == "ray" and r["meta"]["node"] and r["meta"]["node_pid"] != relay
+    assert len(m.db.steps_since(run_id)) > 0 and m.db.capture_steps(run_id)
+    assert "libtorch" not in open(f"/proc/{relay}/maps").read()  # the relay only relays: torch loads on the node
+    m.send(run_id, "pause")
+    wait_for(lambda: m.db.get_run(run_id)["state"] == "paused", 10)
+    s0 = m.db.get_run(run_id)["step"]
+    time.sleep(1.0)
+    assert m.db.get_run(run_id)["step"] == s0  # held there, not training behind the page's back
+    m.send(run_id, "step:5")
+    wait_for(lambda: m.db.get_run(run_id)["step"] == s0 + 5, 10)
+    assert m.db.get_run(run_id)["state"] == "paused"
+    m.send(run_id, "resume")
+    wait_for(lambda: m.db.get_run(run_id)["step"] > s0 + 100, 20)
+    assert m.stop(run_id, wait=10)
+    r = m.db.get_run(run_id)
+    assert r["state"] == "stopped" and r["meta"]["message"] == "stopped by the user"
+    assert m.db.checkpoint_path(run_id).exists()  # the model came back: pages look inside it
+    wait_for(lambda: not liveness.alive(dict(pid=relay, host=liveness.HOST, pid_start=r["pid_start"])), 10)
+
+
+def test_a_run_no_page_watches_stops_itself_on_the_cluster(ray_head, monkeypatch, tmp_path, names_path):
+    monkeypatch.setenv("ZTH_RAY_ADDRESS", ray_head["address"])
+    m = RunManager(tmp_path / "runs.sqlite", orphan_timeout=3)
+    try:
+        run_id = m.start(spec(names_path), "a closed tab")
+        wait_for(lambda: m.db.get_run(run_id)["state"] == "stopped", 180)
+        assert "no page watched this run for 3 s" in m.db.get_run(run_id)["meta"]["message"]
+    finally:
+        m.stop_all()
+        m.close()
+
+
+def test_a_killed_relay_ends_its_run_and_its_actor(on_cluster, names_path):
+    m = on_cluster
+    run_id = m.start(spec(names_path), "the server's machine loses a process")
+    wait_for(lambda: m.db.get_run(run_id)["step"] > 0, 180)
+    actor = m.db.get_run(run_id)["meta"]["node_pid"]
+    assert actor in trainers()
+    os.kill(m.procs[run_id].pid, signal.SIGKILL)
+    wait_for(lambda: (m.reap(), m.db.get_run(run_id)["state"])[1] == "failed", 10)
+    assert "SIGKILL" in m.db.get_run(run_id)["meta"]["message"]
+    wait_for(lambda: actor not in trainers(), 60)  # Ray ends an actor whose owner died
+
+
+def test_an_address_nobody_answers_refuses_the_start_and_nothing_trains_here(monkeypatch, tmp_path, names_path):
+    port = free_port()
+    monkeypatch.setenv("ZTH_RAY_ADDRESS", f"127.0.0.1:{port}")
+    m = RunManager(tmp_path / "runs.sqlite")
+    try:
+        with pytest.raises(NoCluster, match=f"no Ray cluster answers at 127.0.0.1:{port}.*never fall back"):
+            m.start(spec(names_path), "nowhere")
+        assert m.db.list_runs() == [] and not m.procs
+        micro = {"model": "micrograd", "train": {"optimizer": "sgd", "steps": 10, "lr": 1.0, "seed": 1337}}
+        assert m.start(micro, "lecture 1 stays here")  # tiny, and its frames are files the page reads
+    finally:
+        m.stop_all()
+        m.close()
+
+
+def test_the_cap_grows_when_the_server_only_relays(monkeypatch):
+    monkeypatch.delenv("ZTH_MAX_RUNS", raising=False)
+    monkeypatch.delenv("ZTH_RAY_ADDRESS", raising=False)
+    here, _ = settings.max_runs()
+    monkeypatch.setenv("ZTH_RAY_ADDRESS", "127.0.0.1:6379")
+    cap, why = settings.max_runs()
+    assert cap == settings.RELAYS_PER_CORE * settings.cores() > here and "Ray cluster" in why
+    monkeypatch.setenv("ZTH_MAX_RUNS", "30")
+    assert settings.max_runs()[0] == 30  # a teacher's number stands
+
+
+@pytest.mark.usefixtures("app_data_dir")
+def test_the_page_starts_a_run_on_the_cluster_and_says_where_it_trains(ray_head, monkeypatch):
+    monkeypatch.setenv("ZTH_RAY_ADDRESS", ray_head["address"])
+    at = page(model="mlp", preset="kaiming", steps=1_000_000)
+    at.button(key="btn_start").click().run()
+    tick_until(at, lambda a: run_of(a)["step"] > 0 and "on the Ray cluster (node" in status(a), 180)
+    assert run_of(at)["meta"]["backend"] == "ray"
+    at.button(key="btn_stop").click().run()
+    tick_until(at, lambda a: run_of(a)["state"] == "stopped", 30)
