@@ -58,6 +58,7 @@ def test_a_page_run_trains_on_the_cluster_and_obeys_pause_step_and_stop(on_clust
     # the run row names the relay here (liveness, Stop), its meta the node that trains it
     assert r["pid"] == relay and r["host"] == liveness.HOST and r["state"] == "running"
     assert r["meta"]["backend"] == "ray" and r["meta"]["node"] and r["meta"]["node_pid"] != relay
+    assert liveness.source(r) == "ray"  # as `runs list` says it
     assert len(m.db.steps_since(run_id)) > 0 and m.db.capture_steps(run_id)
     assert "libtorch" not in open(f"/proc/{relay}/maps").read()  # the relay only relays: torch loads on the node
     m.send(run_id, "pause")
@@ -134,5 +135,7 @@ def test_the_page_starts_a_run_on_the_cluster_and_says_where_it_trains(ray_head,
     at.button(key="btn_start").click().run()
     tick_until(at, lambda a: run_of(a)["step"] > 0 and "on the Ray cluster (node" in status(a), 180)
     assert run_of(at)["meta"]["backend"] == "ray"
+    runs = page("runs").dataframe[0].value  # the Runs page says where each run trains
+    assert runs["trains"].iloc[0] == f"Ray node {run_of(at)['meta']['node']}"
     at.button(key="btn_stop").click().run()
     tick_until(at, lambda a: run_of(a)["state"] == "stopped", 30)

@@ -94,18 +94,10 @@ def start(args, out):
     return 0
 
 
-def _source(r):
-    """Who trains the run: a page's (or `runs start`'s) worker, one on a Ray cluster, `python -m core train`, or
-    the learner's own notebook or script (core.watch)."""
-    from core.runs import liveness
-    if r["meta"].get("backend") == "ray":
-        return "ray"  # a worker on a cluster node, relayed into this runs file (core.runs.ray_backend)
-    return r["meta"].get("source") or ("worker" if liveness.has_worker(r) else "cli")
-
-
 def _summary(r):
+    from core.runs import liveness  # loaded with the runs file, not at the top: see main
     final = r["meta"].get("final") or {}
-    return dict(id=r["id"], name=r["name"], source=_source(r), state=r["state"], step=r["step"], pid=r["pid"],
+    return dict(id=r["id"], name=r["name"], source=liveness.source(r), state=r["state"], step=r["step"], pid=r["pid"],
                 host=r["host"],
                 created=r["created"], steps_per_s=r["steps_per_s"], init_loss=r["meta"].get("init_loss"),
                 train=final.get("train"), val=final.get("val"), message=r["meta"].get("message"))

@@ -61,6 +61,14 @@ def has_worker(row):
     return row["meta"].get("worker", True) is not False
 
 
+def source(row):
+    """Who trains the run: a page's (or `runs start`'s) worker, one on a Ray cluster ("ray"), `python -m core
+    train` ("cli"), or the learner's own notebook or script (core.watch)."""
+    if row["meta"].get("backend") == "ray":
+        return "ray"  # a worker on a cluster node, relayed into this runs file (core.runs.ray_backend)
+    return row["meta"].get("source") or ("worker" if has_worker(row) else "cli")
+
+
 def _pid_runs(pid):
     """The process exists and has not exited (a zombie has: it only waits for its parent to read it)."""
     try:

@@ -37,11 +37,18 @@ if not runs:
     st.stop()
 
 
+def _where(r):
+    """Where the run trains: this server's worker, a Ray node, the CLI, the learner's notebook or script."""
+    src = liveness.source(r)
+    return f"Ray node {r['meta']['node']}" if src == "ray" and r["meta"].get("node") else \
+        {"worker": "this server", "cli": "python -m core train"}.get(src, src)
+
+
 rows = [dict(id=r["id"], name=r["name"], state=r["state"], step=r["step"],
              params=r["meta"].get("params"), first_loss=r["meta"].get("init_loss"),
              train=(r["meta"].get("final") or {}).get("train"), val=(r["meta"].get("final") or {}).get("val"),
              data=("your own code" if r["spec"].get("watch") else r["spec"].get("data", {}).get("name", "SSA names")),
-             owner=owner(r, state.session_id()),
+             trains=_where(r), owner=owner(r, state.session_id()),
              started=pd.Timestamp(r["created"], unit="s").strftime("%Y-%m-%d %H:%M")) for r in runs]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
              column_config={"train": st.column_config.NumberColumn(format="%.4f"),
