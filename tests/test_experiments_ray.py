@@ -12,11 +12,13 @@ import subprocess
 import sys
 
 import pytest
+from apptest import page
 from browser import free_port
 from conftest import ROOT, data_dir_env
 from conftest import wait_for as wait_every
 from rayhead import kill_head, local_head
 
+from core.experiments import spec as specs
 from core.experiments import study as studies
 from core.experiments.spec import ExperimentError
 from core.runs.db import RunDB
@@ -54,8 +56,39 @@ def test_an_unreachable_address_is_refused_and_nothing_runs_locally(tmp_path, na
         db = RunDB()
         assert db.list_runs() == []  # not one trial trained here instead
         db.close()
+    p = cli("experiment", "run", str(spec), "--data", str(names_path), "--detach",
+            env={"ZTH_DATA_DIR": str(tmp_path), "ZTH_RAY_ADDRESS": f"127.0.0.1:{port}"})
+    assert p.returncode == 2 and f"no Ray cluster answers at 127.0.0.1:{port}" in p.stderr  # now, not in the background
+    with data_dir_env(tmp_path):
+        assert not studies.exists("nowhere")
     p = cli("experiment", "run", str(spec), "--ray", "localhost", env={"ZTH_DATA_DIR": str(tmp_path)})
     assert p.returncode == 2 and "a Ray address is HOST:PORT" in p.stderr
+
+
+@pytest.mark.usefixtures("app_data_dir")
+def test_the_page_refuses_to_start_an_experiment_on_a_cluster_that_is_not_there(monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("ZTH_RAY_ADDRESS", f"127.0.0.1:{port}")
+    at = page("experiments")
+    at.button(key="exp_start").click().run()
+    assert any(f"no Ray cluster answers at 127.0.0.1:{port}" in e.value for e in at.error), [e.value for e in at.error]
+    assert studies.names() == []  # nothing started, on the cluster or here
+
+
+def test_a_coordinator_that_finds_no_cluster_says_why_in_the_study(tmp_path):
+    """The cluster gone between the check and the coordinator's start: `experiment show` and the page read
+    "failed" and why, not a coordinator that never came ("interrupted")."""
+    spec = tmp_path / "x.toml"
+    spec.write_text('name = "gone"\nmodel = "mlp"\ntrials = 2\n[fixed]\nsteps = 100\n[space]\nlr = [0.1, 0.2]\n')
+    port = free_port()
+    with data_dir_env(tmp_path):
+        exp = specs.load(spec)
+        studies.create(exp, exp.run_spec({})["train"]["eval_every"])
+        p = subprocess.run([sys.executable, "-m", "core.experiments.coordinator", "gone", "--ray", f"127.0.0.1:{port}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+        assert p.returncode == 2
+        s = studies.summary("gone")
+        assert s["status"] == "failed" and f"no Ray cluster answers at 127.0.0.1:{port}" in s["ended"]["why"]
 
 
 def test_trials_on_a_real_ray_head_a_killed_worker_fails_only_its_trial(ray_head, tmp_path, names_path):

@@ -70,6 +70,9 @@ def run(args, out):
     if study.running(exp.name):
         raise ValueError(f"experiment {exp.name!r} is running already: python -m core experiment show {exp.name}")
     if args.detach:
+        if ray:  # a cluster that is not there is refused now, not in the background
+            from core.runs.ray_backend import check  # Ray is optional (requirements-ray.txt)
+            check(ray)
         pid = coordinator.detach(exp, args.workers, ray)
         res = dict(name=exp.name, pid=pid, status="started", backend="ray" if ray else "local")
         out(json.dumps(res) if args.json else f"experiment {exp.name} started in the background (pid {pid}): "

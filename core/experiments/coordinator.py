@@ -287,9 +287,15 @@ def main(argv=None):
     p.add_argument("--ray", default=None)
     args = p.parse_args(argv)
     try:
-        exp = studies.spec_of(studies.load(args.name))
-        backend = backend_for(args.workers, args.ray)
+        study = studies.load(args.name)
+        exp = studies.spec_of(study)
     except (ExperimentError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        backend = backend_for(args.workers, args.ray)
+    except ValueError as e:  # no cluster at --ray: the page and `experiment show` say why, not "interrupted"
+        study.set_user_attr("ended", dict(status="failed", at=time.time(), why=str(e)))
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     return serve(exp, backend)

@@ -58,17 +58,11 @@ def _cluster(spec):
     address = settings.ray_address()
     if not address or spec.get("model") == "micrograd":
         return None
-    from core.runs.ray_backend import ClusterError, parse_address, ray, reachable  # Ray is optional
-    fix = "; runs never fall back to this machine (unset ZTH_RAY_ADDRESS to train here)"
-    if ray is None:
-        raise NoCluster(f"this server trains on the Ray cluster at {address} (ZTH_RAY_ADDRESS), but Ray is not "
-                        f"installed here: pip install -r requirements-ray.txt{fix}")
+    from core.runs.ray_backend import ClusterError, check  # Ray is optional (requirements-ray.txt)
     try:
-        host, port = parse_address(address)
+        check(address)
     except ClusterError as e:
-        raise NoCluster(f"ZTH_RAY_ADDRESS: {e}") from None
-    if not reachable(host, port):
-        raise NoCluster(f"no Ray cluster answers at {address} (ZTH_RAY_ADDRESS): start it (ray start --head){fix}")
+        raise NoCluster(f"{e} (this server's ZTH_RAY_ADDRESS)") from None
     return address
 
 

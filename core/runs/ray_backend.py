@@ -64,6 +64,19 @@ def parse_address(address):
     return host, int(port)
 
 
+def check(address):
+    """(host, port) of a cluster that answers; ClusterError, in one line, when Ray is not installed here, the
+    address is malformed or nobody answers there. Nothing ever trains on this machine in its place."""
+    if ray is None:
+        raise ClusterError(f"Ray is not installed here, and runs should train on the Ray cluster at {address}: "
+                           "pip install -r requirements-ray.txt (runs and trials never fall back to this machine)")
+    host, port = parse_address(address)
+    if not reachable(host, port):
+        raise ClusterError(f"no Ray cluster answers at {address}: start one (ray start --head) or unset --ray / "
+                           "ZTH_RAY_ADDRESS; runs and trials never fall back to this machine")
+    return host, port
+
+
 def reachable(host, port, timeout=3.0):
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -198,14 +211,8 @@ class RayCluster:
     kind = "ray"
 
     def __init__(self, address, workers=None, db=None):
-        if ray is None:
-            raise ClusterError("Ray is not installed here: pip install -r requirements-ray.txt (runs and trials "
-                               "never fall back to this machine)")
         self.address = address
-        self.host, self.port = parse_address(address)
-        if not reachable(self.host, self.port):
-            raise ClusterError(f"no Ray cluster answers at {address}: start one (ray start --head) or unset "
-                               "--ray / ZTH_RAY_ADDRESS; runs and trials never fall back to this machine")
+        self.host, self.port = check(address)
         # a driver whose head stops answering is ended by Ray after this many seconds; the coordinator judges
         # the cluster lost after LOST_SECONDS and must have the time to say so and record its trials' ends
         os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "300")

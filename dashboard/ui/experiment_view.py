@@ -38,7 +38,7 @@ def start(toml_key):
         exp = parse(doc, text, source="the spec", data=source.get("path") if source.get("kind") == "file" else None)
         if studies.running(exp.name):
             raise ExperimentError(f"{exp.name} is running already; change its name to start another")
-        coordinator.detach(exp, ray=settings.ray_address())
+        coordinator.detach(exp, ray=_cluster())
     except ExperimentError as e:
         state.put(state.EXPERIMENT_ERROR, str(e))
         return
@@ -225,7 +225,25 @@ def _open(run_id, compare=None):
 
 def _resume(name):
     exp = studies.spec_of(studies.load(name))
-    coordinator.detach(exp, ray=settings.ray_address())
+    try:
+        coordinator.detach(exp, ray=_cluster())
+    except ExperimentError as e:
+        state.put(state.EXPERIMENT_ERROR, str(e))
+        return
+    state.put(state.EXPERIMENT_ERROR, None)
+
+
+def _cluster():
+    """The server's Ray cluster (ZTH_RAY_ADDRESS), checked now: one that is not there is an error on the page,
+    and nothing starts (never the local pool instead). None: the local pool."""
+    ray = settings.ray_address()
+    if ray:
+        from core.runs.ray_backend import ClusterError, check  # Ray is optional (requirements-ray.txt)
+        try:
+            check(ray)
+        except ClusterError as e:
+            raise ExperimentError(f"{e} (this server's ZTH_RAY_ADDRESS)") from None
+    return ray
 
 
 def _csv(rows):
