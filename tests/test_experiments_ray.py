@@ -75,6 +75,20 @@ def test_the_page_refuses_to_start_an_experiment_on_a_cluster_that_is_not_there(
     assert studies.names() == []  # nothing started, on the cluster or here
 
 
+@pytest.mark.usefixtures("app_data_dir")
+def test_an_experiment_started_on_the_page_runs_on_the_servers_cluster(ray_head, monkeypatch):
+    """A teacher's server with ZTH_RAY_ADDRESS: the page's Start sends the trials to the cluster."""
+    monkeypatch.setenv("ZTH_RAY_ADDRESS", ray_head["address"])
+    at = page("experiments")
+    at.text_area(key="exp_toml_lecture3-lr").set_value(
+        'name = "page-on-ray"\nmodel = "mlp"\ntrials = 2\nsampler = "grid"\n[fixed]\nsteps = 200\n'
+        '[space]\nlr = [0.1, 0.2]\n').run()
+    at.button(key="exp_start").click().run()
+    assert not at.error, [e.value for e in at.error]
+    wait_for(lambda: [t["state"] for t in trials("page-on-ray")] == ["finished", "finished"], 300)
+    assert {t["backend"] for t in trials("page-on-ray")} == {"ray"}
+
+
 def test_a_coordinator_that_finds_no_cluster_says_why_in_the_study(tmp_path):
     """The cluster gone between the check and the coordinator's start: `experiment show` and the page read
     "failed" and why, not a coordinator that never came ("interrupted")."""

@@ -393,7 +393,8 @@ def _relay(db, run_id, address, orphan_timeout, start_paused, signals, parent):
         while run_id in cluster.trials:
             if why is None and signals:
                 why = process.signal_reason(signals[0])
-            if why is None and time.time() - max(cluster.heard.get(run_id, 0.0), started) > orphan_timeout:
+            # (a runs file another program kept locked kept the pages' heartbeats out too: they get the time again)
+            if why is None and time.time() - max(cluster.heard.get(run_id, 0.0), started, db.busy_until) > orphan_timeout:
                 why = process.orphan_reason(orphan_timeout, parent)
             cluster.pump({run_id: f"stop:{why}"} if why else None)  # again until the run ends: a stop is idempotent
             time.sleep(POLL_SECONDS)
