@@ -156,7 +156,9 @@ def test_live_graph_labels_change_while_every_node_stays_put(tmp_path):
         step = graph_state(page)["step"]
         wait_graph(page, f"+s.dataset.step > {step}")  # still training
         click_datapoint(page, 63)
+        time.sleep(2.5)  # a dozen live frames later the click still stands: the box's old value never wins it back
         assert page.locator("svg.mg-boundary").get_attribute("data-point") == "63"
+        assert page.locator("svg.mg-graph").get_attribute("data-point") == "63" and box.input_value() == "63"
         assert not errors, errors
 
 

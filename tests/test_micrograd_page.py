@@ -35,6 +35,13 @@ def ok(at):
     assert not at.exception, at.exception
 
 
+def pending(at):
+    """An update waits, and Apply is enabled for it. Not the status alone: the buttons are drawn from the frame the
+    script read at its top, the status from the one its live part read a moment later (a busy machine's worker
+    can write the pending frame between the two: Apply comes one run later)."""
+    return "update pending" in moons_status(at) and not at.button(key="mg_live_apply").disabled
+
+
 def click(at, key):
     at.button(key=key).click().run()
     ok(at)
@@ -259,7 +266,7 @@ def test_step_shows_the_update_with_the_engines_numbers_then_apply_moves_the_bou
     at = page()
     at.selectbox(key="mg_weight").set_value("L2.N3.w5").run()
     click(at, "mg_live_step")  # a fresh run, held after its first backward()
-    tick_until(at, lambda at: "update pending" in moons_status(at))
+    tick_until(at, pending)
     t = MoonsTrainer()
     t.backward()
     i = param_names((2, 16, 16, 1)).index("L2.N3.w5")
@@ -281,11 +288,11 @@ def test_adamw_table_moments_equal_torch_adamw_in_double():
     at.segmented_control(key="mg_opt").set_value("adamw").run()
     assert at.number_input(key="mg_lr").value == 0.03
     click(at, "mg_live_step")
-    tick_until(at, lambda at: "update pending" in moons_status(at))
+    tick_until(at, pending)
     click(at, "mg_live_apply")
     tick_until(at, lambda at: "step **1** of" in moons_status(at) and "pending" not in moons_status(at))
     click(at, "mg_live_step")
-    tick_until(at, lambda at: "update pending" in moons_status(at))
+    tick_until(at, pending)
     click(at, "mg_live_apply")
     tick_until(at, lambda at: "step **2** of" in moons_status(at) and "pending" not in moons_status(at))
     t = table(at).set_index("parameter")

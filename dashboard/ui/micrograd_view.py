@@ -17,6 +17,7 @@ st.components.v2 component (live_picture.js).
 
 import hashlib
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ MG_STEPS = "mg_steps"            # number_input: steps of the next run
 MG_POINT = "mg_point"            # number_input: the datapoint drawn through the net...
 MG_FOLLOW = "mg_follow"          # ...and the one the graph follows: the box's, or the one clicked on the boundary
 MG_PICKED = "mg_picked"          # a datapoint was clicked: the next full run puts it in the box
+MG_ECHO = "mg_echo"              # (the box's value before a click replaced it, when): see sync_point
 MG_EXPAND = "mg_expand"          # selectbox: the neuron opened below the graph
 MG_WEIGHT = "mg_weight"          # selectbox: the weight whose update Step writes out
 MG_SORT = "mg_sort"              # selectbox: the parameter table's order
@@ -66,6 +68,7 @@ DEFAULT_PRESET = "L = (a*b + c) * f"
 PLAY_EVERY = 0.9     # seconds between steps while playing the step-through
 FRAME_EVERY = 0.15   # seconds between frames of the live graph while the MLP trains (the worker writes ~10/s)
 SLOW_EVERY = 2.0     # the opened neuron, the curves and the table: a table costs the browser the most per draw
+ECHO_SECONDS = 2.0   # a stale value of the Datapoint box arrives this soon after a click on the boundary, or never
 DEFAULT_LR = {"sgd": 1.0, "adamw": 0.03}
 DEFAULT_WEIGHT = "L3.N1.w1"
 
@@ -416,6 +419,10 @@ def on_pick():
 
 
 def on_point():
+    echo = state.take(MG_ECHO)
+    if echo and state.get(MG_POINT) == echo[0] and time.time() - echo[1] < ECHO_SECONDS:
+        state.put(MG_POINT, state.get(MG_FOLLOW))  # the box's old value coming back, not a learner's typing
+        return
     state.put(MG_FOLLOW, state.get(MG_POINT))
 
 
@@ -423,6 +430,9 @@ def sync_point():
     """ before the Datapoint box is drawn: a click on the boundary since the last full run sets it. (The box's
     own key cannot be the graph's datapoint: a live fragment's rerun sends the box's old value back.) """
     if state.take(MG_PICKED):
+        # a live fragment's rerun the browser sent before it saw the new box may still bring the old value back:
+        # on_point knows it for a moment and keeps the clicked datapoint (the graph once jumped back under load)
+        state.put(MG_ECHO, (state.get(MG_POINT), time.time()))
         state.put(MG_POINT, state.get(MG_FOLLOW))
 
 
