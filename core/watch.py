@@ -38,6 +38,7 @@ import torch.nn as nn
 from core.capture.recorder import Recorder, kind_of
 from core.doctor import examine
 from core.doctor.observe import Observer
+from core.models.layers import NotLayers, listed_layers, named_params, opened, param_names
 from core.models.presets import TrainConfig
 from core.runs import settings, storage
 from core.runs.db import LIVE_STATES, RunDB
@@ -117,75 +118,28 @@ class _Layers:
         return list(self._params)
 
 
-def _flatten(named):
-    """(name, layer) pairs with lecture 6's Sequential (its .layers) opened up, named '3.1 Tanh'."""
-    out = []
-    for name, layer in named:
-        inner = getattr(layer, "layers", None)
-        if isinstance(inner, (list, tuple)) and not isinstance(layer, nn.Module):
-            out += _flatten((f"{name}.{j} {type(c).__name__}", c) for j, c in enumerate(inner))
-        else:
-            out.append((name, layer))
-    return out
-
-
-def _param_names(layers):
-    """id(parameter) -> a name from its layer: '0 Linear.weight' (the attribute that holds it), else '.0'."""
-    names = {}
-    for lname, layer in layers:
-        attrs = {id(v): k for k, v in vars(layer).items() if isinstance(v, torch.Tensor)}
-        for j, p in enumerate(_layer_params(layer)):
-            names.setdefault(id(p), f"{lname}.{attrs.get(id(p), j)}")
-    return names
-
-
-def _layer_params(layer):
-    ps = getattr(layer, "parameters", None)
-    return list(ps()) if callable(ps) else []
-
-
 def _named_params(layers, parameters):
     """The watched parameters, named: the layers' .parameters() in list order, or `parameters` (a list,
     in its order; parameters of no layer are named 'param3' by their place; or a {name: tensor} mapping)."""
-    names = _param_names(layers)
     if parameters is None:
-        out, seen = [], set()
-        for _, layer in layers:
-            for p in _layer_params(layer):
-                if id(p) not in seen:
-                    seen.add(id(p)); out.append((names[id(p)], p))
-        return out
+        return named_params(layers)
     if isinstance(parameters, dict):
         return list(parameters.items())
+    names = param_names(layers)
     return [(names.get(id(p), f"param{k}"), p) for k, p in enumerate(parameters)]
 
 
 def _check_layers(target):
     """(named layers, the object whose call ends the forward) of a lecture-style target; WatchError if not."""
-    if isinstance(target, dict):
-        named = list(target.items())
-    elif isinstance(getattr(target, "layers", None), (list, tuple)) and callable(target):
-        named = [(f"{i} {type(c).__name__}", c) for i, c in enumerate(target.layers)]  # lecture 6's Sequential
-    else:
-        try:
-            items = list(target)
-        except TypeError:
-            raise WatchError(f"watch() takes an nn.Module, a list of the lecture's layers or a {{name: layer}} dict, "
-                             f"not a {type(target).__name__}") from None
-        named = [(f"{i} {type(c).__name__}", c) for i, c in enumerate(items)]
-    if not named:
-        raise WatchError("nothing to watch: the list of layers is empty")
+    try:
+        named = listed_layers(target, "watch()", "watch", "watch(layers) or watch(layers, parameters=parameters)")
+    except NotLayers as e:
+        raise WatchError(str(e)) from None
     for name, layer in named:
-        if isinstance(layer, torch.Tensor):
-            raise WatchError("watch() takes the layers, not their parameters: watch(layers) or "
-                             "watch(layers, parameters=parameters)")
         if isinstance(layer, nn.Module):
             raise WatchError(f"layer {name!r} is a torch.nn module: watch the model itself, or nn.Sequential(*layers)")
-        if not callable(layer):
-            raise WatchError(f"layer {name!r} is a {type(layer).__name__}, which cannot be called: a lecture layer "
-                             "has __call__, keeps its output in .out and lists its tensors in .parameters()")
     trigger = target if not isinstance(target, (dict, list, tuple)) and hasattr(target, "layers") else named[-1][1]
-    return _flatten(named), trigger
+    return opened(named), trigger
 
 
 def _source():

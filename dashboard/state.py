@@ -32,6 +32,11 @@ def get(key, default=None):
     return st.session_state.get(key, default)
 
 
+def data_source():
+    """The sidebar's dataset (a copy): {"kind": "ssa"} until one is chosen."""
+    return dict(get(DATA_SOURCE) or {"kind": "ssa"})
+
+
 def put(key, value):
     st.session_state[key] = value
 

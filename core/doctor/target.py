@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.models.layers import NotLayers, listed_layers, named_params, opened
+
 
 class DoctorError(ValueError):
     """Input the doctor cannot examine: the one message says what is wrong and what to pass instead."""
@@ -27,27 +29,6 @@ def is_batchnorm(layer):
 
 def is_dropout(layer):
     return isinstance(layer, nn.Dropout) and layer.p > 0
-
-
-def flatten(named):
-    """(name, layer) pairs with lecture 6's Sequential (its .layers) opened up, named '3.1 Tanh'."""
-    out = []
-    for name, layer in named:
-        inner = getattr(layer, "layers", None)
-        if isinstance(inner, (list, tuple)) and not isinstance(layer, nn.Module) and not _pairs(inner):
-            out += flatten((f"{name}.{j} {type(c).__name__}", c) for j, c in enumerate(inner))
-        else:
-            out.append((name, layer))
-    return out
-
-
-def _pairs(items):
-    return bool(items) and all(isinstance(x, tuple) and len(x) == 2 for x in items)
-
-
-def _layer_params(layer):
-    ps = getattr(layer, "parameters", None)
-    return list(ps()) if callable(ps) else []
 
 
 def default_loss(logits, Y):
@@ -74,13 +55,16 @@ class Target:
             self.contract = _takes_targets(model.forward)
         elif callable(getattr(model, "named_layers", None)) and callable(getattr(model, "forward", None)):
             self.kind = "lecture"
-            self.layers = flatten(model.named_layers())
+            self.layers = opened(model.named_layers())
             self.params = list(model.named_parameters())
             self.contract = True
         else:
             self.kind = "layers"
-            self.layers = flatten(_named(model))
-            self.params = params if params is not None else _named_params(self.layers)
+            try:
+                self.layers = opened(listed_layers(model, "the doctor", "examine", "examine(layers, X, Y)"))
+            except NotLayers as e:
+                raise DoctorError(str(e)) from None
+            self.params = params if params is not None else named_params(self.layers)
             self.contract = False
         if loss_fn is not None:
             self.contract = False  # the learner's own loss over the model's output
@@ -212,40 +196,6 @@ def _takes_targets(forward):
     except (TypeError, ValueError):
         return False
     return len(ps) >= 2 and ps[1].name in ("targets", "target", "y", "Y", "labels")
-
-
-def _named(model):
-    if isinstance(model, dict):
-        named = list(model.items())
-    elif isinstance(getattr(model, "layers", None), (list, tuple)) and callable(model):
-        named = [(f"{i} {type(c).__name__}", c) for i, c in enumerate(model.layers)]
-    else:
-        try:
-            items = list(model)
-        except TypeError:
-            raise DoctorError(f"the doctor examines an nn.Module, one of our lecture models or a list of the "
-                              f"lecture's layers, not a {type(model).__name__}") from None
-        named = [(f"{i} {type(c).__name__}", c) for i, c in enumerate(items)]
-    if not named:
-        raise DoctorError("the list of layers is empty: there is no model to examine")
-    for name, layer in named:
-        if isinstance(layer, torch.Tensor):
-            raise DoctorError("the doctor takes the layers, not their parameters: examine(layers, X, Y)")
-        if not callable(layer):
-            raise DoctorError(f"layer {name!r} is a {type(layer).__name__}, which cannot be called")
-    return named
-
-
-def _named_params(layers):
-    out, seen = [], set()
-    for lname, layer in layers:
-        attrs = {id(v): k for k, v in vars(layer).items() if isinstance(v, torch.Tensor)} \
-            if hasattr(layer, "__dict__") else {}
-        for j, p in enumerate(_layer_params(layer)):
-            if id(p) not in seen:
-                seen.add(id(p))
-                out.append((f"{lname}.{attrs.get(id(p), j)}", p))
-    return out
 
 
 def describe(model):

@@ -174,6 +174,82 @@ def numbered(layers):
     return [(f"{i} {type(layer).__name__}", layer) for i, layer in enumerate(layers)]
 
 # -----------------------------------------------------------------------------
+# a learner's own layers, as core.watch and core.doctor take them: read by what they do, never by their class
+
+
+class NotLayers(ValueError):
+    """A target that is no list of lecture-style layers; the message says what it is and what to pass."""
+
+
+def listed_layers(target, who, verb, usage):
+    """(name, layer) pairs of a lecture-style target in forward order: a {name: layer} dict, lecture 6's
+    Sequential (its .layers), or any iterable of layers, named as lecture 6 prints them. NotLayers, worded for
+    `who` ("watch()") doing `verb` ("watch") with `usage` as the fix, when the target is none of these."""
+    if isinstance(target, dict):
+        named = list(target.items())
+    elif isinstance(getattr(target, "layers", None), (list, tuple)) and callable(target):
+        named = numbered(target.layers)
+    else:
+        try:
+            named = numbered(list(target))
+        except TypeError:
+            raise NotLayers(f"{who} takes an nn.Module, a list of the lecture's layers or a {{name: layer}} dict, "
+                            f"not a {type(target).__name__}") from None
+    if not named:
+        raise NotLayers(f"the list of layers is empty: nothing to {verb}")
+    for name, layer in named:
+        if isinstance(layer, torch.Tensor):
+            raise NotLayers(f"{who} takes the layers, not their parameters: {usage}")
+        if not callable(layer):
+            raise NotLayers(f"layer {name!r} is a {type(layer).__name__}, which cannot be called: a lecture layer "
+                            "has __call__, keeps its output in .out and lists its tensors in .parameters()")
+    return named
+
+
+def opened(named):
+    """(name, layer) pairs with lecture 6's Sequential (its .layers) opened up, named '3.1 Tanh'."""
+    out = []
+    for name, layer in named:
+        inner = getattr(layer, "layers", None)
+        if isinstance(inner, (list, tuple)) and not isinstance(layer, torch.nn.Module) and not _pairs(inner):
+            out += opened((f"{name}.{j} {type(c).__name__}", c) for j, c in enumerate(inner))
+        else:
+            out.append((name, layer))
+    return out
+
+
+def _pairs(items):
+    """A LectureModel's own layers are (name, layer) pairs already: not a Sequential to open."""
+    return bool(items) and all(isinstance(x, tuple) and len(x) == 2 for x in items)
+
+
+def layer_params(layer):
+    ps = getattr(layer, "parameters", None)
+    return list(ps()) if callable(ps) else []
+
+
+def param_names(layers):
+    """id(parameter) -> a name from its layer: '0 Linear.weight' (the attribute that holds it), else '.0'."""
+    names = {}
+    for lname, layer in layers:
+        attrs = {id(v): k for k, v in vars(layer).items() if isinstance(v, torch.Tensor)} \
+            if hasattr(layer, "__dict__") else {}
+        for j, p in enumerate(layer_params(layer)):
+            names.setdefault(id(p), f"{lname}.{attrs.get(id(p), j)}")
+    return names
+
+
+def named_params(layers):
+    """The layers' .parameters(), named (param_names), in list order, each once."""
+    names, out, seen = param_names(layers), [], set()
+    for _, layer in layers:
+        for p in layer_params(layer):
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append((names[id(p)], p))
+    return out
+
+# -----------------------------------------------------------------------------
 # the lecture-style (non nn.Module) models: makemore's contract over a list of layers
 
 

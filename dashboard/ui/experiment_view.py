@@ -29,7 +29,7 @@ TEST_WARNING = ("The test split is the final exam: look at it once, for the tria
 def start(toml_key):
     """Start's callback: check the spec, then start its coordinator in a process of its own."""
     text = st.session_state.get(toml_key, "")
-    source = state.get(state.DATA_SOURCE) or {"kind": "ssa"}
+    source = state.data_source()
     try:
         try:
             doc = tomllib.loads(text)

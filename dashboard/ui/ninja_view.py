@@ -141,28 +141,18 @@ def current_runs():
     return list(ids)
 
 
-def spec_for(preset, steps, seed):
+def spec_for(preset, steps, seed, check=True):
     spec = {"model": "ninja", "preset": preset, "model_kw": {},
             "train": {"steps": int(steps), "capture_every": 0, "seed": int(seed)},
-            "data": {k: v for k, v in (state.get(state.DATA_SOURCE) or {"kind": "ssa"}).items()},
-            "device": "cpu"}
-    check_spec(spec)  # SpecError: the page shows it
+            "data": state.data_source(), "device": "cpu"}
+    if check:
+        check_spec(spec)  # SpecError: the page shows it
     return spec
 
 
 def train_errors(steps, seed):
     """What stops training from starting, as messages (empty when it can)."""
-    errors = []
-    if state.get(state.DATA_ERROR):
-        errors.append(f"Dataset: {state.get(state.DATA_ERROR)}")
-    src = state.get(state.DATA_SOURCE) or {}
-    if src.get("words_error"):
-        errors.append(src["words_error"])
-    try:
-        spec_for("manual", steps, seed)
-    except SpecError as e:
-        errors.append(str(e))
-    return errors
+    return live.validate(spec_for("manual", steps, seed, check=False))
 
 
 def start_both(steps, seed):

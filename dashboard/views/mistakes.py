@@ -31,7 +31,7 @@ else:  # --- the pair, live ----------------------------------------------------
     mistakes_view.samples(ids)
 
 # --- the doctor's verdict (its own process: a short run and a copy trained, about half a minute) --
-source, seed = state.get(state.DATA_SOURCE) or {"kind": "ssa"}, mistakes_view.seed_for(bug)
+source, seed = state.data_source(), mistakes_view.seed_for(bug)
 with st.expander(f"The model doctor on the model with the mistake: python -m core doctor --model {b.model} "
                  f"--bug {bug}", expanded=True, icon=":material/stethoscope:"):
     path = doctor_view.report_path(b.model, b.preset, bug, source, seed)

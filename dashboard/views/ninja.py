@@ -14,7 +14,7 @@ st.caption("Lecture 5 · *Building makemore Part 4: Becoming a Backprop Ninja*. 
            "against autograd -- then the whole backward pass in a few lines, and training with it.")
 
 # --- the network and one minibatch (the sidebar picks the data and the seed) ---------------
-source, seed = state.get(state.DATA_SOURCE) or {"kind": "ssa"}, state.get(state.SEED, MAKEMORE_SEED)
+source, seed = state.data_source(), state.get(state.SEED, MAKEMORE_SEED)
 if source.get("words_error"):
     st.error(source["words_error"] + " This page needs one word per line, like makemore's names.txt.",
              icon=":material/error:")
