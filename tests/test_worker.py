@@ -218,3 +218,21 @@ def test_a_gpt_checkpoint_saves_without_the_recorders_hooks_and_keeps_them(tmp_p
     model.eval()
     torch.testing.assert_close(loaded(x)[0], model(x)[0])
     rec.close()
+
+
+def test_a_lecture_models_checkpoint_leaves_out_each_layers_last_output(tmp_path):
+    """.out is the last forward's output -- the dev split's after an eval, ~20 MB for the lecture's MLP: not a
+    part of the model, and a page runs its own forward. The running model keeps its .out."""
+    model, _ = build_model(get_preset("mlp", "kaiming"), 27, 2147483647)
+    model(torch.randint(0, 27, (20_000, 3)))
+    outs = {name: layer.out for name, layer in model.named_layers() if hasattr(layer, "out")}
+    assert len(outs) >= 3
+    db = RunDB(tmp_path / "runs.sqlite")
+    db.save_checkpoint("r1", model, 7)
+    assert db.checkpoint_path("r1").stat().st_size < 200_000  # the weights only (11,897 of them)
+    assert all(layer.out is outs[name] for name, layer in model.named_layers() if name in outs)
+    loaded, step = db.load_checkpoint("r1")
+    assert step == 7 and not any(hasattr(layer, "out") for _, layer in loaded.named_layers())
+    x = torch.randint(0, 27, (5, 3))
+    model.eval()
+    torch.testing.assert_close(loaded(x)[0], model(x)[0])

@@ -294,6 +294,8 @@ class RunDB:
         """Write atomically (a reader never sees half a file); a failed write (a full disk) leaves no
         .tmp behind and raises the system's OSError."""
         import torch  # here, not at the top: a relay of a run on a cluster (ray_backend) loads no torch
+
+        from core.models.layers import opened
         path = self.checkpoint_path(run_id)
         path.parent.mkdir(exist_ok=True)
         # a torch.nn model carries the recorder's forward hooks (closures: they cannot be pickled, and
@@ -302,12 +304,20 @@ class RunDB:
         hooks = [m._forward_hooks for m in modules]
         for m in modules:
             m._forward_hooks = type(m._forward_hooks)()
+        # a lecture layer's .out is its last forward's output -- the dev split's, after an eval: 14-23 MB of a
+        # small MLP's file, written every 2 s and sent back from a cluster. Pages run their own forward.
+        outs = [(layer, layer.out) for _, layer in opened(model.named_layers()) if hasattr(layer, "out")] \
+            if callable(getattr(model, "named_layers", None)) else []
+        for layer, _ in outs:
+            del layer.out
         buf = io.BytesIO()  # serialised in memory first: torch's own file writer words ENOSPC as a RuntimeError
         try:
             torch.save({"step": step, "model": model}, buf)
         finally:
             for m, h in zip(modules, hooks):
                 m._forward_hooks = h
+            for layer, out in outs:
+                layer.out = out
         storage.write_atomic(path, buf.getbuffer())
 
     def load_checkpoint(self, run_id):

@@ -125,9 +125,9 @@ class Relay:
         return self.path.parent / f"{run_id}.pt"
 
     def save_checkpoint(self, run_id, model, step):
-        # RunDB's own writer (hooks set aside, atomic file), into this node's temp folder; the latest one travels
-        # back at most every CHECKPOINT_SECONDS, and always the last (a lecture layer's .out of the dev split makes
-        # a small MLP's file ~20 MB: shipping one every 2 s as the local worker writes it would flood the head)
+        # RunDB's own writer (hooks and .out set aside, atomic file), into this node's temp folder; the latest one
+        # travels back at most every CHECKPOINT_SECONDS, and always the last (a deep net's file is MBs: the local
+        # worker's one every 2 s, times a cluster's runs, would keep the head's link busy)
         RunDB.save_checkpoint(self, run_id, model, step)
         with self._lock:
             self._checkpoint = (step, self.checkpoint_path(run_id))
