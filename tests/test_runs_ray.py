@@ -139,3 +139,13 @@ def test_the_page_starts_a_run_on_the_cluster_and_says_where_it_trains(ray_head,
     assert runs["trains"].iloc[0] == f"Ray node {run_of(at)['meta']['node']}"
     at.button(key="btn_stop").click().run()
     tick_until(at, lambda a: run_of(a)["state"] == "stopped", 30)
+
+
+def test_sigterm_stops_a_run_on_the_cluster_as_it_stops_a_local_one(on_cluster, names_path):
+    m = on_cluster
+    run_id = m.start(spec(names_path), "the server shuts down")
+    wait_for(lambda: m.db.get_run(run_id)["step"] > 0, 180)
+    m.procs[run_id].terminate()  # ray.init put its own SIGTERM handler in place: the relay puts ours back
+    assert m.procs[run_id].wait(30) == 0
+    r = m.db.get_run(run_id)
+    assert r["state"] == "stopped" and "SIGTERM" in r["meta"]["message"], r["meta"].get("message")

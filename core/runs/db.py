@@ -308,10 +308,10 @@ class RunDB:
         # small MLP's file, written every 2 s and sent back from a cluster. Pages run their own forward.
         outs = [(layer, layer.out) for _, layer in opened(model.named_layers()) if hasattr(layer, "out")] \
             if callable(getattr(model, "named_layers", None)) else []
-        for layer, _ in outs:
-            del layer.out
         buf = io.BytesIO()  # serialised in memory first: torch's own file writer words ENOSPC as a RuntimeError
         try:
+            for layer, _ in outs:
+                del layer.out
             torch.save({"step": step, "model": model}, buf)
         finally:
             for m, h in zip(modules, hooks):

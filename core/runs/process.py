@@ -22,9 +22,7 @@ def start(db_path, server=None):
     two chunks, as a Stop would), the runs file waits up to ZTH_BUSY_SECONDS for another program's lock, and
     parent names the server that started it (default: the parent process)."""
     faulthandler.enable()  # a crash inside native code leaves its Python traceback in the log
-    signals = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: signals.append(signum))
+    signals = catch_signals([])
     parent = liveness.identity(server or os.getppid())  # when no page beats: was it the tab or the server?
 
     def on_busy(waited):
@@ -34,6 +32,14 @@ def start(db_path, server=None):
 
     db = RunDB(db_path, check=False, busy_seconds=settings.busy_seconds(), on_busy=on_busy)
     return db, signals, parent
+
+
+def catch_signals(signals):
+    """SIGTERM and SIGINT append to signals instead of ending the process; returns signals. (Again after
+    ray.init, which puts its own SIGTERM handler in place: sys.exit, with no last flush.)"""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: signals.append(signum))
+    return signals
 
 
 def arguments(argv):

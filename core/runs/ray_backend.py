@@ -384,9 +384,12 @@ def serve(db_path, run_id, orphan_timeout, start_paused, server, address):
 def _relay(db, run_id, address, orphan_timeout, start_paused, signals, parent):
     try:
         cluster = RayCluster(address, db=db)
-    except ClusterError as e:
-        db.update_run(run_id, state="failed", meta=dict(message=str(e)))
+    except Exception as e:  # ClusterError's line; anything else ray.init raises (not Ray there, another version)
+        process.log_traceback()
+        db.update_run(run_id, state="failed", meta=dict(message=str(e) if isinstance(e, ClusterError) else
+                                                        f"could not join the Ray cluster at {address}: {e!r}"))
         return 0
+    process.catch_signals(signals)  # ray.init replaced our SIGTERM handler with its own sys.exit
     try:
         cluster.launch(run_id, start_paused)
         started, why = time.time(), None

@@ -419,7 +419,7 @@ def on_pick():
 
 
 def on_point():
-    echo = state.take(MG_ECHO)
+    echo = state.get(MG_ECHO)  # kept for its whole window: several fragment reruns may bring the old value back
     if echo and state.get(MG_POINT) == echo[0] and time.time() - echo[1] < ECHO_SECONDS:
         state.put(MG_POINT, state.get(MG_FOLLOW))  # the box's old value coming back, not a learner's typing
         return
