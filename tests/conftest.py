@@ -57,6 +57,21 @@ def ray_head():
         yield head
 
 
+@pytest.fixture(autouse=True)
+def no_actor_left(request):
+    """A test on the session's Ray head leaves it as it found it: every actor of its runs gone (a leaked one
+    holds a CPU, and the next test's runs wait for it)."""
+    yield
+    if "ray_head" not in request.fixturenames:
+        return
+    from rayhead import cpus
+    address = request.getfixturevalue("ray_head")["address"]
+    t0 = time.time()
+    while (left := cpus(address))[0] < left[1] and time.time() - t0 < 30:
+        time.sleep(1)
+    assert left[0] == left[1], f"{left[1] - left[0]:g} CPUs of the Ray head still held 30 s after the test"
+
+
 @pytest.fixture(scope="session")
 def screenshot_dir():
     """Browser tests save screenshots here (ignored by git) for a person to look at."""

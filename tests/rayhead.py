@@ -68,3 +68,15 @@ def local_head():
         yield dict(address=f"127.0.0.1:{port}", temp=temp)
     finally:
         kill_head(temp)
+
+
+def cpus(address):
+    """(free, total) CPUs of the cluster at address, asked from a process of its own (ray.init in the test
+    process would tie it to one cluster for good)."""
+    code = ("import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+            "print(ray.available_resources().get('CPU', 0), ray.cluster_resources().get('CPU', 0))" % address)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError(f"could not ask the Ray head at {address}: {p.stderr[-1000:]}")
+    free, total = p.stdout.split()[-2:]
+    return float(free), float(total)

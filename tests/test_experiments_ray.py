@@ -138,7 +138,7 @@ def test_trials_on_a_real_ray_head_a_killed_worker_fails_only_its_trial(ray_head
             assert s["status"] == "finished"  # the experiment went on
             for steps in (400, 500, 600):
                 t = by_steps[steps]
-                assert t["state"] == "finished" and t["backend"] == "ray" and t["node"]
+                assert t["state"] == "finished" and t["backend"] == "ray" and t["node"], t
                 r = db.get_run(t["run"])
                 # the remote run's records are in this machine's runs file: steps, dev losses, captures, the model
                 assert r["step"] == steps and t["dev_loss"] == r["meta"]["final"]["val"] < 3.0

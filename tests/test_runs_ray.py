@@ -6,17 +6,18 @@ an address nobody answers is refused at Start, and nothing trains on the server 
 where its run trains.
 """
 
+import math
 import os
 import signal
 import time
 
 import pytest
-from apptest import page, run_of, status, tick_until
+from apptest import manager, page, run_of, status, tick_until
 from browser import free_port
 from conftest import wait_for
 
 from core.runs import liveness, settings
-from core.runs.manager import NoCluster, RunManager
+from core.runs.manager import CapacityError, NoCluster, RunManager
 
 pytestmark = pytest.mark.long
 
@@ -102,6 +103,55 @@ def test_a_killed_relay_ends_its_run_and_its_actor(on_cluster, names_path):
     wait_for(lambda: actor not in trainers(), 60)  # Ray ends an actor whose owner died
 
 
+def test_a_full_cluster_is_a_queue_a_waiting_run_can_be_stopped_and_an_ended_run_lets_go(on_cluster, names_path):
+    """The head has 2 CPUs: a third and a fourth run wait for one, saying so, as long as it takes (a classroom
+    is bigger than its cluster); Stop reaches a waiting run; the third trains once a CPU frees. A run someone
+    else ended (judged gone) keeps their word: its relay lets the actor go and writes nothing more."""
+    m = on_cluster
+    a, b = (m.start(spec(names_path), f"trains {i}") for i in "ab")
+    wait_for(lambda: all(m.db.get_run(r)["step"] > 0 for r in (a, b)), 180)
+    c, d = (m.start(spec(names_path), f"waits {i}") for i in "cd")
+    waiting = "waiting for a free CPU on the Ray cluster (all 2 are training)"
+    wait_for(lambda: all(m.db.get_run(r)["meta"].get("message") == waiting for r in (c, d)), 30)
+    assert all(m.db.get_run(r)["state"] == "starting" and not m.db.get_run(r)["meta"].get("node") for r in (c, d))
+    assert m.stop(d, wait=10)
+    r = m.db.get_run(d)
+    assert r["state"] == "stopped" and r["meta"]["message"] == "stopped by the user, before the Ray cluster placed it"
+    assert m.stop(a, wait=10)
+    wait_for(lambda: m.db.get_run(c)["step"] > 0, 120)  # a's CPU went to c
+    r = m.db.get_run(c)
+    assert r["state"] == "running" and r["meta"]["node"] and not r["meta"].get("message")
+    actor, relay = r["meta"]["node_pid"], m.procs[c]
+    assert m.db.end_if_live(c, "ended by a teacher's script")
+    wait_for(lambda: relay.poll() is not None, 10)
+    wait_for(lambda: actor not in trainers(), 30)
+    r = m.db.get_run(c)
+    time.sleep(1.0)
+    assert m.db.get_run(c)["step"] == r["step"]
+    assert r["state"] == "failed" and r["meta"]["message"] == "ended by a teacher's script"
+
+
+def test_runs_that_still_train_here_keep_this_machines_cap(monkeypatch, tmp_path):
+    """With ZTH_RAY_ADDRESS the cap is 8 relays per core, but micrograd's runs train on the server itself:
+    those keep the cap of a server without a cluster."""
+    monkeypatch.delenv("ZTH_MAX_RUNS", raising=False)
+    monkeypatch.setenv("ZTH_RAY_ADDRESS", f"127.0.0.1:{free_port()}")  # micrograd never asks the cluster
+    m = RunManager(tmp_path / "runs.sqlite", orphan_timeout=600)
+    here, _ = settings.local_max_runs()
+    assert here == max(2, settings.cores() // 2) < m.max_live
+    micro = {"model": "micrograd", "train": {"optimizer": "sgd", "steps": 100, "lr": 1.0, "seed": 1337}}
+    try:
+        for i in range(here):
+            m.start(micro, f"micrograd {i}", paused=True)
+        with pytest.raises(CapacityError, match=f"{here} runs are training on this server itself already"):
+            m.start(micro, "one too many here")
+        monkeypatch.setenv("ZTH_MAX_RUNS", "30")
+        assert settings.local_max_runs() is None  # a teacher's number covers every run
+    finally:
+        m.stop_all()
+        m.close()
+
+
 def test_an_address_nobody_answers_refuses_the_start_and_nothing_trains_here(monkeypatch, tmp_path, names_path):
     port = free_port()
     monkeypatch.setenv("ZTH_RAY_ADDRESS", f"127.0.0.1:{port}")
@@ -129,11 +179,19 @@ def test_the_cap_grows_when_the_server_only_relays(monkeypatch):
 
 
 @pytest.mark.usefixtures("app_data_dir")
-def test_the_page_starts_a_run_on_the_cluster_and_says_where_it_trains(ray_head, monkeypatch):
+def test_the_page_starts_a_run_on_the_cluster_and_says_where_it_trains(ray_head, monkeypatch, names_path):
+    """...and, while the cluster is full, that the run waits for a CPU (a class bigger than its cluster)."""
     monkeypatch.setenv("ZTH_RAY_ADDRESS", ray_head["address"])
     at = page(model="mlp", preset="kaiming", steps=1_000_000)
+    full = [manager().start(spec(names_path), f"holds a CPU {i}", orphan_timeout=math.inf) for i in range(2)]
+    wait_for(lambda: all(manager().db.get_run(r)["step"] > 0 for r in full), 180)
     at.button(key="btn_start").click().run()
+    tick_until(at, lambda a: any("waiting for a free CPU on the Ray cluster" in i.value for i in a.info), 60)
+    assert "`starting`" in status(at)
+    for r in full:
+        manager().stop(r, wait=10)
     tick_until(at, lambda a: run_of(a)["step"] > 0 and "on the Ray cluster (node" in status(a), 180)
+    assert not any("waiting for a free CPU" in i.value for i in at.info)
     assert run_of(at)["meta"]["backend"] == "ray"
     runs = page("runs").dataframe[0].value  # the Runs page says where each run trains
     assert runs["trains"].iloc[0] == f"Ray node {run_of(at)['meta']['node']}"

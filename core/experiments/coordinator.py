@@ -78,6 +78,7 @@ class Active:
     trial: optuna.trial.Trial
     run_id: str
     last_step: int = -1
+    node: str | None = None  # where it trains, once known
 
 
 class Coordinator:
@@ -144,11 +145,12 @@ class Coordinator:
         if started is None:
             return False  # the server is full (pages' runs): the asked trial waits for a slot
         self.waiting = None
-        run_id, node = started
+        run_id, node = started  # node None: a cluster places it later (_follow records where)
         for k, v in dict(run=run_id, backend=self.backend.kind, node=node).items():
             trial.set_user_attr(k, v)
-        self.active[trial.number] = Active(trial, run_id)
-        self.out(f"trial {trial.number:>3} started   run {run_id} on {node}: {_params(trial.params)}")
+        self.active[trial.number] = Active(trial, run_id, node=node)
+        self.out(f"trial {trial.number:>3} started   run {run_id} on {node or 'the Ray cluster'}: "
+                 f"{_params(trial.params)}")
         return True
 
     def _reattach(self):
@@ -160,7 +162,8 @@ class Coordinator:
                 self._fail(trial, "its coordinator stopped before its run started" if run_id is None
                            else f"its run {run_id} was deleted")
                 continue
-            self.active[t.number] = Active(trial, run_id, max(t.intermediate_values, default=-1))
+            self.active[t.number] = Active(trial, run_id, max(t.intermediate_values, default=-1),
+                                           t.user_attrs.get("node"))
             self.out(f"trial {t.number:>3} resumed   run {run_id}")
 
     def _follow(self, a):
@@ -169,6 +172,9 @@ class Coordinator:
             self._fail(a.trial, f"its run {a.run_id} was deleted", a)
             return
         ended = row["state"] not in LIVE_STATES
+        if a.node is None and row["meta"].get("node"):
+            a.node = row["meta"]["node"]
+            a.trial.set_user_attr("node", a.node)  # where the cluster placed it
         for step, _, val in self.db.evals(a.run_id):
             if step <= a.last_step:
                 continue

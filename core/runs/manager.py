@@ -83,6 +83,7 @@ class RunManager:
         (self.db.path.parent / "logs").mkdir(exist_ok=True)
         cap, why = settings.max_runs()
         self.max_live, self.cap_note = (cap, why) if max_live is None else (max_live, "this server's setting")
+        self.local_cap = settings.local_max_runs() if max_live is None else None  # with a cluster: runs kept here
         self.orphan_timeout = settings.orphan_seconds() if orphan_timeout is None else orphan_timeout
         self.keep_runs = settings.keep_runs() if keep_runs is None else keep_runs
         self.keep_days = settings.keep_days() if keep_days is None else keep_days
@@ -98,14 +99,19 @@ class RunManager:
     def start(self, spec, name, session=None, paused=False, orphan_timeout=None):
         """Start a worker for spec; returns the run id. CapacityError (or a subclass) when it cannot.
         orphan_timeout: None = the server's; inf for a run no page watches (the CLI's)."""
+        ray = _cluster(spec)  # (outside the lock: a cluster that does not answer takes seconds to say so)
         with self._lock:  # two pages pressing Start at once must not both pass the cap
             self.reap()
             live = self.db.live_runs()
             if len(live) >= self.max_live:
                 raise CapacityError(f"{len(live)} runs are training on this server already (the cap is "
                                     f"{self.max_live}: {self.cap_note}); stop one, or wait for one to finish.")
+            here = None if ray else self.local_cap
+            if here and sum(liveness.source(r) != "ray" for r in live) >= here[0]:
+                raise CapacityError(f"{here[0]} runs are training on this server itself already, beside those on "
+                                    f"the Ray cluster (the cap here is {here[0]}: {here[1]}); stop one, or wait "
+                                    "for one to finish.")
             self.prune()
-            ray = _cluster(spec)
             try:
                 run_id = self.db.create_run(spec, name, session)
             except storage.FileBusy as e:

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 try:  # optional (requirements-ray.txt): this module is imported only when --ray or ZTH_RAY_ADDRESS asks for it
@@ -204,6 +205,14 @@ class TrialActor:
 # the coordinator's side
 
 
+@dataclass
+class Pending:
+    actor: object
+    ref: object                       # its start() call: ready once the cluster placed it and it began
+    free_since: float | None = None   # since when the cluster has had a free CPU while this one waited
+    said: bool = False                # the run's message says it waits for a CPU
+
+
 class RayCluster:
     """Runs on a cluster, relayed into this machine's runs file: start / pump / stop / close, the backend
     core.experiments.coordinator drives like LocalPool; launch / pump for a run that exists (serve_relay)."""
@@ -227,62 +236,58 @@ class RayCluster:
         self.note = f"Ray cluster at {address}: {cpus} CPUs on {nodes} node{'s' * (nodes != 1)}, {self.size} at once"
         self.db, self._own_db = (db, False) if db is not None else (RunDB(), True)
         self.trials = {}   # run id -> (actor, node)
+        self.pending = {}  # run id -> Pending: asked for, not placed yet (a full cluster queues them)
         self.heard = {}    # run id -> a page's latest heartbeat (take_command's), for a relay's orphan clock
         self.lost = None
         self._silent_since = None  # when the head last stopped answering
         self._unanswered = {}      # run id -> since when its actor has been unavailable (a blip, or a node going)
 
     def start(self, spec, name):
+        """(run id, None): the node is known once the cluster places its actor (pump writes it on the run)."""
         run_id = self.db.create_run(spec, name)
-        return run_id, self.launch(run_id)
+        self.launch(run_id)
+        return run_id, None
 
     def launch(self, run_id, paused=False):
-        """An actor for a run the runs file holds; returns the node it trains on ("-" when it never started:
-        the run is ended then, with the reason)."""
-        spec = self.db.get_run(run_id)["spec"]
+        """Ask the cluster for an actor for a run the runs file holds, and return at once: pump() follows it. A
+        full cluster is a queue: the run waits, "starting", its message saying so, and a Stop ends it there."""
+        row = self.db.get_run(run_id)
         # this process serves the run's command slot: to the runs file it is the run's worker (a dead
         # relay is noticed by any reader, and the run ends with that cause)
         self.db.update_run(run_id, meta=dict(backend="ray", ray=self.address), **liveness.identity())
-        src = spec.get("data") or {}
+        src = row["spec"].get("data") or {}
         words = Path(src["path"]).read_text(encoding="utf-8") if src.get("kind") == "file" else None
         if self.lost or not reachable(self.host, self.port):
             self._judge_head(False)
             self.db.end_if_live(run_id, self.lost or f"the Ray cluster at {self.address} was lost before its "
                                                      "actor started (its head refuses connections)")
-            return "-"
+            return
         actor = self.remote.remote()
-        ref = actor.start.remote(run_id, self.db.get_run(run_id), words, paused)
-        t0 = time.time()
-        while not ray.wait([ref], timeout=1.0)[0]:  # bounded, and watching the head: a lost one never answers
-            if time.time() - t0 > START_SECONDS or not reachable(self.host, self.port):
-                up = reachable(self.host, self.port)
-                self.db.end_if_live(run_id, f"its Ray actor did not start within {time.time() - t0:.0f} s (the "
-                                            f"cluster is busy or short of CPUs)" if up else
-                                            f"the Ray cluster at {self.address} was lost before its actor started")
-                return "-"
-        try:
-            where = ray.get(ref, timeout=CALL_SECONDS)
-        except (GetTimeoutError, RayActorError) as e:
-            self.db.end_if_live(run_id, f"its Ray actor failed to start: {_cause(e)}")
-            return "-"
-        node = where["node"]
-        self.db.update_run(run_id, meta=dict(node=node, node_host=where["hostname"], node_pid=where["pid"]))
-        self.trials[run_id] = (actor, node)
-        return node
+        self.pending[run_id] = Pending(actor, actor.start.remote(run_id, self.db.get_run(run_id), words, paused))
 
     def pump(self, override=None):
-        """One exchange with every live run: commands out, records in; faults end the runs they hit.
+        """One exchange with every live run: commands out, records in; faults end the runs they hit. Runs
+        waiting for their actor are placed, stopped or told where they stand in the queue.
         override: run id -> a command sent in place of the slot's (a relay's own stop)."""
-        if not self.trials:
+        if not self.trials and not self.pending:
             return
         if not reachable(self.host, self.port):
             self._judge_head(False)  # no calls into a cluster whose head is gone: they would only hang
             return
-        calls = {}
-        for run_id, (actor, node) in self.trials.items():
+        commands = {}
+        for run_id in [*self.pending, *self.trials]:
             cmd, self.heard[run_id] = self.db.take_command(run_id)
-            cmd = (override or {}).get(run_id) or cmd
-            calls[run_id] = actor.exchange.remote(None if cmd == "ended" else cmd)
+            commands[run_id] = (override or {}).get(run_id) or cmd
+        self._place(commands)
+        calls = {}
+        for run_id, (actor, node) in list(self.trials.items()):
+            if commands.get(run_id) == "ended":  # someone judged this run gone and ended it: their word stands
+                self._drop(run_id)
+                continue
+            calls[run_id] = actor.exchange.remote(commands.get(run_id))
+        if not calls:
+            self._judge_head(True)
+            return
         ready, _ = ray.wait(list(calls.values()), num_returns=len(calls), timeout=CALL_SECONDS)
         ready = set(ready)
         answered = False
@@ -307,9 +312,50 @@ class RayCluster:
             if done:
                 if error:
                     self.db.end_if_live(run_id, error)
-                ray.kill(actor)
-                del self.trials[run_id]
+                self._drop(run_id)
         self._judge_head(answered)
+
+    def _place(self, commands):
+        """The runs waiting for their actor: placed ones join the trials; a stop (or an end someone else wrote)
+        ends a waiting one here; the rest wait, as long as the cluster is full, and say so on the run."""
+        if not self.pending:
+            return
+        free = ray.available_resources().get("CPU", 0.0)
+        total = ray.cluster_resources().get("CPU", 0.0)
+        for run_id, p in list(self.pending.items()):
+            cmd = commands.get(run_id) or ""
+            if cmd == "ended" or cmd == "stop" or cmd.startswith("stop:"):
+                del self.pending[run_id]
+                _kill(p.actor)
+                if cmd != "ended":
+                    why = cmd[len("stop:"):] or "stopped by the user"
+                    self.db.end_if_live(run_id, f"{why}, before the Ray cluster placed it", state="stopped")
+                continue
+            if not ray.wait([p.ref], timeout=0)[0]:
+                # a full cluster is a queue, however long; a cluster with a free CPU that still does not start
+                # the actor for START_SECONDS (a node that cannot load torch, say) fails the run
+                p.free_since = (p.free_since or time.time()) if free >= 1 else None
+                if p.free_since and time.time() - p.free_since > START_SECONDS:
+                    del self.pending[run_id]
+                    _kill(p.actor)
+                    self.db.end_if_live(run_id, f"its Ray actor did not start within {START_SECONDS:.0f} s, "
+                                                "though the cluster had a free CPU")
+                elif free < 1 and not p.said:
+                    p.said = True
+                    self.db.update_run(run_id, meta=dict(message=f"waiting for a free CPU on the Ray cluster "
+                                                                 f"(all {total:.0f} are training)"))
+                continue
+            del self.pending[run_id]
+            try:
+                where = ray.get(p.ref, timeout=CALL_SECONDS)
+            except ray.exceptions.RayError as e:  # the actor died starting; its runtime env failed to build...
+                _kill(p.actor)
+                self.db.end_if_live(run_id, f"its Ray actor failed to start: {_cause(e)}")
+                continue
+            node = where["node"]
+            meta = dict(node=node, node_host=where["hostname"], node_pid=where["pid"])
+            self.db.update_run(run_id, meta=dict(meta, message=None) if p.said else meta)  # no longer waiting
+            self.trials[run_id] = (p.actor, node)
 
     def _judge_head(self, answered):
         if answered or reachable(self.host, self.port):
@@ -320,18 +366,19 @@ class RayCluster:
             return
         self.lost = (f"the Ray cluster at {self.address} was lost (no answer from its head for "
                      f"{LOST_SECONDS:g} s): the trials still training there failed; finished trials are kept")
-        for run_id in list(self.trials):
+        for run_id in [*self.trials, *self.pending]:
             self.db.end_if_live(run_id, self.lost)
         self.trials.clear()
+        self.pending.clear()
 
     def _end(self, run_id, message):
+        self.db.end_if_live(run_id, message)
+        self._drop(run_id)
+
+    def _drop(self, run_id):
         actor, _ = self.trials.pop(run_id)
         self._unanswered.pop(run_id, None)
-        self.db.end_if_live(run_id, message)
-        try:
-            ray.kill(actor)
-        except Exception:  # gone with its node: nothing to kill
-            pass
+        _kill(actor)
 
     def _write(self, run_id, records):
         for kind, fields in records:
@@ -355,12 +402,10 @@ class RayCluster:
 
     def close(self):
         if not self.lost:  # a lost cluster takes its actors with it; calls into it would only hang
-            for actor, _ in self.trials.values():
-                try:
-                    ray.kill(actor)
-                except Exception:
-                    pass
+            for actor in [a for a, _ in self.trials.values()] + [p.actor for p in self.pending.values()]:
+                _kill(actor)
         self.trials.clear()
+        self.pending.clear()
         if ray.is_initialized():  # bounded: a shutdown that waits on a lost head must not keep the process
             t = threading.Thread(target=ray.shutdown, daemon=True)
             t.start()
@@ -393,7 +438,7 @@ def _relay(db, run_id, address, orphan_timeout, start_paused, signals, parent):
     try:
         cluster.launch(run_id, start_paused)
         started, why = time.time(), None
-        while run_id in cluster.trials:
+        while run_id in cluster.trials or run_id in cluster.pending:
             if why is None and signals:
                 why = process.signal_reason(signals[0])
             # (a runs file another program kept locked kept the pages' heartbeats out too: they get the time again)
@@ -408,6 +453,13 @@ def _relay(db, run_id, address, orphan_timeout, start_paused, signals, parent):
         return 0
     finally:
         cluster.close()
+
+
+def _kill(actor):
+    try:
+        ray.kill(actor)
+    except Exception:  # gone with its node: nothing to kill
+        pass
 
 
 def _cause(e):

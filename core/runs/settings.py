@@ -3,7 +3,8 @@ A server's settings for runs, read from the environment when asked (a test or a 
 between two runs). One home, so the pages, the CLI and the workers agree on every number.
 
     ZTH_MAX_RUNS        runs training at once on this server (default: half its cores, at least 2; with
-                        ZTH_RAY_ADDRESS, 8 per core: the runs train on the cluster, the server relays)
+                        ZTH_RAY_ADDRESS, 8 per core: the runs train on the cluster, the server relays,
+                        and those that still train here -- micrograd's -- keep the half-the-cores cap)
     ZTH_ORPHAN_SECONDS  a page's run that no page has watched this long stops itself (default 30)
     ZTH_KEEP_RUNS       the runs file keeps the newest this many runs (default 1000)...
     ZTH_KEEP_DAYS       ...and none older than this many days (default 365); 0 turns either off
@@ -53,6 +54,20 @@ def max_runs():
     if ray_address():
         return (RELAYS_PER_CORE * n, f"{RELAYS_PER_CORE} per core of this server's {n}: its runs train on the Ray "
                                      "cluster and it only relays them; ZTH_MAX_RUNS changes it")
+    return _half(n)
+
+
+def local_max_runs():
+    """(cap, why) for the runs that train on this machine although the server sends its runs to a Ray cluster
+    (micrograd's, the CLI's, notebooks'): the cap of a server without one. None when max_runs() already is that
+    cap (no cluster, or ZTH_MAX_RUNS set: the teacher's number covers every run)."""
+    if not ray_address() or os.environ.get("ZTH_MAX_RUNS", "").strip():
+        return None
+    cap, why = _half(cores())
+    return cap, why.replace("at least 2;", "at least 2, for the runs that train here beside the cluster's;")
+
+
+def _half(n):
     return max(2, n // 2), f"half of this machine's {n} cores, at least 2; ZTH_MAX_RUNS changes it"
 
 

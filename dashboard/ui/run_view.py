@@ -48,6 +48,8 @@ def header(d, extra=""):
         extra += f" · on the Ray cluster (node {d.meta['node']})" if d.meta.get("node") else " · on the Ray cluster"
     st.markdown(f"**{d.label}** · `{d.state}` · step **{row.get('step', 0):,}**{of}{rate}{extra} · "
                 f"run `{d.run_id}`")
+    if d.meta.get("message") and d.state == "starting":  # a full cluster's queue: where the run stands
+        st.info(f"{d.label}: {d.meta['message']}")
     if d.meta.get("message") and d.state in ("failed", "stopped", "diverged"):
         (st.error if d.state in ("failed", "diverged") else st.warning)(f"{d.label}: {d.meta['message']}")
 
