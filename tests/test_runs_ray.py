@@ -112,18 +112,22 @@ def test_a_full_cluster_is_a_queue_a_waiting_run_can_be_stopped_and_an_ended_run
     wait_for(lambda: all(m.db.get_run(r)["step"] > 0 for r in (a, b)), 180)
     c, d = (m.start(spec(names_path), f"waits {i}") for i in "cd")
     waiting = "waiting for a free CPU on the Ray cluster (all 2 are training)"
-    wait_for(lambda: all(m.db.get_run(r)["meta"].get("message") == waiting for r in (c, d)), 30)
+    wait_for(lambda: all(m.db.get_run(r)["meta"].get("message") == waiting for r in (c, d)), 120)
     assert all(m.db.get_run(r)["state"] == "starting" and not m.db.get_run(r)["meta"].get("node") for r in (c, d))
-    assert m.stop(d, wait=10)
+    assert m.stop(d, wait=30)
     r = m.db.get_run(d)
     assert r["state"] == "stopped" and r["meta"]["message"] == "stopped by the user, before the Ray cluster placed it"
-    assert m.stop(a, wait=10)
-    wait_for(lambda: m.db.get_run(c)["step"] > 0, 120)  # a's CPU went to c
+    m.send(c, "pause")  # pressed while it waits: it starts paused
+    time.sleep(1.0)     # (the relay has taken the command from the slot: it holds it)
+    assert m.stop(a, wait=30)
+    wait_for(lambda: m.db.get_run(c)["state"] == "paused", 120)  # a's CPU went to c
     r = m.db.get_run(c)
-    assert r["state"] == "running" and r["meta"]["node"] and not r["meta"].get("message")
-    actor, relay = r["meta"]["node_pid"], m.procs[c]
+    assert r["meta"]["node"] and not r["meta"].get("message") and r["step"] == 0
+    m.send(c, "resume")
+    wait_for(lambda: m.db.get_run(c)["step"] > 0, 60)
+    actor, relay = m.db.get_run(c)["meta"]["node_pid"], m.procs[c]
     assert m.db.end_if_live(c, "ended by a teacher's script")
-    wait_for(lambda: relay.poll() is not None, 10)
+    wait_for(lambda: relay.poll() is not None, 60)
     wait_for(lambda: actor not in trainers(), 30)
     r = m.db.get_run(c)
     time.sleep(1.0)

@@ -114,6 +114,8 @@ class RunManager:
             self.prune()
             try:
                 run_id = self.db.create_run(spec, name, session)
+                if ray:  # counted as the cluster's from now on, not once its relay has joined it (seconds)
+                    self.db.update_run(run_id, meta=dict(backend="ray", ray=ray))
             except storage.FileBusy as e:
                 raise RunsFileBusy(str(e)) from None
             except sqlite3.Error as e:

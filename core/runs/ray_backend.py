@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - the message is the point
     ray = None
 
 from core.runs import liveness, process
-from core.runs.db import RunDB
+from core.runs.db import FREE_COMMANDS, LIVE_STATES, RunDB
 
 START_SECONDS = 120.0   # an actor must be placed and answer within this (a node loads torch first)
 CALL_SECONDS = 10.0     # one round of exchanges may take this long before the head is checked
@@ -48,6 +48,7 @@ LOST_SECONDS = 10.0     # the head refusing connections this long: the cluster i
 CHECKPOINT_SECONDS = 10.0  # a remote trial's model travels back this often at most (pages look inside it)
 IDENTITY = ("pid", "host", "pid_start")  # the remote worker's own: the run row keeps the relay's
 POLL_SECONDS = 0.25     # a relay exchanges with its run this often (a page refreshes once a second)
+CPUS_SECONDS = 2.0      # runs waiting for a CPU ask the cluster how many are free this often
 
 
 class ClusterError(ValueError):
@@ -211,6 +212,7 @@ class Pending:
     ref: object                       # its start() call: ready once the cluster placed it and it began
     free_since: float | None = None   # since when the cluster has had a free CPU while this one waited
     said: bool = False                # the run's message says it waits for a CPU
+    held: str | None = None           # a command its page sent while it waited (Pause, Step): sent once it starts
 
 
 class RayCluster:
@@ -237,6 +239,8 @@ class RayCluster:
         self.db, self._own_db = (db, False) if db is not None else (RunDB(), True)
         self.trials = {}   # run id -> (actor, node)
         self.pending = {}  # run id -> Pending: asked for, not placed yet (a full cluster queues them)
+        self._cpus_at, self._cpu_counts = 0.0, (None, None)
+        self._ended_here = set()  # runs whose end their own worker wrote (its last records still to come)
         self.heard = {}    # run id -> a page's latest heartbeat (take_command's), for a relay's orphan clock
         self.lost = None
         self._silent_since = None  # when the head last stopped answering
@@ -281,9 +285,11 @@ class RayCluster:
         self._place(commands)
         calls = {}
         for run_id, (actor, node) in list(self.trials.items()):
-            if commands.get(run_id) == "ended":  # someone judged this run gone and ended it: their word stands
-                self._drop(run_id)
-                continue
+            if commands.get(run_id) == "ended":
+                if run_id not in self._ended_here:  # someone judged this run gone and ended it: their word stands
+                    self._drop(run_id)
+                    continue
+                commands[run_id] = None  # its own end, written before its samples and last model: collect them
             calls[run_id] = actor.exchange.remote(commands.get(run_id))
         if not calls:
             self._judge_head(True)
@@ -316,14 +322,28 @@ class RayCluster:
         self._judge_head(answered)
 
     def _place(self, commands):
-        """The runs waiting for their actor: placed ones join the trials; a stop (or an end someone else wrote)
-        ends a waiting one here; the rest wait, as long as the cluster is full, and say so on the run."""
+        """The runs waiting for their actor: a started one joins the trials, its first exchange carrying this
+        round's command or what its page asked while it waited (Pause, Step); a stop (or an end someone else
+        wrote) ends a waiting one here; the rest wait, as long as the cluster is full, and say so on the run."""
         if not self.pending:
             return
-        free = ray.available_resources().get("CPU", 0.0)
-        total = ray.cluster_resources().get("CPU", 0.0)
+        free, total = self._cpus()
         for run_id, p in list(self.pending.items()):
             cmd = commands.get(run_id) or ""
+            if ray.wait([p.ref], timeout=0)[0]:
+                del self.pending[run_id]
+                try:
+                    where = ray.get(p.ref, timeout=CALL_SECONDS)
+                except ray.exceptions.RayError as e:  # the actor died starting; its runtime env failed to build...
+                    _kill(p.actor)
+                    self.db.end_if_live(run_id, f"its Ray actor failed to start: {_cause(e)}")
+                    continue
+                node = where["node"]
+                meta = dict(node=node, node_host=where["hostname"], node_pid=where["pid"])
+                self.db.update_run(run_id, meta=dict(meta, message=None) if p.said else meta)  # no longer waiting
+                self.trials[run_id] = (p.actor, node)
+                commands[run_id] = cmd or p.held
+                continue
             if cmd == "ended" or cmd == "stop" or cmd.startswith("stop:"):
                 del self.pending[run_id]
                 _kill(p.actor)
@@ -331,31 +351,31 @@ class RayCluster:
                     why = cmd[len("stop:"):] or "stopped by the user"
                     self.db.end_if_live(run_id, f"{why}, before the Ray cluster placed it", state="stopped")
                 continue
-            if not ray.wait([p.ref], timeout=0)[0]:
-                # a full cluster is a queue, however long; a cluster with a free CPU that still does not start
-                # the actor for START_SECONDS (a node that cannot load torch, say) fails the run
-                p.free_since = (p.free_since or time.time()) if free >= 1 else None
-                if p.free_since and time.time() - p.free_since > START_SECONDS:
-                    del self.pending[run_id]
-                    _kill(p.actor)
-                    self.db.end_if_live(run_id, f"its Ray actor did not start within {START_SECONDS:.0f} s, "
-                                                "though the cluster had a free CPU")
-                elif free < 1 and not p.said:
-                    p.said = True
-                    self.db.update_run(run_id, meta=dict(message=f"waiting for a free CPU on the Ray cluster "
-                                                                 f"(all {total:.0f} are training)"))
+            if cmd and not (p.held and cmd.startswith(FREE_COMMANDS)):  # as the slot: a sample never replaces a pause
+                p.held = cmd
+            if free is None:  # the head did not say (going, or a blip): the next round judges
                 continue
-            del self.pending[run_id]
-            try:
-                where = ray.get(p.ref, timeout=CALL_SECONDS)
-            except ray.exceptions.RayError as e:  # the actor died starting; its runtime env failed to build...
+            # a full cluster is a queue, however long; a cluster with a free CPU that still does not start the
+            # actor for START_SECONDS (a node that cannot load torch, say) fails the run
+            p.free_since = (p.free_since or time.time()) if free >= 1 else None
+            if p.free_since and time.time() - p.free_since > START_SECONDS:
+                del self.pending[run_id]
                 _kill(p.actor)
-                self.db.end_if_live(run_id, f"its Ray actor failed to start: {_cause(e)}")
-                continue
-            node = where["node"]
-            meta = dict(node=node, node_host=where["hostname"], node_pid=where["pid"])
-            self.db.update_run(run_id, meta=dict(meta, message=None) if p.said else meta)  # no longer waiting
-            self.trials[run_id] = (p.actor, node)
+                self.db.end_if_live(run_id, f"its Ray actor did not start within {START_SECONDS:.0f} s, "
+                                            "though the cluster had a free CPU")
+            elif free < 1 and not p.said:
+                p.said = True
+                self.db.update_run(run_id, meta=dict(message=f"waiting for a free CPU on the Ray cluster "
+                                                             f"(all {total:.0f} are training)"))
+
+    def _cpus(self):
+        """(free, total) CPUs of the cluster, asked at most every CPUS_SECONDS and bounded (a head that dies
+        between our look and the call would keep it for minutes); (None, None) when the head did not say."""
+        if time.time() - self._cpus_at > CPUS_SECONDS:
+            self._cpus_at = time.time()
+            self._cpu_counts = _bounded(lambda: (ray.available_resources().get("CPU", 0.0),
+                                                 ray.cluster_resources().get("CPU", 0.0)), CALL_SECONDS) or (None, None)
+        return self._cpu_counts
 
     def _judge_head(self, answered):
         if answered or reachable(self.host, self.port):
@@ -378,10 +398,13 @@ class RayCluster:
     def _drop(self, run_id):
         actor, _ = self.trials.pop(run_id)
         self._unanswered.pop(run_id, None)
+        self._ended_here.discard(run_id)
         _kill(actor)
 
     def _write(self, run_id, records):
         for kind, fields in records:
+            if fields.get("state") and fields["state"] not in LIVE_STATES:
+                self._ended_here.add(run_id)
             if kind == "append":
                 for k in IDENTITY:
                     fields.pop(k, None)
@@ -453,6 +476,15 @@ def _relay(db, run_id, address, orphan_timeout, start_paused, signals, parent):
         return 0
     finally:
         cluster.close()
+
+
+def _bounded(fn, seconds):
+    """fn()'s value, or None when it raised or took longer than seconds (it finishes in a daemon thread)."""
+    box = []
+    t = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    t.start()
+    t.join(seconds)
+    return box[0] if box else None
 
 
 def _kill(actor):
