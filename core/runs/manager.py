@@ -53,10 +53,16 @@ def may_control(row, session, teacher=False):
 
 
 def _cluster(spec):
-    """The Ray cluster a run trains on (ZTH_RAY_ADDRESS), checked: NoCluster when it is set but not there.
-    None: this machine. Lecture 1's micrograd MLP stays here: it is tiny, and the page reads its frames' files."""
+    """The Ray cluster a run trains on (server_cluster). Lecture 1's micrograd MLP stays here: it is tiny, and
+    the page reads its frames' files."""
+    return None if spec.get("model") == "micrograd" else server_cluster()
+
+
+def server_cluster():
+    """The server's Ray cluster (ZTH_RAY_ADDRESS), checked now: NoCluster when it is set but not there, and
+    nothing trains here in its place. None: this machine."""
     address = settings.ray_address()
-    if not address or spec.get("model") == "micrograd":
+    if not address:
         return None
     from core.runs.ray_backend import ClusterError, check  # Ray is optional (requirements-ray.txt)
     try:

@@ -2,8 +2,8 @@
 Runs on a Ray cluster: each run an actor that runs the page's own worker loop (core.runs.worker) on a
 cluster node, its records relayed back into the runs file on the machine that holds it. Two users: an
 experiment's coordinator (many trials, core.experiments) and, with ZTH_RAY_ADDRESS, a dashboard server's own
-runs (one relay process per run, serve_relay below), so a classroom trains on the cluster while the server
-only draws.
+runs (one relay process per run, serve below), so a classroom trains on the cluster while the server only
+draws. A cluster with every CPU busy is a queue: a run waits for one, its row saying so, and can be stopped.
 
     relay (this machine, the runs file)                   Ray actor (a cluster node)
       create the run row; the run's worker is this      worker._serve(Relay, run_id): the same loop, recorder,
@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - the message is the point
 from core.runs import liveness, process
 from core.runs.db import FREE_COMMANDS, LIVE_STATES, RunDB
 
-START_SECONDS = 120.0   # an actor must be placed and answer within this (a node loads torch first)
+START_SECONDS = 120.0   # with a CPU free on the cluster, an actor must start within this (a node loads torch)
 CALL_SECONDS = 10.0     # one round of exchanges may take this long before the head is checked
 LOST_SECONDS = 10.0     # the head refusing connections this long: the cluster is lost (a blip is shorter)
 CHECKPOINT_SECONDS = 10.0  # a remote trial's model travels back this often at most (pages look inside it)
@@ -217,7 +217,7 @@ class Pending:
 
 class RayCluster:
     """Runs on a cluster, relayed into this machine's runs file: start / pump / stop / close, the backend
-    core.experiments.coordinator drives like LocalPool; launch / pump for a run that exists (serve_relay)."""
+    core.experiments.coordinator drives like LocalPool; launch / pump for a run that exists (serve)."""
 
     kind = "ray"
 
@@ -255,10 +255,10 @@ class RayCluster:
     def launch(self, run_id, paused=False):
         """Ask the cluster for an actor for a run the runs file holds, and return at once: pump() follows it. A
         full cluster is a queue: the run waits, "starting", its message saying so, and a Stop ends it there."""
-        row = self.db.get_run(run_id)
         # this process serves the run's command slot: to the runs file it is the run's worker (a dead
         # relay is noticed by any reader, and the run ends with that cause)
         self.db.update_run(run_id, meta=dict(backend="ray", ray=self.address), **liveness.identity())
+        row = self.db.get_run(run_id)
         src = row["spec"].get("data") or {}
         words = Path(src["path"]).read_text(encoding="utf-8") if src.get("kind") == "file" else None
         if self.lost or not reachable(self.host, self.port):
@@ -267,7 +267,7 @@ class RayCluster:
                                                      "actor started (its head refuses connections)")
             return
         actor = self.remote.remote()
-        self.pending[run_id] = Pending(actor, actor.start.remote(run_id, self.db.get_run(run_id), words, paused))
+        self.pending[run_id] = Pending(actor, actor.start.remote(run_id, row, words, paused))
 
     def pump(self, override=None):
         """One exchange with every live run: commands out, records in; faults end the runs they hit. Runs

@@ -45,14 +45,10 @@ GENERATED_CHARS = 300  # GPT: characters generated at every loss estimate...
 GENERATED_KEPT = 12    # ...of which the run's meta keeps the first and the latest few
 
 
-def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False, server=None, ray=None):
+def serve(db_path, run_id, orphan_timeout=30.0, start_paused=False, server=None):
     """Worker process entry point: build the run from its spec, then train as commanded. Returns the
     process's exit code. server: the pid of the server that started it (default: the parent process).
-    ray: a Ray cluster's address; the run then trains there, and core.runs.ray_backend.serve relays it
-    (the manager starts that module instead: it loads no torch)."""
-    if ray:
-        from core.runs import ray_backend  # Ray is optional (requirements-ray.txt)
-        return ray_backend.serve(db_path, run_id, orphan_timeout, start_paused, server, ray)
+    (A run on a Ray cluster is relayed by core.runs.ray_backend instead: that process loads no torch.)"""
     configure_torch(1)
     db, signals, parent = process.start(db_path, server)
     try:
@@ -235,4 +231,4 @@ def _samples(run, info, n, train_mode):
 
 if __name__ == "__main__":  # python -m core.runs.worker DB RUN_ID ORPHAN_SECONDS [--paused] [--server=PID]
     db_path, run_id, orphan, opts = process.arguments(sys.argv[1:])
-    sys.exit(serve(db_path, run_id, orphan, **opts))
+    sys.exit(serve(db_path, run_id, orphan, opts["start_paused"], opts["server"]))

@@ -13,7 +13,7 @@ import tomllib
 from core.experiments import coordinator
 from core.experiments import study as studies
 from core.experiments.spec import ExperimentError, parse
-from core.runs import settings
+from core.runs.manager import NoCluster, server_cluster
 from dashboard import state
 from dashboard.plot import experiments as plots
 from dashboard.ui.registry import manager
@@ -234,16 +234,12 @@ def _resume(name):
 
 
 def _cluster():
-    """The server's Ray cluster (ZTH_RAY_ADDRESS), checked now: one that is not there is an error on the page,
-    and nothing starts (never the local pool instead). None: the local pool."""
-    ray = settings.ray_address()
-    if ray:
-        from core.runs.ray_backend import ClusterError, check  # Ray is optional (requirements-ray.txt)
-        try:
-            check(ray)
-        except ClusterError as e:
-            raise ExperimentError(f"{e} (this server's ZTH_RAY_ADDRESS)") from None
-    return ray
+    """The server's Ray cluster, checked now: one that is not there is an error on the page, and nothing starts
+    (never the local pool instead). None: the local pool."""
+    try:
+        return server_cluster()
+    except NoCluster as e:
+        raise ExperimentError(str(e)) from None
 
 
 def _csv(rows):
